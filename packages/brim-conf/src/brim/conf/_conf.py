@@ -1,0 +1,304 @@
+"""The :class:`Conf` object: files read in order, sections, typed getters.
+
+A Conf is a plain mapping of section name to option name to string value,
+remembering where each value was written so that every error can point at the
+line to fix. Typed getters turn strings into values at the moment a program
+asks, with the program's own default, so one Conf can serve many readers that
+each know only their own options.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from ._errors import ConfError, format_error
+from ._parse import ParseError, Source, canonical_section, parse_text
+
+T = TypeVar("T")
+
+#: The section whose options are the defaults that subconfigs fall back to.
+MAIN_SECTION = "brim"
+
+_TRUE = frozenset(("yes", "true", "on", "1"))
+_FALSE = frozenset(("no", "false", "off", "0"))
+_GLOB_CHARS = frozenset("*?[")
+
+
+class Conf:
+    """Configuration read from one or more INI-style files.
+
+    ``store`` maps section names to ``{option: value}`` dicts of strings, for
+    building a Conf in code; most programs use :meth:`read` instead. Section
+    ``[brimd]`` is the same section as ``[brim]``. Option names are
+    case-insensitive (stored lower case); section names are not.
+    """
+
+    def __init__(
+        self,
+        store: Mapping[str, Mapping[str, str]] | None = None,
+        files: Sequence[str] = (),
+    ) -> None:
+        self.store: dict[str, dict[str, str]] = {}
+        self.files: list[str] = list(files)
+        self._where: dict[tuple[str, str], Source] = {}
+        self._headers: dict[str, tuple[str, Source | None]] = {}
+        for section, options in (store or {}).items():
+            key = canonical_section(section)
+            target = self.store.setdefault(key, {})
+            self._headers.setdefault(key, (key, None))
+            for name, value in options.items():
+                target[name.lower()] = str(value)
+        self._apply_shorthands()
+
+    # -- building ---------------------------------------------------------
+
+    @classmethod
+    def read(cls, paths: Iterable[str], *, missing_ok: bool = False) -> Conf:
+        """Read ``paths`` in order; a later file overrides an earlier one option by option.
+
+        With ``missing_ok`` (for a program's default locations) a file that
+        does not exist is skipped; otherwise it is a :class:`ConfError`, as is
+        a file that cannot be read, is a directory, or is not UTF-8. Files
+        named by ``additional_confs`` in a file's ``[brim]`` section are read
+        right after it, relative to its directory.
+        """
+        conf = cls()
+        for path in paths:
+            conf._read_file(os.path.expanduser(path), missing_ok=missing_ok, chain=())
+        conf._apply_shorthands()
+        return conf
+
+    @classmethod
+    def from_string(cls, text: str, name: str = "<string>") -> Conf:
+        """Build a Conf from the text of one file (its includes are relative to the cwd)."""
+        conf = cls()
+        conf._merge_text(text, name, chain=(), base=os.getcwd())
+        conf._apply_shorthands()
+        return conf
+
+    def _read_file(self, path: str, *, missing_ok: bool, chain: tuple[str, ...]) -> None:
+        real = os.path.realpath(path)
+        if real in chain:
+            cycle = " -> ".join([*chain, real])
+            raise ConfError(f"{path}: additional_confs include cycle ({cycle})")
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            if missing_ok:
+                return
+            raise ConfError(f"{path}: conf file not found") from None
+        except IsADirectoryError:
+            raise ConfError(f"{path}: is a directory, not a conf file") from None
+        except PermissionError:
+            raise ConfError(f"{path}: permission denied reading conf file") from None
+        except OSError as err:
+            raise ConfError(f"{path}: cannot read conf file: {err.strerror or err}") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise ConfError(
+                f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line})"
+            ) from None
+        self.files.append(path)
+        self._merge_text(text, path, chain=(*chain, real), base=os.path.dirname(real))
+
+    def _merge_text(self, text: str, path: str, *, chain: tuple[str, ...], base: str) -> None:
+        try:
+            sections = parse_text(text, path)
+        except ParseError as err:
+            where = f" ({err.source})" if err.source else ""
+            raise ConfError(f"{err.message}{where}") from None
+        includes: tuple[str, Source] | None = None
+        for section in sections:
+            target = self.store.setdefault(section.key, {})
+            if section.key not in self._headers or self._headers[section.key][1] is None:
+                self._headers[section.key] = (section.header, section.source)
+            for name, (value, source) in section.options.items():
+                target[name] = value
+                self._where[(section.key, name)] = source
+                if section.key == MAIN_SECTION and name == "additional_confs":
+                    includes = (value, source)
+        if includes:
+            for pattern in includes[0].split():
+                self._include(pattern, base, includes[1], chain)
+
+    def _include(self, pattern: str, base: str, source: Source, chain: tuple[str, ...]) -> None:
+        pattern = os.path.join(base, os.path.expanduser(pattern))
+        if _GLOB_CHARS & set(pattern):
+            for match in sorted(glob.glob(pattern)):
+                self._read_file(match, missing_ok=False, chain=chain)
+            return
+        try:
+            self._read_file(pattern, missing_ok=False, chain=chain)
+        except ConfError as err:
+            raise ConfError(f"{err} (named by additional_confs, {source})") from None
+
+    def _apply_shorthands(self) -> None:
+        """``wsgi = a b`` in [brim] is a ``[wsgi]`` subconfig with ``apps = a b``."""
+        apps = self.store.get(MAIN_SECTION, {}).get("wsgi")
+        if apps is None:
+            return
+        section = self.store.setdefault("wsgi", {})
+        existing = section.get("apps")
+        if existing is not None and existing != apps:
+            raise self.error(
+                MAIN_SECTION,
+                "wsgi",
+                "conflicts with 'apps' in [wsgi]; set the app list in one place only",
+            )
+        section["apps"] = apps
+        where = self._where.get((MAIN_SECTION, "wsgi"))
+        if where is not None:
+            self._where[("wsgi", "apps")] = where
+        self._headers.setdefault("wsgi", ("wsgi", where))
+
+    # -- looking things up ------------------------------------------------
+
+    def sections(self) -> list[str]:
+        """Every section name, in the order first seen."""
+        return list(self.store)
+
+    def has_section(self, section: str) -> bool:
+        return canonical_section(section) in self.store
+
+    def options(self, section: str) -> dict[str, str]:
+        """A copy of a section's options (empty if the section is absent)."""
+        return dict(self.store.get(canonical_section(section), {}))
+
+    def subconfigs(self, kind: str) -> list[str]:
+        """Sections of one kind: ``kind`` itself, its repeats, and ``kind#name`` ones."""
+        prefix = f"{kind}#"
+        return [name for name in self.store if name == kind or name.startswith(prefix)]
+
+    def where(self, section: str, option: str) -> str:
+        """``'brimd.conf line 3'`` for a value read from a file, else ``''``."""
+        source = self._where.get((canonical_section(section), option.lower()))
+        return str(source) if source else ""
+
+    def error(self, section: str, option: str | None, message: str) -> ConfError:
+        """A ConfError about ``[section] option`` that names where it was set.
+
+        Programs use this for their own checks, so their messages look like
+        brim-conf's: ``[wsgi] port: 'eighty' is not an integer (brimd.conf line 3)``.
+        """
+        key = canonical_section(section)
+        header, header_source = self._headers.get(key, (key, None))
+        where = self.where(key, option) if option else ""
+        if not where and header_source is not None:
+            where = str(header_source)
+        return ConfError(format_error(header, option, message, where))
+
+    def _raw(self, section: str, option: str, inherit: bool) -> tuple[str | None, str]:
+        key = canonical_section(section)
+        option = option.lower()
+        value = self.store.get(key, {}).get(option)
+        if value is None and inherit and key != MAIN_SECTION:
+            value = self.store.get(MAIN_SECTION, {}).get(option)
+            if value is not None:
+                return value, MAIN_SECTION
+        return value, key
+
+    def get(
+        self, section: str, option: str, default: T | None = None, *, inherit: bool = False
+    ) -> str | T | None:
+        """The option's string value, or ``default`` when it is not set.
+
+        With ``inherit``, an option missing from ``section`` is looked up in
+        ``[brim]``, where the server-wide defaults live.
+        """
+        value, _ = self._raw(section, option, inherit)
+        return default if value is None else value
+
+    def get_bool(
+        self, section: str, option: str, default: bool = False, *, inherit: bool = False
+    ) -> bool:
+        """yes/no, true/false, on/off or 1/0, in any case."""
+        value, found = self._raw(section, option, inherit)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise self.error(
+            found, option, f"{value!r} is not a boolean (use yes/no, true/false, on/off or 1/0)"
+        )
+
+    def get_int(
+        self,
+        section: str,
+        option: str,
+        default: int | None = None,
+        *,
+        inherit: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        value, found = self._raw(section, option, inherit)
+        if value is None:
+            return default
+        try:
+            number = int(value.strip(), 10)
+        except ValueError:
+            raise self.error(found, option, f"{value!r} is not an integer") from None
+        return self._bounded(found, option, number, minimum, maximum)
+
+    def get_float(
+        self,
+        section: str,
+        option: str,
+        default: float | None = None,
+        *,
+        inherit: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float | None:
+        value, found = self._raw(section, option, inherit)
+        if value is None:
+            return default
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise self.error(found, option, f"{value!r} is not a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise self.error(found, option, f"{value!r} is not a finite number")
+        return self._bounded(found, option, number, minimum, maximum)
+
+    def get_path(
+        self, section: str, option: str, default: str | None = None, *, inherit: bool = False
+    ) -> str | None:
+        """A filesystem path with ``~`` expanded."""
+        value, _ = self._raw(section, option, inherit)
+        if value is None or not value.strip():
+            return default
+        return os.path.expanduser(value.strip())
+
+    def get_list(
+        self,
+        section: str,
+        option: str,
+        default: Sequence[str] = (),
+        *,
+        inherit: bool = False,
+    ) -> list[str]:
+        """Words separated by spaces (or new lines, for long lists)."""
+        value, _ = self._raw(section, option, inherit)
+        if value is None:
+            return list(default)
+        return value.split()
+
+    def _bounded(self, section: str, option: str, number, minimum, maximum):
+        if minimum is not None and number < minimum:
+            raise self.error(section, option, f"{number} is too small (at least {minimum})")
+        if maximum is not None and number > maximum:
+            raise self.error(section, option, f"{number} is too large (at most {maximum})")
+        return number
+
+    def __repr__(self) -> str:
+        return f"Conf(files={self.files!r}, sections={self.sections()!r})"
