@@ -1,0 +1,151 @@
+"""One process's bucket of stats: the object an app sees as ``env['brim.stats']``.
+
+The hot path (incr, set, get) is a dict lookup from name to word index and a
+read or write of one word of the shared memoryview. Everything unusual (an
+undeclared name, a float, a negative number, a counter at 2**64 - 1) leaves the
+fast path through an exception and is handled by a slower helper, so the common
+case pays nothing for it.
+
+A bucket has one writer: the process that owns it, on one OS thread (green
+threads are fine, they never switch inside an increment). Two OS threads
+incrementing the same bucket can lose increments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+from typing import TYPE_CHECKING
+
+from ._declare import START_TIME, StatsError
+
+if TYPE_CHECKING:
+    from ._store import StatsStore
+
+_MASK = (1 << 64) - 1
+
+
+class StatsBucket:
+    """get/set/incr on one bucket of the shared store.
+
+    Values are unsigned 64-bit integers. ``set`` stores ``int(value)`` modulo
+    2**64: a float is truncated toward zero (``time()`` works), a negative
+    number wraps as a C cast to uint64 would (``-1`` reads back as
+    ``2**64 - 1``), and a too-large one keeps its low 64 bits. ``incr`` past
+    ``2**64 - 1`` wraps to 0. A name that was never declared never breaks a
+    request: ``get`` returns 0 and ``set``/``incr`` do nothing; each such name
+    is logged once (as a warning) per process.
+    """
+
+    __slots__ = ('_base', '_index', '_names', '_warned', '_words', 'group', 'index', 'logger',
+                 'store')
+
+    def __init__(
+        self,
+        store: StatsStore,
+        group: str,
+        index: int,
+        words: memoryview,
+        base: int,
+        names: dict[str, int],
+        logger: logging.Logger,
+    ):
+        self.store = store
+        self.group = group
+        self.index = index
+        self.logger = logger
+        self._words = words
+        self._base = base
+        self._names = names
+        self._index = {name: base + i for name, i in names.items()}
+        self._warned: set[str] = set()
+
+    def get(self, name: str) -> int:
+        """The stat's current value; 0 for a name that was never declared."""
+        try:
+            return self._words[self._index[name]]
+        except KeyError:
+            self._unknown(name, 'get')
+            return 0
+
+    def set(self, name: str, value: int | float) -> None:
+        """Store ``int(value)`` modulo 2**64 (see the class docstring)."""
+        try:
+            self._words[self._index[name]] = value
+        except KeyError:
+            self._unknown(name, 'set')
+        except (TypeError, ValueError):
+            self._set_slow(name, value)
+
+    def incr(self, name: str) -> None:
+        """Add 1 to the stat (wrapping to 0 past 2**64 - 1)."""
+        try:
+            self._words[self._index[name]] += 1
+        except KeyError:
+            self._unknown(name, 'incr')
+        except ValueError:
+            self._wrap(self._index[name])
+
+    def index_of(self, name: str) -> int | None:
+        """The stat's position within a bucket of this group, for incr_at; None if undeclared.
+
+        The position is the same for every bucket of the group, so it can be
+        looked up once, before the workers fork.
+        """
+        return self._names.get(name)
+
+    def incr_at(self, i: int) -> None:
+        """incr() by position: the fastest path, for a server's own per-request counters.
+
+        ``i`` must come from index_of() on a bucket of the same group; it is
+        not checked.
+        """
+        try:
+            self._words[self._base + i] += 1
+        except ValueError:
+            self._wrap(self._base + i)
+
+    def mark_started(self, now: float | None = None) -> None:
+        """Record that this bucket's process (re)started now, or at ``now``.
+
+        Counters are left as they are: a restarted worker carries on from
+        where its predecessor stopped, so overall counts never go backwards.
+        """
+        self.set(START_TIME, time.time() if now is None else now)
+
+    def as_dict(self) -> dict[str, int]:
+        """This bucket's stats by name."""
+        words = self._words
+        return {name: words[i] for name, i in self._index.items()}
+
+    def _set_slow(self, name: str, value: object) -> None:
+        """set() for anything the memoryview refused: floats, negatives, > 64 bits."""
+        if isinstance(value, float) and not math.isfinite(value):
+            self._warn_once(name, f'brim.stats: set({name!r}, {value!r}) ignored: not finite')
+            return
+        if isinstance(value, str) or not isinstance(value, numbers.Real):
+            raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
+        self._words[self._index[name]] = int(value) & _MASK
+
+    def _wrap(self, i: int) -> None:
+        """An increment overflowed (or the store is closed, which re-raises here)."""
+        if self._words[i] != _MASK:
+            raise StatsError(f'stats bucket {self.group}[{self.index}] refused a write')
+        self._words[i] = 0
+
+    def _unknown(self, name: str, op: str) -> None:
+        self._warn_once(
+            name,
+            f'brim.stats: {op}({name!r}) on undeclared stat (group {self.group!r}); '
+            'declare it in stats_conf',
+        )
+
+    def _warn_once(self, name: str, message: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            self.logger.warning(message)
+
+    def __repr__(self) -> str:
+        return f'<StatsBucket {self.group}[{self.index}]>'
