@@ -1,0 +1,38 @@
+"""The project's own checks: ruff is clean and the docs build without a warning."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=str(pathlib.Path(sys.executable).parent)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed in the test environment")
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_ruff_is_clean():
+    run = subprocess.run(
+        [_tool("ruff"), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True,
+        timeout=110,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.timeout(300)
+def test_docs_build_with_no_warning(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         str(ROOT / "docs"), str(tmp_path / "html")],
+        capture_output=True, text=True, timeout=290,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
