@@ -1,0 +1,71 @@
+"""brim.supervisor: keep worker processes alive, the way a Unix daemon should.
+
+A standalone, stdlib-only library (setproctitle is an optional extra) for
+daemons that pre-fork workers:
+
+* :class:`Supervisor` -- one master loop keeping named groups of forked
+  workers alive: restarts with back-off, hung-worker kills, TERM/QUIT/HUP
+  handling, socket hand-over to a successor.
+* :class:`WorkerContext` -- what each worker's ``target(ctx)`` receives.
+* :class:`PidFile` and :func:`status` -- atomic, stale-aware pid files with
+  LSB status codes.
+* :func:`daemonize`, :func:`drop_privileges`, :func:`set_process_title`.
+* :func:`listen_tcp`, :func:`listen_udp`, :func:`server_ssl_context`.
+* :func:`fetch_sockets` and friends -- SCM_RIGHTS socket hand-over.
+* :class:`SupervisorError` -- the one exception type.
+"""
+
+from brim.supervisor.daemon import daemonize, drop_privileges, is_daemonized, parse_umask
+from brim.supervisor.errors import SupervisorError
+from brim.supervisor.handover import (
+    answer_handover,
+    fetch_sockets,
+    recv_sockets,
+    send_sockets,
+    serve_handover,
+)
+from brim.supervisor.master import DRAIN_SIGNAL, Supervisor, describe_status
+from brim.supervisor.output import LoggerWriter, capture_output
+from brim.supervisor.pidfile import (
+    STATUS_DEAD_PIDFILE_EXISTS,
+    STATUS_NOT_RUNNING,
+    STATUS_RUNNING,
+    STATUS_UNKNOWN,
+    PidFile,
+    status,
+)
+from brim.supervisor.proctitle import can_set_process_title, get_process_title, set_process_title
+from brim.supervisor.sockets import format_address, listen_tcp, listen_udp, server_ssl_context
+from brim.supervisor.worker import WorkerContext
+
+__all__ = [
+    "DRAIN_SIGNAL",
+    "STATUS_DEAD_PIDFILE_EXISTS",
+    "STATUS_NOT_RUNNING",
+    "STATUS_RUNNING",
+    "STATUS_UNKNOWN",
+    "LoggerWriter",
+    "PidFile",
+    "Supervisor",
+    "SupervisorError",
+    "WorkerContext",
+    "answer_handover",
+    "can_set_process_title",
+    "capture_output",
+    "daemonize",
+    "describe_status",
+    "drop_privileges",
+    "fetch_sockets",
+    "format_address",
+    "get_process_title",
+    "is_daemonized",
+    "listen_tcp",
+    "listen_udp",
+    "parse_umask",
+    "recv_sockets",
+    "send_sockets",
+    "serve_handover",
+    "server_ssl_context",
+    "set_process_title",
+    "status",
+]

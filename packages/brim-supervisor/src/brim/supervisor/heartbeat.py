@@ -1,0 +1,56 @@
+"""A tiny shared-memory slot per worker: its heartbeat and a drain request.
+
+Why shared memory: the worker proves it is alive by storing a timestamp,
+which costs no system call and no master wake-up; the master reads it only
+when it checks for hung workers. The same slot carries the master's "drain
+now" flag, so a worker can learn it is being retired by reading memory,
+without relying on its own signal handlers.
+
+Layout (16 bytes, one anonymous shared mapping made before each fork):
+offset 0 a double, the worker's last ``time.monotonic()``; offset 8 one byte,
+1 once the master asked the worker to drain. CLOCK_MONOTONIC is system-wide,
+so the master can compare the worker's timestamps with its own clock.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+_STAMP = struct.Struct("d")
+_DRAIN_OFFSET = 8
+_SIZE = 16
+
+
+class HeartbeatSlot:
+    """One worker's slot; created by the master, inherited by the child at fork."""
+
+    __slots__ = ("_mm",)
+
+    def __init__(self) -> None:
+        self._mm: mmap.mmap | None = mmap.mmap(-1, _SIZE)  # MAP_SHARED | MAP_ANONYMOUS
+        self.beat()
+
+    def beat(self) -> None:
+        """Store the current monotonic time: "I am alive and making progress"."""
+        if self._mm is not None:
+            _STAMP.pack_into(self._mm, 0, time.monotonic())
+
+    def last(self) -> float:
+        """The monotonic time of the last beat (0.0 once closed)."""
+        if self._mm is None:
+            return 0.0
+        return _STAMP.unpack_from(self._mm, 0)[0]
+
+    def request_drain(self) -> None:
+        if self._mm is not None:
+            self._mm[_DRAIN_OFFSET] = 1
+
+    def drain_requested(self) -> bool:
+        return self._mm is not None and self._mm[_DRAIN_OFFSET] == 1
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None

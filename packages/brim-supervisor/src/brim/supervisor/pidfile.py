@@ -1,0 +1,182 @@
+"""Pid files that are written atomically and know a stale one when they see it.
+
+The file holds the pid on its first line (what every other tool expects) and,
+where /proc exists, the process's start time on the second line. A pid file is
+*stale* when its process is gone, or when the pid now belongs to a different
+process (the start time differs, or — for files without a start time — the
+command line does not contain the expected ``name``). A stale file never
+blocks a start.
+
+:func:`status` maps this onto the LSB init-script exit codes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+from brim.supervisor._linux import process_start_time
+from brim.supervisor.errors import SupervisorError
+
+#: LSB ``status`` exit codes.
+STATUS_RUNNING = 0
+STATUS_DEAD_PIDFILE_EXISTS = 1
+STATUS_NOT_RUNNING = 3
+STATUS_UNKNOWN = 4
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it just is not ours to signal
+    return True
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+class PidFile:
+    """One pid file at *path*.
+
+    *name*, when given, is a fallback identity check for files that carry no
+    start time (written by another tool, or on a system without /proc): the
+    process's command line must contain it for the pid to count as ours.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        self.path = os.fspath(path)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"PidFile({self.path!r})"
+
+    def _read_lines(self) -> list[str] | None:
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as f:
+                return f.read(4096).split()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot read pid file {self.path}: {err.strerror or err}"
+            ) from None
+
+    def read(self) -> int | None:
+        """The pid in the file, or None when there is no file or no valid pid."""
+        lines = self._read_lines()
+        if not lines:
+            return None
+        try:
+            pid = int(lines[0])
+        except ValueError:
+            return None
+        return pid if pid > 0 else None
+
+    def exists(self) -> bool:
+        """Whether the file itself is there (stale or not)."""
+        return os.path.lexists(self.path)
+
+    def is_running(self) -> bool:
+        """Whether the process the file names is alive *and* is the one that wrote it."""
+        lines = self._read_lines()
+        if not lines:
+            return False
+        try:
+            pid = int(lines[0])
+        except ValueError:
+            return False
+        if pid <= 0 or not _pid_exists(pid):
+            return False
+        if len(lines) > 1:
+            current = process_start_time(pid)
+            if current is not None:
+                try:
+                    return int(lines[1]) == current
+                except ValueError:
+                    return False
+        if self.name is not None:
+            cmdline = _cmdline(pid)
+            if cmdline is not None:
+                return self.name in cmdline
+        return True
+
+    def write(self, pid: int | None = None) -> None:
+        """Write *pid* (default: this process) atomically: temp file, then rename.
+
+        A reader therefore sees either the old file or the whole new one, never
+        a half-written pid. The directory must exist.
+        """
+        pid = os.getpid() if pid is None else pid
+        start = process_start_time(pid)
+        text = f"{pid}\n" if start is None else f"{pid}\n{start}\n"
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            fd, tmp = tempfile.mkstemp(
+                prefix="." + os.path.basename(self.path) + ".", dir=directory
+            )
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot write pid file {self.path}: {err.strerror or err}"
+            ) from None
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except OSError as err:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise SupervisorError(
+                f"cannot write pid file {self.path}: {err.strerror or err}"
+            ) from None
+
+    def remove(self, force: bool = False) -> bool:
+        """Remove the file if it names this process (or always, with *force*).
+
+        Why the check: after a hand-over restart the new master has rewritten
+        the file, and the old master must not delete it on its way out.
+        Returns whether a file was removed.
+        """
+        if not force and self.read() != os.getpid():
+            return False
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            if err.errno == errno.ENOENT:
+                return False
+            raise SupervisorError(
+                f"cannot remove pid file {self.path}: {err.strerror or err}"
+            ) from None
+        return True
+
+
+def status(path: str | os.PathLike[str], name: str | None = None) -> int:
+    """LSB status of the process named by the pid file at *path*.
+
+    0: running; 1: dead but the pid file exists (stale); 3: not running
+    (no pid file); 4: unknown (the file cannot be read).
+    """
+    pidfile = PidFile(path, name=name)
+    try:
+        if pidfile.is_running():
+            return STATUS_RUNNING
+    except SupervisorError:
+        return STATUS_UNKNOWN
+    if pidfile.exists():
+        return STATUS_DEAD_PIDFILE_EXISTS
+    return STATUS_NOT_RUNNING

@@ -1,0 +1,138 @@
+"""Listening sockets: TCP (IPv4, IPv6, all addresses), UDP, and a TLS context.
+
+Sockets are bound in the master before workers are forked, so every worker
+inherits the same listening socket and the kernel spreads connections among
+them. Binding retries on "address in use" for *retry* seconds because a
+previous instance may still be letting go of the port.
+
+Host spelling: ``"*"`` or ``""`` means every address. It binds ``::`` with
+IPV6_V6ONLY off, one dual-stack socket that accepts IPv4 and IPv6 clients; on
+a host without IPv6 it falls back to ``0.0.0.0``. ``"0.0.0.0"`` and ``"::"``
+mean exactly what they say. An IPv6 literal may be written with or without
+brackets (``"[::1]"`` or ``"::1"``); a name is resolved and its first address
+used.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import time
+
+from brim.supervisor.errors import SupervisorError
+
+_RETRY_STEP = 0.25
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` with IPv6 hosts in brackets, as error messages show them."""
+    host = host or "*"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _candidates(host: str, port: int, socktype: int) -> list[tuple[int, tuple, bool]]:
+    """(family, sockaddr, dual_stack) choices for *host*, best first."""
+    if host in ("*", ""):
+        choices = []
+        if socket.has_ipv6:
+            choices.append((socket.AF_INET6, ("::", port, 0, 0), True))
+        choices.append((socket.AF_INET, ("0.0.0.0", port), False))
+        return choices
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype, 0, socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise SupervisorError(
+            f"cannot bind {format_address(host, port)}: unknown host ({err.strerror})"
+        ) from None
+    return [(infos[0][0], infos[0][4], False)]
+
+
+def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float) -> socket.socket:
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise SupervisorError(f"cannot bind {format_address(host, port)}: invalid port")
+    choices = _candidates(host, port, socktype)
+    deadline = time.monotonic() + max(0.0, retry)
+    while True:
+        last: OSError | None = None
+        for family, addr, dual in choices:
+            try:
+                sock = socket.socket(family, socktype)
+            except OSError as err:
+                if err.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                    last = err
+                    continue  # no IPv6 here: try the next choice
+                raise
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
+                sock.bind(addr)
+                if backlog is not None:
+                    sock.listen(backlog)
+                return sock
+            except OSError as err:
+                sock.close()
+                last = err
+                if dual and err.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    continue  # IPv6 present but unusable: fall back to 0.0.0.0
+                break
+        assert last is not None
+        if last.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+            time.sleep(min(_RETRY_STEP, max(0.0, deadline - time.monotonic())))
+            continue
+        reason = (last.strerror or str(last)).lower()
+        if last.errno == errno.EADDRINUSE and retry > 0:
+            reason += f" (still, after retrying for {retry:g}s)"
+        raise SupervisorError(f"cannot bind {format_address(host, port)}: {reason}")
+
+
+def listen_tcp(
+    host: str, port: int, backlog: int = 4096, retry: float = 30.0
+) -> socket.socket:
+    """A listening TCP socket on *host*:*port* (port 0: the OS picks one).
+
+    SO_REUSEADDR is set; "address in use" is retried for *retry* seconds;
+    any other failure raises :class:`SupervisorError` at once.
+    """
+    return _bind(host, port, socket.SOCK_STREAM, backlog, retry)
+
+
+def listen_udp(host: str, port: int, retry: float = 30.0) -> socket.socket:
+    """A bound UDP socket on *host*:*port*; same host rules and retries as TCP."""
+    return _bind(host, port, socket.SOCK_DGRAM, None, retry)
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context loaded from *certfile* and *keyfile*.
+
+    The key may live in the certificate file (then leave *keyfile* None).
+    The caller wraps each accepted connection itself
+    (``ctx.wrap_socket(conn, server_side=True)``). Missing, unreadable or
+    mismatched files raise :class:`SupervisorError` naming the file.
+    """
+    for label, path in (("certificate", certfile), ("key", keyfile)):
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise SupervisorError(f"cannot load TLS {label} {path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise SupervisorError(f"cannot load TLS {label} {path}: permission denied")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as err:
+        what = f"{certfile} / {keyfile}" if keyfile else certfile
+        reason = err.reason or str(err)
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            reason = "the key does not match the certificate"
+        raise SupervisorError(f"cannot load TLS certificate and key {what}: {reason}") from None
+    except OSError as err:
+        raise SupervisorError(
+            f"cannot load TLS certificate {certfile}: {err.strerror or err}"
+        ) from None
+    return ctx
