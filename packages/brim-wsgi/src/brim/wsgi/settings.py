@@ -1,0 +1,90 @@
+"""The options of a WSGI subconfig, declared once, and reading them.
+
+brimd merges this table with its own to validate confs, write
+``brimd.conf-sample`` and the conf reference, so an option added here is
+documented everywhere at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from brim.conf import Conf, Option, read_options
+
+from .chain import load_object
+
+if TYPE_CHECKING:
+    from .http import HTTPSettings
+
+#: Options of ``[wsgi]`` subconfigs; all but ``apps`` fall back to ``[brim]``.
+WSGI_OPTIONS: tuple[Option, ...] = (
+    Option("apps", "list", (), "The WSGI apps to chain, in order; each names a section "
+           "with a 'call' option. Unclaimed requests get 404."),
+    Option("client_timeout", "float", 60.0, "Seconds a client may stay silent before the "
+           "connection is dropped (counted as 408 mid-request).", inherit=True, minimum=0.001),
+    Option("concurrent_per_worker", "int", 1024, "Connections each worker serves at once.",
+           inherit=True, minimum=1),
+    Option("wsgi_input_iter_chunk_size", "int", 4096, "Bytes per item when an app iterates "
+           "over wsgi.input.", inherit=True, minimum=1),
+    Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes gathered from an app's "
+           "iterable before writing a chunk of a chunked response.", inherit=True, minimum=1),
+    Option("log_headers", "bool", False, "Add every request header to the request log line.",
+           inherit=True),
+    Option("count_status_codes", "list", ("404", "408", "499", "501"), "Status codes that "
+           "get a stat of their own (status_<code>_count).", inherit=True),
+    Option("json_dumps", "str", "json.dumps", "Dotted name of the JSON encoder apps get as "
+           "env['brim.json_dumps'] (e.g. orjson.dumps).", inherit=True),
+    Option("json_loads", "str", "json.loads", "Dotted name of the JSON decoder apps get as "
+           "env['brim.json_loads'].", inherit=True),
+    Option("max_request_line", "int", 8190, "Longest request line accepted (else 414).",
+           inherit=True, minimum=64),
+    Option("max_header_size", "int", 65536, "Most header bytes accepted (else 431).",
+           inherit=True, minimum=256),
+    Option("max_headers", "int", 100, "Most header fields accepted (else 431).",
+           inherit=True, minimum=1),
+)
+
+
+def status_codes(conf: Conf, section: str) -> tuple[int, ...]:
+    """``count_status_codes`` as ints, each a real HTTP status code."""
+    found = section if conf.get(section, "count_status_codes") is not None else "brim"
+    codes = []
+    for word in conf.get_list(section, "count_status_codes", ("404", "408", "499", "501"),
+                              inherit=True):
+        if not word.isdigit() or not 100 <= int(word) <= 999:
+            raise conf.error(found, "count_status_codes", f"{word!r} is not an HTTP status code")
+        codes.append(int(word))
+    return tuple(dict.fromkeys(codes))
+
+
+def json_function(conf: Conf, section: str, option: str) -> Any:
+    """Import the function named by ``json_dumps`` or ``json_loads``."""
+    dotted = conf.get(section, option, f"json.{option[5:]}", inherit=True)
+    try:
+        function = load_object(dotted)
+    except ImportError as err:
+        found = section if conf.get(section, option) is not None else "brim"
+        raise conf.error(found, option, str(err)) from None
+    if not callable(function):
+        raise conf.error(section, option, f"{dotted!r} is not callable")
+    return function
+
+
+def http_settings(conf: Conf, section: str) -> HTTPSettings:
+    """An HTTPSettings for one ``[wsgi]`` subconfig (TLS is added by the caller)."""
+    from .http import HTTPSettings
+
+    values = read_options(conf, section, WSGI_OPTIONS)
+    return HTTPSettings(
+        client_timeout=values["client_timeout"],
+        concurrent_per_worker=values["concurrent_per_worker"],
+        wsgi_input_iter_chunk_size=values["wsgi_input_iter_chunk_size"],
+        wsgi_output_iter_chunk_size=values["wsgi_output_iter_chunk_size"],
+        max_request_line=values["max_request_line"],
+        max_header_size=values["max_header_size"],
+        max_headers=values["max_headers"],
+        log_headers=values["log_headers"],
+        count_status_codes=status_codes(conf, section),
+        json_dumps=json_function(conf, section, "json_dumps"),
+        json_loads=json_function(conf, section, "json_loads"),
+    )
