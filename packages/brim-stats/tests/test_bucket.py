@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -38,6 +41,16 @@ def test_set_float_truncates(store):
     assert b.get('app.x') == 2
     b.set('app.x', True)
     assert b.get('app.x') == 1
+
+
+def test_set_other_real_numbers(store):
+    b = store.bucket('wsgi', 0)
+    b.set('app.x', Fraction(7, 2))
+    assert b.get('app.x') == 3
+    b.set('app.x', Decimal('-1.9'))
+    assert b.get('app.x') == MAX
+    b.set('app.x', Decimal('NaN'))  # ignored (with a warning), like float nan
+    assert b.get('app.x') == MAX
 
 
 def test_set_negative_wraps_as_uint64(store):
@@ -80,7 +93,7 @@ def test_set_not_finite_is_ignored_with_one_warning(store, caplog):
 
 @pytest.mark.parametrize('value', ['12', None, b'1', [1]])
 def test_set_non_number_raises(store, value):
-    with pytest.raises(StatsError, match="stat 'app.x': value must be a number"):
+    with pytest.raises(StatsError, match=re.escape("stat 'app.x': value must be a number")):
         store.bucket('wsgi', 0).set('app.x', value)
 
 

@@ -34,7 +34,7 @@ def test_server_stats_bad_code(code):
 
 
 def test_same_name_same_type_merged_and_start_time_first():
-    store = StatsStore({'wsgi': (1, [('a', 'sum'), ('a', 'sum')] + server_stats())})
+    store = StatsStore({'wsgi': (1, [('a', 'sum'), ('a', 'sum'), *server_stats()])})
     assert store.declared('wsgi')[:3] == [('start_time', 'worker'), ('a', 'sum'),
                                           ('request_count', 'sum')]
     assert [n for n, _ in store.declared('wsgi')].count('a') == 1

@@ -20,7 +20,7 @@ def test_groups_and_buckets():
     assert s.start_time == 7
     assert s.bucket_count('wsgi') == 2
     assert s.bucket('wsgi', 1) is s.bucket('wsgi', 1)
-    with pytest.raises(StatsError, match="group 'wsgi' has buckets 0..1; there is no bucket 2"):
+    with pytest.raises(StatsError, match=r"group 'wsgi' has buckets 0\.\.1; there is no bucket 2"):
         s.bucket('wsgi', 2)
     with pytest.raises(StatsError, match='there is no bucket -1'):
         s.bucket('wsgi', -1)

@@ -14,7 +14,6 @@ incrementing the same bucket can lose increments.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import time
 from typing import TYPE_CHECKING
@@ -25,6 +24,13 @@ if TYPE_CHECKING:
     from ._store import StatsStore
 
 _MASK = (1 << 64) - 1
+
+
+def _number(name: str, value: object) -> int:
+    """Any other real number (bool, Decimal, Fraction) as a u64; anything else is an error."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+        raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
+    return int(value) & _MASK
 
 
 class StatsBucket:
@@ -72,11 +78,17 @@ class StatsBucket:
 
     def set(self, name: str, value: int | float) -> None:
         """Store ``int(value)`` modulo 2**64 (see the class docstring)."""
+        # ints and floats are converted inline: a TypeError raised by the
+        # memoryview would cost several times the whole call.
         try:
-            self._words[self._index[name]] = value
+            self._words[self._index[name]] = (
+                value if value.__class__ is int
+                else int(value) & _MASK if value.__class__ is float
+                else _number(name, value)
+            )
         except KeyError:
             self._unknown(name, 'set')
-        except (TypeError, ValueError):
+        except (ValueError, OverflowError):
             self._set_slow(name, value)
 
     def incr(self, name: str) -> None:
@@ -120,14 +132,14 @@ class StatsBucket:
         words = self._words
         return {name: words[i] for name, i in self._index.items()}
 
-    def _set_slow(self, name: str, value: object) -> None:
-        """set() for anything the memoryview refused: floats, negatives, > 64 bits."""
-        if isinstance(value, float) and not math.isfinite(value):
+    def _set_slow(self, name: str, value: int | float) -> None:
+        """set() for what the fast path refused: ints outside 0..2**64-1, nan and infinity."""
+        try:
+            number = int(value) & _MASK
+        except (ValueError, OverflowError):
             self._warn_once(name, f'brim.stats: set({name!r}, {value!r}) ignored: not finite')
             return
-        if isinstance(value, str) or not isinstance(value, numbers.Real):
-            raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
-        self._words[self._index[name]] = int(value) & _MASK
+        self._words[self._index[name]] = number
 
     def _wrap(self, i: int) -> None:
         """An increment overflowed (or the store is closed, which re-raises here)."""

@@ -82,10 +82,13 @@ def render(
     families: dict[str, tuple[str, str, list[str]]] = {}
     skipped: list[str] = []
     for labels, declared, snap in sources:
+        overall_labels = _labels(labels)
         workers = sorted(
             (int(k[7:]), v) for k, v in snap.items()
             if k.startswith('worker_') and k[7:].isdigit() and isinstance(v, Mapping)
         )
+        workers_labelled = [(_labels({**labels, 'worker': str(n)}), values)
+                            for n, values in workers]
         for stat, typ in declared:
             name, kind = metric_name(stat, typ)
             family = families.get(name)
@@ -96,11 +99,9 @@ def render(
                 continue
             lines = family[2]
             if stat in snap and not isinstance(snap[stat], Mapping):
-                lines.append(f'{name}{_labels(labels)} {int(snap[stat])}')
-            for n, values in workers:
-                if stat in values:
-                    lines.append(f'{name}{_labels({**labels, "worker": str(n)})} '
-                                 f'{int(values[stat])}')
+                lines.append(f'{name}{overall_labels} {int(snap[stat])}')
+            lines.extend(f'{name}{worker_labels} {int(values[stat])}'
+                         for worker_labels, values in workers_labelled if stat in values)
     out = []
     for name, (kind, stat, lines) in families.items():
         if not lines:
