@@ -134,6 +134,7 @@ def serve_handover(path: str | os.PathLike[str]) -> socket.socket:
     old_umask = os.umask(0o077)
     try:
         server.bind(path)
+        os.chmod(path, 0o600)
     except OSError as err:
         server.close()
         raise SupervisorError(

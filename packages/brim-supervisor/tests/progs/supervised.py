@@ -1,0 +1,134 @@
+"""A supervised program for the tests, configured by one JSON argument.
+
+Workers record what happens to them as JSON lines appended to the events
+file (one small O_APPEND write per line, so lines from different processes
+never interleave). The master logs to the log file.
+
+Worker modes:
+  sleep        heartbeat every 50 ms forever (default dispositions)
+  crash        exit with code 3 at once
+  hang         heartbeat once, then never again
+  drain        ignore SIGHUP, poll ctx.draining, record "drained", exit 0
+               (after "drain_delay" seconds of pretend work)
+  ignore_term  ignore SIGTERM, sleep forever
+  report       record the signal dispositions it started with, then sleep
+  print        print a line, then raise RuntimeError("boom")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from brim.supervisor import PidFile, Supervisor, daemonize, listen_tcp
+
+CONF = json.loads(sys.argv[1])
+
+
+def event(kind: str, **fields: object) -> None:
+    fields.update(ev=kind, pid=os.getpid(), t=time.time())
+    line = (json.dumps(fields) + "\n").encode()
+    fd = os.open(CONF["events"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _disposition(sig: signal.Signals) -> str:
+    handler = signal.getsignal(sig)
+    if handler == signal.SIG_DFL:
+        return "default"
+    if handler == signal.SIG_IGN:
+        return "ignore"
+    return "handler"
+
+
+def worker(ctx) -> int | None:
+    mode = CONF["modes"][ctx.group]
+    event("start", group=ctx.group, id=ctx.worker_id, ppid=os.getppid())
+    if mode == "crash":
+        return 3
+    if mode == "print":
+        print(f"hello from worker {ctx.worker_id}")
+        raise RuntimeError("boom")
+    if mode == "report":
+        event(
+            "report",
+            signals={s.name: _disposition(s) for s in (
+                signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGCHLD
+            )},
+            blocked=sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+            wakeup_fd=signal.set_wakeup_fd(-1),
+        )
+    if mode == "drain":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if mode == "ignore_term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if mode == "hang":
+        ctx.heartbeat()
+        while True:
+            time.sleep(1)
+    while not ctx.draining:
+        ctx.heartbeat()
+        time.sleep(0.05)
+    time.sleep(CONF.get("drain_delay", 0))
+    event("drained", group=ctx.group, id=ctx.worker_id)
+    return 0
+
+
+def main() -> int:
+    log = logging.getLogger("supervised")
+    handler = logging.FileHandler(CONF["log"])
+    handler.setFormatter(logging.Formatter("%(process)d %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    sock = None
+    if CONF.get("listen"):
+        sock = listen_tcp("127.0.0.1", 0, backlog=16, retry=0)
+    if CONF.get("daemonize"):
+        keep = [handler.stream]
+        if sock is not None:
+            keep.append(sock)
+        daemonize(keep_fds=keep)
+    pidfile = PidFile(CONF["pidfile"]) if CONF.get("pidfile") else None
+    if pidfile is not None:
+        if pidfile.is_running():
+            log.error("already running as pid %s", pidfile.read())
+            return 2
+        pidfile.write()
+    sup = Supervisor(
+        name=CONF.get("name", "supt"),
+        logger=log,
+        grace=CONF.get("grace", 2.0),
+        timeout=CONF.get("timeout"),
+        restart_delay=CONF.get("restart_delay", 0.1),
+        restart_delay_max=CONF.get("restart_delay_max", 1.0),
+        stable_after=CONF.get("stable_after", 5.0),
+        capture_output=CONF.get("capture_output"),
+        handover_path=CONF.get("handover_path"),
+    )
+    if sock is not None:
+        sup.add_socket("tcp", sock)
+        host, port = sock.getsockname()[:2]
+        event("listening", host=host, port=port, family=int(socket.AF_INET))
+    for name, count in CONF["groups"].items():
+        sup.add_group(name, count, target=worker)
+    event("master", pid=os.getpid())
+    try:
+        return sup.run()
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
+        event("master_exit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
