@@ -1,0 +1,242 @@
+"""The one door to eventlet.
+
+Every use of the green-thread engine in brim goes through this module, so a
+later move to another engine (eventlet is in bugfix-only maintenance) means
+rewriting this file and nothing else. Callers get plain functions: spawn,
+sleep, a pool, a timeout, and socket waits that suspend only the calling
+green thread.
+
+eventlet announces its deprecation with a warning at import time; brim users
+did not choose eventlet and cannot act on that warning, so it is filtered
+here, before the import, and never reaches a terminal or a log.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import ssl
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    import eventlet
+    import eventlet.greenpool
+    import eventlet.greenthread
+    import eventlet.hubs
+    import eventlet.timeout
+    from eventlet.green import socket as _green_socket_mod
+# Later warnings from inside eventlet (e.g. about fork) are just as useless to
+# a brim user; keep them out of logs too.
+warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'eventlet(\..*)?')
+warnings.filterwarnings('ignore', message=r'(?s).*[Ee]ventlet is deprecated')
+
+import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
+
+__all__ = [
+    'GreenPool',
+    'GreenletExit',
+    'Timeout',
+    'accept',
+    'current',
+    'green_socket',
+    'install_signal_handlers',
+    'kill',
+    'recv',
+    'sendall',
+    'sleep',
+    'spawn',
+    'spawn_n',
+    'tls_handshake',
+    'use_hub',
+    'wait_read',
+    'wait_write',
+]
+
+GreenPool = eventlet.greenpool.GreenPool
+Timeout = eventlet.timeout.Timeout
+GreenletExit = greenlet.GreenletExit
+sleep = eventlet.greenthread.sleep
+spawn = eventlet.greenthread.spawn
+spawn_n = eventlet.greenthread.spawn_n
+kill = eventlet.greenthread.kill
+current = greenlet.getcurrent
+_trampoline = eventlet.hubs.trampoline
+
+_HUB_NAMES = ('epolls', 'poll', 'selects', 'kqueue')
+
+
+def use_hub(name: str | None) -> None:
+    """Select eventlet's event loop by name (the ``eventlet_hub`` option).
+
+    None or '' keeps eventlet's default choice. An unknown name raises
+    ValueError naming the choices, so configuration errors read clearly.
+    """
+    if not name:
+        return
+    if name not in _HUB_NAMES:
+        raise ValueError(f'unknown eventlet hub {name!r}; choose from {", ".join(_HUB_NAMES)}')
+    try:
+        eventlet.hubs.use_hub(name)
+    except Exception as err:
+        raise ValueError(f'eventlet hub {name!r} is not usable here: {err}') from None
+
+
+def green_socket(sock: socket.socket) -> Any:
+    """Wrap a plain socket so its blocking calls yield to other green threads."""
+    return _green_socket_mod.socket(sock)
+
+
+def wait_read(fd: int, timeout: float | None = None) -> None:
+    """Suspend the calling green thread until fd is readable.
+
+    Raises socket.timeout (TimeoutError) after timeout seconds.
+    """
+    _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def wait_write(fd: int, timeout: float | None = None) -> None:
+    """Suspend the calling green thread until fd is writable (or TimeoutError)."""
+    _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+_WOULD_BLOCK_READ = (BlockingIOError, ssl.SSLWantReadError)
+_WOULD_BLOCK_WRITE = (ssl.SSLWantWriteError,)
+
+
+def recv(sock: socket.socket, size: int, timeout: float | None) -> bytes:
+    """Receive up to size bytes from a non-blocking socket, green style.
+
+    Works for plain and TLS sockets. Returns b'' at end of stream; raises
+    TimeoutError when nothing arrived within timeout seconds.
+    """
+    fd = sock.fileno()
+    while True:
+        try:
+            return sock.recv(size)
+        except _WOULD_BLOCK_READ:
+            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+        except _WOULD_BLOCK_WRITE:
+            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
+    """Send all of data on a non-blocking socket, yielding while the kernel is full.
+
+    The common case (everything fits in the socket buffer) is one send call
+    and no trip through the hub. TimeoutError if the peer reads nothing for
+    timeout seconds.
+    """
+    try:
+        sent = sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        sent = 0
+    total = len(data)
+    if sent == total:
+        return
+    fd = sock.fileno()
+    view = memoryview(data)
+    while sent < total:
+        try:
+            sent += sock.send(view[sent:])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+        except ssl.SSLWantReadError:
+            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
+    """Run a server-side TLS handshake on a non-blocking SSLSocket, green style."""
+    fd = sock.fileno()
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+        except ssl.SSLWantWriteError:
+            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """Accept one connection from a non-blocking listening socket, green style.
+
+    Several worker processes share one listener, so EAGAIN after a wake-up
+    (another worker won the race) is normal and simply waits again. The new
+    connection is returned non-blocking, ready for recv/sendall above.
+    """
+    fd = sock.fileno()
+    while True:
+        try:
+            conn, addr = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            _trampoline(fd, read=True)
+            continue
+        except OSError as err:
+            # The peer gave up between SYN and accept, or a transient resource
+            # shortage: neither should end the accept loop.
+            if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE,
+                             errno.ENOBUFS, errno.ENOMEM):
+                sleep(0.01 if err.errno in (errno.EMFILE, errno.ENFILE) else 0)
+                continue
+            raise
+        conn.setblocking(False)
+        return conn, addr
+
+
+def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Callable[[], None]:
+    """Install signal handlers that run as ordinary green threads.
+
+    A Python signal handler runs between bytecodes of whatever green thread
+    (or the hub itself) happens to be executing, where switching green threads
+    or touching the hub is unsafe. So the real handler only writes the signal
+    number to a pipe; a green thread reads the pipe and calls handler(signum)
+    in a normal green context, where it may kill green threads, close
+    sockets, and so on. Returns a function that uninstalls them.
+    """
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    previous = {}
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        try:
+            os.write(wfd, bytes((signum,)))
+        except OSError:
+            pass  # pipe full: that signal is already pending
+
+    def _dispatch() -> None:
+        while True:
+            try:
+                data = os.read(rfd, 64)
+            except BlockingIOError:
+                wait_read(rfd)
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                handler = handlers.get(signum)
+                if handler is not None:
+                    handler(signum)
+
+    for signum in handlers:
+        previous[signum] = signal.signal(signum, _on_signal)
+    dispatcher = spawn(_dispatch)
+
+    def _uninstall() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        kill(dispatcher)
+        for fd in (rfd, wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    return _uninstall

@@ -1,0 +1,211 @@
+"""The worker serving well-formed requests: PEP 3333, keep-alive, chunking, HEAD, 1.0."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+import wsgiref.validate
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    'brim_http_harness', pathlib.Path(__file__).with_name('test_http_harness.py'))
+H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
+if _spec.name not in sys.modules:
+    sys.modules[_spec.name] = H
+    _spec.loader.exec_module(H)
+
+
+def _echo_app(env, start_response):
+    """Echoes method, path, query and body; reads the body the validator's way."""
+    if env.get('CONTENT_LENGTH'):
+        body = env['wsgi.input'].read(int(env['CONTENT_LENGTH']))
+    else:
+        body = b''.join(iter(lambda: env['wsgi.input'].read(1000), b''))
+    info = {'method': env['REQUEST_METHOD'], 'path': env['PATH_INFO'],
+            'query': env['QUERY_STRING'], 'body': body.decode('latin-1'),
+            'protocol': env['SERVER_PROTOCOL'],
+            'content_length': env.get('CONTENT_LENGTH'),
+            'brim': sorted(k for k in env if k.startswith('brim.')),
+            'txn': env['brim.txn'], 'ua': env.get('HTTP_USER_AGENT')}
+    out = json.dumps(info).encode()
+    start_response('200 OK', [('Content-Type', 'application/json'),
+                              ('Content-Length', str(len(out)))])
+    return [out]
+
+
+@pytest.fixture
+def validated(tmp_path):
+    server = H.start(wsgiref.validate.validator(_echo_app), tmp_path)
+    yield server
+    server.kill()
+
+
+def test_validator_get_post_chunked_head_keepalive(validated):
+    conn = http.client.HTTPConnection('127.0.0.1', validated.port, timeout=H.WAIT)
+    conn.request('GET', '/a%20b/c?x=1&y=2', headers={'User-Agent': 'tester'})
+    resp = conn.getresponse()
+    info = json.loads(resp.read())
+    assert resp.status == 200
+    assert info['path'] == '/a b/c'
+    assert info['query'] == 'x=1&y=2'
+    assert info['protocol'] == 'HTTP/1.1'
+    assert info['ua'] == 'tester'
+    assert len(info['txn']) == 32
+    assert info['brim'] == sorted([
+        'brim.server', 'brim.start', 'brim.logger', 'brim.txn', 'brim.additional_request_log_info',
+        'brim.stats', 'brim.json_dumps', 'brim.json_loads'])
+
+    conn.request('POST', '/post', body=b'hello body')
+    resp = conn.getresponse()
+    info = json.loads(resp.read())
+    assert (resp.status, info['body'], info['content_length']) == (200, 'hello body', '10')
+
+    conn.request('POST', '/chunked', body=iter([b'abc', b'defgh', b'', b'ij']),
+                 encode_chunked=True, headers={'Transfer-Encoding': 'chunked'})
+    resp = conn.getresponse()
+    info = json.loads(resp.read())
+    assert (resp.status, info['body'], info['content_length']) == (200, 'abcdefghij', None)
+
+    conn.request('HEAD', '/head')
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.read() == b''
+    assert int(resp.getheader('Content-Length')) > 0
+
+    for i in range(5):  # the same connection keeps serving
+        conn.request('GET', f'/again/{i}')
+        resp = conn.getresponse()
+        assert json.loads(resp.read())['path'] == f'/again/{i}'
+    conn.close()
+    log = validated.wait_log('/again/4')
+    assert 'Traceback' not in log
+    assert 'AssertionError' not in log
+    assert validated.stat('request_count') == 9
+    assert validated.stat('status_2xx_count') == 9
+
+
+def _seed_hello(env, start_response):
+    """The seed document's app, Python 2 style: a str body and str headers."""
+    body = 'Hello World!\n'
+    start_response('200 OK', [('Content-Length', str(len(body)))])
+    return body
+
+
+def test_seed_app_returning_str_works_with_curl(tmp_path):
+    server = H.start(_seed_hello, tmp_path)
+    try:
+        out = subprocess.run(['curl', '-si', '--max-time', '5',
+                              f'http://127.0.0.1:{server.port}/helloworld'],
+                             capture_output=True, timeout=H.WAIT, check=True).stdout
+        head, _, body = out.partition(b'\r\n\r\n')
+        assert head.startswith(b'HTTP/1.1 200 OK')
+        assert b'Content-Length: 13' in head
+        assert b'Date: ' in head
+        assert body == b'Hello World!\n'
+    finally:
+        server.kill()
+
+
+def _streams(env, start_response):
+    """Generators without Content-Length: small ones get a length, big ones chunks."""
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    n = int(env['QUERY_STRING'] or 0)
+    if env['PATH_INFO'] == '/text':
+        yield 'caf\u00e9 '
+        yield '\u2603'  # not latin-1: falls back to utf-8
+        return
+    for i in range(n):
+        yield b'%06d\n' % i
+
+
+def test_output_coalesced_chunked_or_sized(tmp_path):
+    server = H.start(_streams, tmp_path, wsgi_output_iter_chunk_size=1000)
+    try:
+        sock = server.connect()
+        reader = H.Reader(sock)
+        sock.sendall(b'GET /small?3 HTTP/1.1\r\nHost: x\r\n\r\n')
+        status, headers, body = reader.response()
+        assert headers.get('content-length') == '21'
+        assert 'transfer-encoding' not in headers
+        assert body == b'000000\n000001\n000002\n'
+        sock.sendall(b'GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n')
+        sock.settimeout(H.WAIT)
+        status, headers, body = reader.response()
+        assert headers['transfer-encoding'] == 'chunked'
+        assert body == b''.join(b'%06d\n' % i for i in range(2000))
+        sock.sendall(b'GET /text HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert reader.response()[2] == 'caf\u00e9 '.encode('latin-1') + '\u2603'.encode()
+        sock.sendall(b'GET /big?300 HTTP/1.0\r\n\r\n')  # 1.0: no chunks; close ends it
+        status, headers, body = reader.response()
+        assert 'transfer-encoding' not in headers
+        assert body == b''.join(b'%06d\n' % i for i in range(300))
+        sock.close()
+    finally:
+        server.kill()
+
+
+def _hello(env, start_response):
+    start_response('200 OK', [('Content-Length', '5'), ('Content-Type', 'text/plain')])
+    return [b'hello']
+
+
+@pytest.fixture
+def hello(tmp_path):
+    server = H.start(_hello, tmp_path)
+    yield server
+    server.kill()
+
+
+def test_pipelined_requests_answered_in_order(hello):
+    sock = hello.connect()
+    sock.sendall(b'GET /1 HTTP/1.1\r\nHost: x\r\n\r\n'
+                 b'POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc'
+                 b'GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    reader = H.Reader(sock)
+    for _ in range(3):
+        assert reader.response()[:1] == (200,)
+    assert H.recv_all(sock) == b''
+    text = hello.wait_log(' /3 ')
+    assert text.index(' /1 ') < text.index(' /2 ') < text.index(' /3 ')
+
+
+def test_http10_keepalive_only_when_asked(hello):
+    sock = hello.connect()
+    sock.sendall(b'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+    reader = H.Reader(sock)
+    status, headers, body = reader.response()
+    assert headers['connection'] == 'keep-alive'
+    sock.sendall(b'GET / HTTP/1.0\r\n\r\n')
+    status, headers, body = reader.response()
+    assert (status, headers['connection'], body) == (200, 'close', b'hello')
+    assert H.recv_all(sock) == b''
+
+
+def test_expect_100_continue(tmp_path):
+    server = H.start(_echo_app, tmp_path)
+    try:
+        sock = server.connect()
+        sock.sendall(b'PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n'
+                     b'Expect: 100-continue\r\n\r\n')
+        reader = H.Reader(sock)
+        assert reader._line() == b'HTTP/1.1 100 Continue'
+        assert reader._line() == b''
+        sock.sendall(b'data')
+        status, headers, body = reader.response()
+        assert json.loads(body)['body'] == 'data'
+        sock.close()
+    finally:
+        server.kill()
+
+
+def test_curl_post_and_keepalive(hello):
+    url = f'http://127.0.0.1:{hello.port}/x'
+    out = subprocess.run(['curl', '-sv', '--max-time', '5', url, url, '--data-binary', 'abc'],
+                         capture_output=True, timeout=H.WAIT, check=True)
+    assert out.stdout == b'hellohello'
+    assert b'Re-using existing connection' in out.stderr or b'Reusing' in out.stderr
