@@ -91,7 +91,7 @@ def test_set_not_finite_is_ignored_with_one_warning(store, caplog):
     assert 'not finite' in caplog.records[0].getMessage()
 
 
-@pytest.mark.parametrize('value', ['12', None, b'1', [1]])
+@pytest.mark.parametrize('value', ['12', None, b'1', [1], 1j])
 def test_set_non_number_raises(store, value):
     with pytest.raises(StatsError, match=re.escape("stat 'app.x': value must be a number")):
         store.bucket('wsgi', 0).set('app.x', value)

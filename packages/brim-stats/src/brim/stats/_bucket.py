@@ -28,7 +28,10 @@ _MASK = (1 << 64) - 1
 
 def _number(name: str, value: object) -> int:
     """Any other real number (bool, Decimal, Fraction) as a u64; anything else is an error."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+    # Decimal is a Number but registers as neither Real nor Complex.
+    real = isinstance(value, numbers.Real) or (
+        isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex))
+    if not real:
         raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
     return int(value) & _MASK
 
