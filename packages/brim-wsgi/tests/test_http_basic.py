@@ -129,19 +129,19 @@ def test_output_coalesced_chunked_or_sized(tmp_path):
         sock = server.connect()
         reader = H.Reader(sock)
         sock.sendall(b'GET /small?3 HTTP/1.1\r\nHost: x\r\n\r\n')
-        status, headers, body = reader.response()
+        _status, headers, body = reader.response()
         assert headers.get('content-length') == '21'
         assert 'transfer-encoding' not in headers
         assert body == b'000000\n000001\n000002\n'
         sock.sendall(b'GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n')
         sock.settimeout(H.WAIT)
-        status, headers, body = reader.response()
+        _status, headers, body = reader.response()
         assert headers['transfer-encoding'] == 'chunked'
         assert body == b''.join(b'%06d\n' % i for i in range(2000))
         sock.sendall(b'GET /text HTTP/1.1\r\nHost: x\r\n\r\n')
         assert reader.response()[2] == 'caf\u00e9 '.encode('latin-1') + '\u2603'.encode()
         sock.sendall(b'GET /big?300 HTTP/1.0\r\n\r\n')  # 1.0: no chunks; close ends it
-        status, headers, body = reader.response()
+        _status, headers, body = reader.response()
         assert 'transfer-encoding' not in headers
         assert body == b''.join(b'%06d\n' % i for i in range(300))
         sock.close()
@@ -196,7 +196,7 @@ def test_expect_100_continue(tmp_path):
         assert reader._line() == b'HTTP/1.1 100 Continue'
         assert reader._line() == b''
         sock.sendall(b'data')
-        status, headers, body = reader.response()
+        _status, _headers, body = reader.response()
         assert json.loads(body)['body'] == 'data'
         sock.close()
     finally:

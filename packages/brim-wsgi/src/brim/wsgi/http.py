@@ -314,6 +314,8 @@ class _Connection:
 
     def _fill_body(self, req: _Request) -> None:
         """Read more of req's body from the socket (called by wsgi.input)."""
+        if self.error_status:
+            raise self._gone(400, f'bad request body: {self.error_reason}')
         if req.expect_continue and not req.continue_sent:
             req.continue_sent = True
             if not self.head_sent:
