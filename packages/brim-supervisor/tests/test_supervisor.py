@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from supervisor_testlib import alive, children_of, proc_state, wait_for
@@ -39,7 +41,7 @@ def test_worker_that_keeps_crashing_is_restarted_with_growing_capped_delays(run_
                    restart_delay=0.1, restart_delay_max=0.4, stable_after=5.0)
     starts = wait_for(lambda: len(s := run.events("start")) >= 7 and s, 8.0, "7 starts")
     times = [ev["t"] for ev in starts[:7]]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Expected delays: 0, 0.1, 0.2, 0.4, 0.4 (capped), 0.4.
     assert gaps[0] < 0.09, gaps
     assert 0.08 < gaps[1] < gaps[2] < gaps[3], gaps
@@ -145,9 +147,9 @@ def test_worker_ids_are_per_group_and_titles_are_set(run_prog):
     workers = run.wait_workers(3)
     assert set(workers) == {("wsgi", 0), ("wsgi", 1), ("daemon:sample", 0)}
     pytest.importorskip("setproctitle")
-    cmd = open(f"/proc/{workers[('wsgi', 1)]}/cmdline", "rb").read()
+    cmd = Path(f"/proc/{workers[('wsgi', 1)]}/cmdline").read_bytes()
     assert cmd.rstrip(b"\0") == b"brimt: wsgi worker 1"
-    cmd = open(f"/proc/{run.master_pid}/cmdline", "rb").read()
+    cmd = Path(f"/proc/{run.master_pid}/cmdline").read_bytes()
     assert cmd.rstrip(b"\0") == b"brimt: master"
 
 

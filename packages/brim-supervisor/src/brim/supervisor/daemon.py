@@ -138,15 +138,14 @@ def drop_privileges(
     group gets a :class:`SupervisorError`, as does an unknown user or group.
     Asking for the identity the process already has is a no-op.
     """
-    if umask is not None:
-        os.umask(parse_umask(umask))
-    if user is None and group is None:
-        return
+    mask = parse_umask(umask) if umask is not None else None
     pw = _lookup_user(user) if user is not None else None
     gid = _lookup_group(group) if group is not None else (pw.pw_gid if pw else None)
     uid = pw.pw_uid if pw else None
     same_user = uid is None or uid == os.geteuid() == os.getuid()
     same_group = gid is None or gid == os.getegid() == os.getgid()
+    if mask is not None:
+        os.umask(mask)
     if same_user and same_group:
         return
     if os.geteuid() != 0:
