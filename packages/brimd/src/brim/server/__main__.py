@@ -1,0 +1,7 @@
+"""``python -m brim.server`` runs the brimd command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

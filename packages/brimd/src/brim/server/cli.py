@@ -1,0 +1,372 @@
+"""The brimd command: init.d-style control of one brimd.
+
+Commands map onto signals to the master named by the pid file:
+
+========== =============================================================
+start      validate the conf, bind, daemonize, run (default command)
+stop       TERM: workers finish what they hold within ``grace``, then exit
+shutdown   QUIT: the master lets go of the ports and exits at once; its
+           workers finish their connections and exit on their own
+restart    start a new brimd that takes the listening sockets over from
+           the running one, which then shuts down gracefully
+reload     HUP: re-read the conf and gracefully replace every worker
+status     report whether brimd runs (LSB exit codes: 0 yes, 1 stale pid
+           file, 3 no)
+no-daemon  one process in the foreground, no workers; for debugging
+foreground all workers and daemons, not daemonized, logging to stderr;
+           for systemd and containers (TERM drains and exits)
+========== =============================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from importlib import metadata
+
+from brim.conf import MAIN_SECTION, Conf, ConfError
+from brim.supervisor import (
+    PidFile,
+    SupervisorError,
+    daemonize,
+    drop_privileges,
+    fetch_sockets,
+    parse_umask,
+    status,
+)
+
+from . import options
+from .core import DEFAULT_CONF_FILES, Server
+
+COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
+            "no-daemon", "foreground")
+
+#: How long the command waits for a daemonized brimd to say it started.
+START_TIMEOUT = 60.0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("brimd")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a tree
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brimd",
+        description="Launch and control WSGI, TCP and UDP apps and daemons described by "
+                    "a conf file.",
+        epilog=__doc__.split("\n\n", 1)[1].split("\"\"\"")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", nargs="?", default="start", choices=COMMANDS,
+                        metavar="command", help="one of: " + ", ".join(COMMANDS) +
+                        " (default: start)")
+    parser.add_argument("-c", "--conf", action="append", metavar="PATH",
+                        help="conf file to read; repeat to read several in order (default: "
+                             + ", ".join(DEFAULT_CONF_FILES) + ", those that exist)")
+    parser.add_argument("-p", "--pid-file", metavar="PATH",
+                        help="pid file; '-' for none (default: pid_file in the conf, else "
+                             "/var/run/brimd.pid as root or ~/.brimd.pid)")
+    parser.add_argument("-o", "--output", action="store_true",
+                        help="keep stdout and stderr open and log to stderr too")
+    parser.add_argument("-v", "--version", action="version", version=f"brimd {_version()}")
+    parser.add_argument("-x", "--traceback", action="store_true",
+                        help="show the full stack trace of a start-up error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``brimd`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    handler = _HANDLERS[args.command]
+    try:
+        return handler(args)
+    except (ConfError, SupervisorError) as err:
+        if args.traceback:
+            traceback.print_exc()
+        print(str(err) if isinstance(err, ConfError) else f"brimd: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        if args.traceback:
+            traceback.print_exc()
+        else:
+            print(f"brimd: {type(err).__name__}: {err} (run with -x for the stack trace)",
+                  file=sys.stderr)
+        return 1
+
+
+# -- finding the running brimd ----------------------------------------------
+
+
+def _pid_path(args: argparse.Namespace) -> str | None:
+    """The pid file path without needing a valid conf (stop must work on a broken one)."""
+    if args.pid_file == "-":
+        return None
+    if args.pid_file:
+        return os.path.abspath(os.path.expanduser(args.pid_file))
+    try:
+        conf = Conf.read(args.conf) if args.conf else Conf.read(DEFAULT_CONF_FILES,
+                                                                   missing_ok=True)
+        configured = conf.get_path(MAIN_SECTION, "pid_file")
+    except ConfError:
+        configured = None
+    return os.path.abspath(configured) if configured else options.default_pid_file()
+
+
+def _running_pid(path: str | None) -> int | None:
+    if path is None:
+        return None
+    pidfile = PidFile(path, name="brimd")
+    return pidfile.read() if pidfile.is_running() else None
+
+
+def handover_path(pid_path: str, pid: int) -> str:
+    """Where the master with ``pid`` offers its sockets to a successor."""
+    return f"{pid_path}.{pid}.sock"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        if _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _grace(args: argparse.Namespace) -> float:
+    try:
+        conf = Conf.read(args.conf) if args.conf else Conf.read(DEFAULT_CONF_FILES,
+                                                                   missing_ok=True)
+        return options.value(conf, MAIN_SECTION, MAIN_SECTION, "grace")
+    except ConfError:
+        return 30.0
+
+
+# -- the commands -------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = _pid_path(args)
+    if path is None:
+        print("brimd: no pid file (-p -), cannot tell", file=sys.stderr)
+        return 4
+    code = status(path, name="brimd")
+    pid = PidFile(path).read()
+    if code == 0:
+        print(f"brimd is running (pid {pid})")
+    elif code == 1:
+        print(f"brimd is not running (stale pid file {path})")
+    else:
+        print("brimd is not running")
+    return code
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _signal_and_wait(args, signal.SIGTERM, _grace(args) + 15.0, "stop")
+
+
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    return _signal_and_wait(args, signal.SIGQUIT, 15.0, "shut down")
+
+
+def _signal_and_wait(args: argparse.Namespace, signum: int, timeout: float, what: str) -> int:
+    pid = _running_pid(_pid_path(args))
+    if pid is None:
+        print("brimd is not running", file=sys.stderr)
+        return 0
+    os.kill(pid, signum)
+    if not _wait_gone(pid, timeout):
+        print(f"brimd: pid {pid} did not {what} within {timeout:g}s", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    Server.from_files(args.conf)  # refuse to signal with a conf that would not load
+    pid = _running_pid(_pid_path(args))
+    if pid is None:
+        print("brimd is not running", file=sys.stderr)
+        return 7
+    os.kill(pid, signal.SIGHUP)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    server = Server.from_files(args.conf, output=args.output)
+    path = server.pid_file(args.pid_file)
+    pid = _running_pid(path)
+    if pid is not None:
+        print(f"brimd is already running (pid {pid})", file=sys.stderr)
+        return 0
+    server.bind()
+    server.allocate_stats()
+    return _daemon_start(server, path, args, old_pid=None)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    server = Server.from_files(args.conf, output=args.output)
+    path = server.pid_file(args.pid_file)
+    old_pid = _running_pid(path)
+    inherited = {}
+    if old_pid is not None and path is not None:
+        try:
+            inherited = fetch_sockets(handover_path(path, old_pid))
+        except SupervisorError as err:
+            print(f"brimd: {err}; binding anew", file=sys.stderr)
+    for sock in server.bind(inherited).values():
+        sock.close()
+    server.allocate_stats()
+    if old_pid is not None and not inherited:
+        # No hand-over: the old brimd must let go of the ports first.
+        os.kill(old_pid, signal.SIGQUIT)
+        _wait_gone(old_pid, 15.0)
+        old_pid = None
+    return _daemon_start(server, path, args, old_pid=old_pid)
+
+
+def cmd_foreground(args: argparse.Namespace) -> int:
+    server = Server.from_files(args.conf, output=True)
+    path = server.pid_file(args.pid_file)
+    pid = _running_pid(path)
+    if pid is not None:
+        print(f"brimd is already running (pid {pid})", file=sys.stderr)
+        return 1
+    server.bind()
+    server.allocate_stats()
+    return run_master(server, path, args, stderr=True, syslog=False)
+
+
+def cmd_no_daemon(args: argparse.Namespace) -> int:
+    from .single import run_single
+
+    server = Server.from_files(args.conf, output=True)
+    for sub in server.subservers:
+        sub.workers = 1
+    server.bind()
+    server.allocate_stats()
+    return run_single(server)
+
+
+def _daemon_start(server: Server, path: str | None, args: argparse.Namespace,
+                  old_pid: int | None) -> int:
+    """Daemonize, and report back whether the daemon came up."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        server.close_sockets()
+        message = _read_report(read_end, START_TIMEOUT)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        if message == "ok":
+            return 0
+        print(message or "brimd: the daemon exited before it started", file=sys.stderr)
+        return 1
+    os.close(read_end)
+    try:
+        daemonize(keep_std=args.output)
+        return run_master(server, path, args, stderr=args.output, syslog=True,
+                          ready_fd=write_end, old_pid=old_pid)
+    except BaseException as err:
+        if isinstance(err, SystemExit):
+            raise
+        text = str(err) if isinstance(err, ConfError) else f"brimd: {err}"
+        try:
+            os.write(write_end, text.encode())
+        except OSError:
+            pass
+        os._exit(1)
+
+
+def _read_report(fd: int, timeout: float) -> str:
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "brimd: the daemon did not report in time"
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, 4096)
+        if not data:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(data)
+
+
+def run_master(server: Server, path: str | None, args: argparse.Namespace, *, stderr: bool,
+               syslog: bool, ready_fd: int | None = None, old_pid: int | None = None) -> int:
+    """Become the master: pid file, privileges, logging, supervisor loop."""
+    pidfile = PidFile(path, name="brimd") if path else None
+    if pidfile is not None:
+        pidfile.write()
+    if server.user or server.group:
+        drop_privileges(server.user, server.group, server.umask)
+    else:
+        os.umask(parse_umask(server.umask))
+    logger = server.setup_logging(stderr=stderr, syslog=syslog)
+    state = {"server": server}
+
+    def on_reload(sup) -> None:
+        from .reload import reload_server
+
+        state["server"] = reload_server(state["server"], sup, args)
+
+    sup = server.supervise(
+        handover_path=handover_path(path, os.getpid()) if path else None,
+        on_reload=on_reload,
+    )
+    if old_pid is not None:
+        os.kill(old_pid, signal.SIGQUIT)
+    if ready_fd is not None:
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
+    logger.info("brimd %s started: %s", _version(),
+                ", ".join(f"{s.group} x{s.workers}" for s in server.subservers))
+    try:
+        return sup.run()
+    finally:
+        if pidfile is not None:
+            try:
+                pidfile.remove()
+            except SupervisorError as err:
+                logger.warning("%s", err)
+        logger.info("brimd stopped")
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "restart": cmd_restart,
+    "shutdown": cmd_shutdown,
+    "status": cmd_status,
+    "reload": cmd_reload,
+    "force-reload": cmd_reload,
+    "no-daemon": cmd_no_daemon,
+    "foreground": cmd_foreground,
+}
