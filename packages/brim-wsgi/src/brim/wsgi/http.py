@@ -469,6 +469,7 @@ class _Connection:
 
     def run(self) -> None:
         sock = self.sock
+        sleep = green.sleep
         try:
             if self.settings.ssl_context is not None:
                 try:
@@ -484,6 +485,10 @@ class _Connection:
                     return
                 if not self._serve(req) or self.server._draining:
                     return
+                # Let other connections run before reading the next request:
+                # with a fast client the next request is often already here,
+                # and without this one busy connection can starve the rest.
+                sleep(0)
         finally:
             self._close()
 
