@@ -183,3 +183,34 @@ def test_listening_socket_is_handed_over_and_survives_the_old_master(run_prog, t
     finally:
         for sock in got.values():
             sock.close()
+
+
+def test_hooks_and_changing_groups_while_running(run_prog):
+    run = run_prog(groups={"d": 2}, modes={"d": "drain", "extra": "sleep"}, hooks=True)
+    old = run.wait_workers(2)
+    assert len(run.events("after_fork", group="d")) == 2
+    run.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: run.events("reloaded"), 5.0, "on_reload called")
+    extra = wait_for(
+        lambda: (w := run.current_workers()) and set(w) == {("extra", 0), ("extra", 1)} and w,
+        5.0, "only the extra group left",
+    )
+    exits = wait_for(lambda: len(e := run.events("child_exit")) == 2 and e, 5.0, "exit hooks")
+    assert {ev["child"] for ev in exits} == set(old.values())
+    assert all(ev["status"] == 0 for ev in exits)  # drained and exited 0
+    assert sorted(children_of(run.master_pid)) == sorted(extra.values())
+    # The removed group is not restarted.
+    time.sleep(0.3)
+    assert len(run.events("start", group="d")) == 2
+
+
+def test_second_term_skips_the_grace_period(run_prog):
+    run = run_prog(groups={"s": 1}, modes={"s": "ignore_term"}, grace=30.0)
+    pid = run.wait_workers(1)[("s", 0)]
+    time.sleep(0.2)
+    run.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert run.proc.poll() is None and alive(pid)  # waiting out the grace
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=3) == 0
+    assert proc_state(pid) is None

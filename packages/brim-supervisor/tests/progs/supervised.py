@@ -104,6 +104,23 @@ def main() -> int:
             log.error("already running as pid %s", pidfile.read())
             return 2
         pidfile.write()
+    def swap_groups(sup: Supervisor) -> None:
+        # on_reload hook: retire the first group, start an "extra" one.
+        first = next(iter(CONF["groups"]))
+        sup.remove_group(first)
+        sup.add_group("extra", 2, target=worker)
+        event("reloaded")
+
+    def after_fork_child(ctx) -> None:
+        event("after_fork", group=ctx.group, id=ctx.worker_id)
+
+    def on_child_exit(group: str, worker_id: int, pid: int, status: int) -> None:
+        event("child_exit", group=group, id=worker_id, child=pid, status=status)
+
+    hooks = {}
+    if CONF.get("hooks"):
+        hooks = {"on_reload": swap_groups, "after_fork_child": after_fork_child,
+                 "on_child_exit": on_child_exit}
     sup = Supervisor(
         name=CONF.get("name", "supt"),
         logger=log,
@@ -114,6 +131,7 @@ def main() -> int:
         stable_after=CONF.get("stable_after", 5.0),
         capture_output=CONF.get("capture_output"),
         handover_path=CONF.get("handover_path"),
+        **hooks,
     )
     if sock is not None:
         sup.add_socket("tcp", sock)

@@ -385,7 +385,9 @@ class Supervisor:
     def _sleep_time(self, now: float) -> float:
         wake = now + _MAX_SLEEP
         if self._stopping:
-            wake = min(wake, self._stop_deadline)
+            # Past the deadline the stragglers have had SIGKILL: poll gently
+            # (SIGCHLD wakes us anyway) instead of spinning.
+            wake = min(wake, max(self._stop_deadline, now + 0.05))
         else:
             for slot in self._slots.values():
                 if slot.pid is None:
