@@ -209,3 +209,25 @@ def test_curl_post_and_keepalive(hello):
                          capture_output=True, timeout=H.WAIT, check=True)
     assert out.stdout == b'hellohello'
     assert b'Re-using existing connection' in out.stderr or b'Reusing' in out.stderr
+
+
+class _FakeBrimd:
+    """Stands for brimd's Server object: the worker hands it to apps as env['brim']."""
+
+    label = 'the-server'
+
+
+def _uses_server(env, start_response):
+    out = env['brim'].label.encode() + b' ' + str(env['brim.server'] is env['brim']).encode()
+    start_response(b'200 OK', [(b'Content-Length', str(len(out)).encode())])
+    return [out]
+
+
+def test_env_brim_is_the_server_object(tmp_path):
+    server = H.start(_uses_server, tmp_path, server_obj=_FakeBrimd())
+    try:
+        sock = server.connect()
+        sock.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert H.Reader(sock).response()[2] == b'the-server True'
+    finally:
+        server.kill()

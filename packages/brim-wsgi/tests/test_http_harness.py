@@ -80,7 +80,7 @@ class Running:
 
 
 def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool = False,
-          **settings: Any) -> Running:
+          server_obj: Any = None, **settings: Any) -> Running:
     """Fork a worker serving app; returns once it accepts connections."""
     from brim.wsgi.http import HTTPSettings
 
@@ -98,7 +98,7 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
         code = 1
         try:
             code = _child(listener, app, HTTPSettings(log_headers=log_headers, **settings),
-                          store, log_path)
+                          store, log_path, server_obj)
         finally:
             os._exit(code)
     listener.close()
@@ -115,7 +115,7 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
 
 
 def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
-           log_path: str) -> int:  # pragma: no cover - runs in the child
+           log_path: str, server_obj: Any) -> int:  # pragma: no cover - runs in the child
     from brim.wsgi import green
     from brim.wsgi.http import HTTPServer
     from brim.wsgi.log import setup_logging
@@ -123,7 +123,7 @@ def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
     sys.stderr = open(log_path, 'a', buffering=1)  # noqa: SIM115
     logger = setup_logging('brim', 'DEBUG', stderr=True, syslog=False)
     bucket = store.bucket('wsgi', 0)
-    server = HTTPServer(listener, app, settings, stats=bucket, logger=logger)
+    server = HTTPServer(listener, app, settings, stats=bucket, logger=logger, server=server_obj)
     green.install_signal_handlers({signal.SIGUSR1: lambda s: server.drain(),
                                    signal.SIGUSR2: lambda s: server.stop()})
     bucket.mark_started()

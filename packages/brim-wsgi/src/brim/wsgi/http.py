@@ -26,8 +26,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from os import urandom
 from typing import Any
-from uuid import uuid4
 
 import httptools
 
@@ -121,6 +121,15 @@ def _to_bytes(piece: Any) -> bytes:
     if isinstance(piece, (bytes, bytearray, memoryview)):
         return bytes(piece)
     raise TypeError(f'WSGI app body piece must be bytes, got {type(piece).__name__}')
+
+
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _new_txn() -> str:
+    """uuid.uuid4().hex, without building a UUID object (a third of the cost)."""
+    return '%032x' % ((int.from_bytes(urandom(16), 'big') & _V4_CLEAR) | _V4_SET)
 
 
 class _LimitExceeded(Exception):
@@ -519,7 +528,7 @@ class _Connection:
         """Run the app for one request and answer it; True to keep the connection."""
         server = self.server
         start = time.time()
-        txn = uuid4().hex
+        txn = _new_txn()
         set_txn(txn)
         self.req = req
         self.status = None
@@ -685,7 +694,7 @@ class _Connection:
         """Answer a request we could not parse or that was too slow, then close."""
         server = self.server
         start = time.time()
-        txn = uuid4().hex
+        txn = _new_txn()
         set_txn(txn)
         body = f'{status} {_REASONS.get(status, "Error")}: {reason}\n'.encode('latin-1', 'replace')
         head = (f'HTTP/1.1 {status} {_REASONS.get(status, "Error")}\r\n'
