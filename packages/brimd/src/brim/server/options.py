@@ -9,6 +9,7 @@ cannot drift apart. ``python -m brim.server.options`` prints the sample.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 from brim.conf import MAIN_SECTION, Conf, Option, check_unknown
@@ -134,44 +135,170 @@ def default_pid_file() -> str:
     return os.path.expanduser("~/.brimd.pid")
 
 
+# -- the sample conf and the reference, generated from the tables above -------
+
+#: How each kind of section is written in a conf file.
+_HEADERS = {
+    MAIN_SECTION: "[brim]",
+    "wsgi": "[wsgi]",
+    "tcp": "[tcp#name]",
+    "udp": "[udp#name]",
+    "daemons": "[daemons]",
+}
+
+#: What each kind of section is for (one sentence each, shared by sample and docs).
+_ABOUT = {
+    MAIN_SECTION: "The master process, and the defaults every subconfig falls back to. "
+                  "[brimd] is another spelling of [brim].",
+    "wsgi": "A WSGI subserver: one listening address served by pre-forked workers, "
+            "each running the chain of apps listed in 'apps'. Repeat [wsgi], or name "
+            "sections [wsgi#admin], [wsgi#api], ..., for more listeners.",
+    "tcp": "A TCP subserver, named [tcp#name]: its workers accept connections and "
+           "call the 'call' class once per connection. The section also holds the "
+           "app's own options.",
+    "udp": "A UDP subserver, named [udp#name]: its workers read datagrams and call "
+           "the 'call' class once per datagram. The section also holds the app's "
+           "own options.",
+    "daemons": "Background daemons: each name listed in 'daemons' is a section whose "
+               "'call' class runs in a process of its own, restarted if it ends.",
+}
+
+_SUBCONFIG_KINDS = ("wsgi", "tcp", "udp", "daemons")
+
+#: Sections of bundled apps, shown at the end of the sample. The test of the
+#: sample builds a real Server from these lines, so they cannot rot.
+_SAMPLE_APPS = """\
+[brim]
+port = 8080
+workers = 2
+
+[wsgi]
+apps = echo stats
+
+[echo]
+call = brim.wsgi_echo.WSGIEcho
+# The path answered; other paths go on down the chain.
+path = /echo
+# Larger request bodies get 413.
+max_echo = 65536
+
+[stats]
+call = brim.stats.Stats
+# JSON here; add ?format=prometheus for the Prometheus text format.
+path = /stats
+
+[tcp#echo]
+port = 8081
+call = brim.tcp_echo.TCPEcho
+# Bytes read at a time, and seconds of client silence before hanging up.
+chunk_read = 65536
+idle_timeout = 60.0
+
+[udp#echo]
+port = 8082
+call = brim.udp_echo.UDPEcho
+
+[daemons]
+daemons = sample
+
+[sample]
+call = brim.daemon_sample.DaemonSample
+# Seconds between the daemon's log lines.
+interval = 60
+"""
+
+
+def _kinds_accepting(name: str) -> list[str]:
+    """Every kind of section whose table declares option ``name``."""
+    return [kind for kind, declared in SECTION_OPTIONS.items()
+            if any(o.name == name for o in declared)]
+
+
+def _shown_default(declared: Option) -> str:
+    """The default as it would be written in a conf file ('' for none)."""
+    return declared.sample().partition("=")[2].strip()
+
+
 def sample_conf() -> str:
-    """The text of brimd.conf-sample, generated from the tables above."""
+    """The text of brimd.conf-sample, generated from the tables above.
+
+    Every line is a comment, so the sample configures nothing as it is; each
+    option appears once, as ``# name = default`` under its doc. Options that
+    subconfigs inherit are shown in [brim] with the sections that use them;
+    each subconfig then names the ones it may override.
+    """
     out = [
-        "# brimd.conf-sample: every brimd option, with its default.",
-        "# Generated from brim.server.options; regenerate with",
+        "# brimd.conf-sample: every option brimd reads, with its default.",
+        "#",
+        "# Generated from the option tables in brim.server.options; regenerate with",
         "#   python -m brim.server.options > brimd.conf-sample",
-        "# Options in [brim] are defaults that subconfigs ([wsgi], [tcp#name],",
-        "# [udp#name], [daemons]) fall back to unless they set their own.",
+        "#",
+        "# Every line here is a comment: as it is, this file configures nothing.",
+        "# Copy the sections you need into your conf (/etc/brimd.conf, or a file",
+        "# named with brimd -c) and uncomment the options you change.",
+        "# '# name = value' shows the default; '# name =' means the option has no",
+        "# default and is unset unless you set it (its note says what then).",
+        "#",
+        "# Options of [brim] marked 'Per subconfig' are defaults: a [wsgi],",
+        "# [tcp#name], [udp#name] or [daemons] section that sets its own value uses",
+        "# that instead. The others concern the master process and are [brim] only.",
         "",
     ]
-    sections = [
-        ("brim", "[brim]", "The master process, and defaults for every subconfig."),
-        ("wsgi", "[wsgi]", "A WSGI subserver. Repeat [wsgi], or name it [wsgi#admin], "
-                           "for more listeners."),
-        ("tcp", "[tcp#echo]", "A TCP subserver: call = a class called per connection."),
-        ("udp", "[udp#echo]", "A UDP subserver: call = a class called per datagram."),
-        ("daemons", "[daemons]", "Background daemons, one process each."),
-    ]
-    for kind, header, about in sections:
-        out.append(f"# {about}")
-        out.append(f"# {header}")
+    master = SECTION_OPTIONS[MAIN_SECTION]
+    out.extend(_banner(MAIN_SECTION))
+    out.append("# -- The master process ([brim] only)")
+    out.append("#")
+    for declared in master:
+        if not declared.inherit:
+            out.extend(_sample_option(declared, ""))
+    out.append("# -- Defaults for subconfigs")
+    out.append("#")
+    for declared in master:
+        if declared.inherit:
+            users = [_HEADERS[k] for k in _kinds_accepting(declared.name) if k != MAIN_SECTION]
+            out.extend(_sample_option(declared, "Per subconfig: " + ", ".join(users) + "."))
+    for kind in _SUBCONFIG_KINDS:
+        out.extend(_banner(kind))
         for declared in SECTION_OPTIONS[kind]:
-            if kind != MAIN_SECTION and declared.inherit:
-                continue
-            out.extend(_wrap_doc(declared.doc))
-            out.append(declared.sample())
-        if kind != MAIN_SECTION:
-            out.append("# (and any option of [brim] marked 'per subconfig')")
+            if not declared.inherit:
+                out.extend(_sample_option(declared, ""))
+        inherited = [o.name for o in SECTION_OPTIONS[kind] if o.inherit]
+        if inherited:
+            out.extend(_wrap_doc("Also accepted here, falling back to [brim] when not set: "
+                                 + ", ".join(inherited) + "."))
         out.append("")
-    out.append("# An app section names its class and holds the app's own options:")
-    out.append("# [echo]\n# call = brim.wsgi_echo.WSGIEcho\n# path = /echo\n# max_echo = 65536")
+    out.extend(_banner(None))
+    out.extend(_wrap_doc(
+        "An app section names its class with 'call' and holds the app's own "
+        "options. A complete conf using every bundled app (WSGI echo and stats "
+        "on port 8080, a TCP echo on 8081, a UDP echo on 8082 and the sample "
+        "daemon), with each app's options at their defaults:"))
+    out.append("#")
+    out.extend(f"#   {line}".rstrip() for line in _SAMPLE_APPS.splitlines())
     return "\n".join(out) + "\n"
 
 
-def _wrap_doc(doc: str, width: int = 76) -> list[str]:
+def _banner(kind: str | None) -> list[str]:
+    title = _HEADERS[kind] if kind else "App sections"
+    lines = ["# " + "=" * 74, f"# {title}", "# " + "=" * 74]
+    if kind:
+        lines.extend(_wrap_doc(_ABOUT[kind]))
+        lines.extend(["#", f"# {_HEADERS[kind].replace('#name', '#echo')}", "#"])
+    return lines
+
+
+def _sample_option(declared: Option, note: str) -> list[str]:
+    doc = declared.doc
+    if note:
+        doc = f"{doc} {note}"
+    return [*_wrap_doc(doc), declared.sample(), "#"]
+
+
+def _wrap_doc(doc: str, width: int = 78) -> list[str]:
+    """``doc`` as ``#`` comment lines no wider than ``width``."""
     lines, line = [], "#"
     for word in doc.split():
-        if len(line) + 1 + len(word) > width:
+        if len(line) > 1 and len(line) + 1 + len(word) > width:
             lines.append(line)
             line = "#"
         line += " " + word
@@ -179,11 +306,80 @@ def _wrap_doc(doc: str, width: int = 76) -> list[str]:
     return lines
 
 
+def reference_rst() -> str:
+    """The conf reference page body (reStructuredText), generated from the tables.
+
+    The docs build (``docs/conf.py``) writes this to ``docs/_generated/`` and
+    the reference page includes it, so the docs list exactly the options the
+    code accepts.
+    """
+    groups = [
+        ("The master process", "Only ``[brim]`` may set these.", PROCESS_OPTIONS),
+        ("Logging and the event loop", "Set in ``[brim]``; any subconfig may override them.",
+         COMMON_OPTIONS),
+        ("Listening", "Where a WSGI, TCP or UDP subserver listens and how many workers "
+         "it runs. Set in ``[brim]`` as defaults, or per subconfig.", LISTEN_OPTIONS),
+        ("TLS", "Set both in a ``[wsgi]`` section (or in ``[brim]`` for every WSGI "
+         "subserver) to serve HTTPS.", TLS_OPTIONS),
+        ("WSGI", "The HTTP server of ``[wsgi]`` subconfigs. All but ``apps`` may be set "
+         "in ``[brim]`` as defaults.", WSGI_OPTIONS),
+        ("TCP", "``[tcp#name]`` sections.", TCP_OPTIONS),
+        ("UDP", "``[udp#name]`` sections.", UDP_OPTIONS),
+        ("Daemons", "The ``[daemons]`` section.", DAEMONS_OPTIONS),
+    ]
+    out = [
+        ".. This file is generated by brim.server.options.reference_rst(); do not edit.",
+        "",
+        "Sections",
+        "--------",
+        "",
+    ]
+    for kind in (MAIN_SECTION, *_SUBCONFIG_KINDS):
+        out.append(f"``{_HEADERS[kind]}``")
+        out.append(f"   {_rst_text(_ABOUT[kind])}")
+        out.append("")
+    for title, intro, declared_options in groups:
+        out.extend([title, "-" * len(title), "", intro, ""])
+        for declared in declared_options:
+            out.extend(_rst_option(declared))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _rst_option(declared: Option) -> list[str]:
+    shown = _shown_default(declared)
+    signature = f"{declared.name} = {shown}" if shown else declared.name
+    kind = declared.kind
+    limits = []
+    if declared.minimum is not None:
+        limits.append(f"at least {declared.minimum:g}")
+    if declared.maximum is not None:
+        limits.append(f"at most {declared.maximum:g}")
+    if declared.choices:
+        limits.append("one of " + ", ".join(declared.choices))
+    if limits:
+        kind += " (" + "; ".join(limits) + ")"
+    sections = ", ".join(f"``{_HEADERS[k]}``" for k in _kinds_accepting(declared.name))
+    lines = [f".. describe:: {signature}", "", f"   {_rst_text(declared.doc)}", "",
+             f"   :Type: {_rst_text(kind)}",
+             f"   :Default: ``{shown}``" if shown else "   :Default: none (see above)",
+             f"   :Sections: {sections}"]
+    if declared.inherit:
+        lines.append("   :Falls back to: ``[brim]``")
+    lines.append("")
+    return lines
+
+
+def _rst_text(text: str) -> str:
+    """Plain text made safe for reStructuredText (no accidental markup)."""
+    return re.sub(r"([\\*`|_])", r"\\\1", text)
+
+
 __all__ = [
     "SECTION_OPTIONS",
     "check_sections",
     "default_pid_file",
     "option",
+    "reference_rst",
     "sample_conf",
     "value",
 ]
