@@ -46,7 +46,7 @@ from typing import Any
 from brim.supervisor._linux import set_parent_death_signal
 from brim.supervisor.daemon import is_daemonized
 from brim.supervisor.errors import SupervisorError
-from brim.supervisor.handover import answer_handover, serve_handover
+from brim.supervisor.handover import answer_handover, release_handover, serve_handover
 from brim.supervisor.heartbeat import HeartbeatSlot
 from brim.supervisor.output import capture_output
 from brim.supervisor.proctitle import set_process_title
@@ -140,6 +140,8 @@ class Supervisor:
     ``sockets`` / :meth:`add_socket` register listening sockets by name:
     the master serves them to a successor through ``handover_path`` (see
     :mod:`brim.supervisor.handover`) and closes them on graceful shutdown.
+    A successor that fetched its sockets from a running master passes
+    ``handover_replace=True`` to take the same path over.
     Workers inherit every open socket through fork either way.
     """
 
@@ -157,6 +159,7 @@ class Supervisor:
         capture_output: bool | None = None,
         sockets: dict[str, socket.socket] | None = None,
         handover_path: str | os.PathLike[str] | None = None,
+        handover_replace: bool = False,
         on_reload: Callable[[Supervisor], Any] | None = None,
         before_fork: Callable[[str, int], Any] | None = None,
         after_fork_child: Callable[[WorkerContext], Any] | None = None,
@@ -176,6 +179,7 @@ class Supervisor:
         self.stable_after = stable_after
         self.capture_output = capture_output
         self.handover_path = os.fspath(handover_path) if handover_path is not None else None
+        self.handover_replace = handover_replace
         self.on_reload = on_reload
         self.before_fork = before_fork
         self.after_fork_child = after_fork_child
@@ -187,6 +191,7 @@ class Supervisor:
         self._pending: list[int] = []
         self._wake_r = self._wake_w = -1
         self._handover: socket.socket | None = None
+        self._handover_ino = 0
         self._master_pid = 0
         self._running = False
         self._stopping = False
@@ -240,6 +245,10 @@ class Supervisor:
     def add_socket(self, name: str, sock: socket.socket) -> None:
         """Register a listening socket under *name* (for hand-over and shutdown)."""
         self._sockets[name] = sock
+
+    def set_sockets(self, sockets: dict[str, socket.socket]) -> None:
+        """Replace the registered listening sockets (after a reload changed them)."""
+        self._sockets = dict(sockets)
 
     @property
     def sockets(self) -> dict[str, socket.socket]:
@@ -333,8 +342,9 @@ class Supervisor:
             for sig in _HANDLED:
                 signal.signal(sig, self._on_signal)
             if self.handover_path is not None:
-                self._handover = serve_handover(self.handover_path)
+                self._handover = serve_handover(self.handover_path, self.handover_replace)
                 self._handover.setblocking(False)
+                self._handover_ino = os.stat(self.handover_path).st_ino
             set_process_title(f"{self.name}: {self.title}")
             self.log.info("%s: master %d started", self.name, self._master_pid)
             shut_down = self._loop()
@@ -477,14 +487,9 @@ class Supervisor:
         self._close_handover()
 
     def _close_handover(self) -> None:
-        if self._handover is not None:
-            self._handover.close()
+        if self._handover is not None and self.handover_path is not None:
+            release_handover(self._handover, self.handover_path, self._handover_ino)
             self._handover = None
-            try:
-                if self.handover_path is not None:
-                    os.unlink(self.handover_path)
-            except OSError:
-                pass
 
     def _do_reload(self) -> None:
         self.log.info("%s: reload requested", self.name)

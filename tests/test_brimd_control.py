@@ -1,0 +1,291 @@
+"""brimd's commands as a user runs them: start, status, stop, restart,
+shutdown, reload, no-daemon and foreground, and bad confs refused."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from brimd_harness import alive, curl, free_port, get_json, process_tree, wait_for
+
+ECHO = """
+    [wsgi]
+    apps = echo stats
+    workers = 2
+
+    [echo]
+    call = brim.wsgi_echo.WSGIEcho
+
+    [stats]
+    call = brim.stats.Stats
+"""
+
+
+def test_start_status_stop_leaves_nothing(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    assert brimd.run("status").returncode == 3
+    master = brimd.start()
+    wait_for(lambda: len(brimd.workers("wsgi")) == 2, what="two workers")
+    tree = process_tree(master)
+    status = brimd.run("status")
+    assert status.returncode == 0 and f"running (pid {master})" in status.stdout
+    again = brimd.run("start")
+    assert again.returncode == 0 and "already running" in again.stderr
+    assert brimd.run("stop").returncode == 0
+    assert not any(alive(pid) for pid in tree)
+    assert brimd.run("status").returncode == 3
+    assert not brimd.pid_file.exists()
+
+
+def test_stale_pid_file_does_not_block_start(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    brimd.pid_file.write_text("999999\n")
+    assert brimd.run("status").returncode == 1
+    brimd.start()
+    assert curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "ok").stdout == b"ok"
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ("[wsgi]\nport = eighty\napps = a\n", "[wsgi] port: 'eighty' is not an integer (conf0.conf line 2)"),
+        ("[wsgi]\nprot = 80\n", "[wsgi] prot: unknown option (did you mean 'port'?) (conf0.conf line 2)"),
+        ("[wsgi]\napps = nope\n", "[wsgi] apps: 'nope' has no [nope] section (conf0.conf line 2)"),
+        ("[brim]\nworkers = 0\n[wsgi]\napps = e\n[e]\ncall = brim.wsgi_echo.WSGIEcho\n", "[brim] workers: 0 is too small (at least 1) (conf0.conf line 2)"),
+        ("[brim]\n", "nothing to run"),
+        ("[daemons]\ndaemons = d\n[d]\ncall = no.such.Daemon\n", "[d] call: cannot import 'no.such'"),
+    ],
+)
+def test_bad_conf_is_one_line_and_nothing_starts(brimd, conf, message):
+    brimd.use(conf)
+    brimd.confs = [Path("conf0.conf")]  # relative, as a user in that directory types it
+    done = brimd.run("start")
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not brimd.pid_file.exists()
+
+
+def test_port_in_use_is_a_clear_error(brimd):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        brimd.use(ECHO, brimd.local(port=port, listen_retry=0.5))
+        done = brimd.run("start")
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}" in done.stderr and "in use" in done.stderr
+
+
+def _loop_requests(port: int, stop: threading.Event, results: dict, keepalive: bool) -> None:
+    conn = None
+    while not stop.is_set():
+        try:
+            if conn is None or not keepalive:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/echo", body=b"ping")
+            response = conn.getresponse()
+            body = response.read()
+            key = "ok" if response.status == 200 and body == b"ping" else f"bad {response.status}"
+            results[key] = results.get(key, 0) + 1
+            if response.getheader("Connection", "").lower() == "close" or not keepalive:
+                conn.close()
+                conn = None
+        except (http.client.RemoteDisconnected, ConnectionResetError) as err:
+            # A keep-alive connection closed by a draining worker between
+            # requests: the client reconnects, as HTTP clients do. Anything
+            # else (refused, a reset mid-request) is a failure.
+            if not keepalive or conn is None:
+                results[repr(err)] = results.get(repr(err), 0) + 1
+            else:
+                results["reconnects"] = results.get("reconnects", 0) + 1
+            conn = None
+        except Exception as err:
+            results[repr(err)] = results.get(repr(err), 0) + 1
+            conn = None
+
+
+def test_restart_under_load_refuses_nothing(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    first = brimd.start()
+    stop = threading.Event()
+    results: dict[str, dict] = {"new": {}}
+    thread = threading.Thread(target=_loop_requests, args=(port, stop, results["new"], False))
+    thread.start()
+    try:
+        masters = [first]
+        for _ in range(3):
+            time.sleep(0.5)
+            done = brimd.run("restart")
+            assert done.returncode == 0, done.stderr
+            masters.append(brimd.master_pid())
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert len(set(masters)) == 4
+    wait_for(lambda: not any(alive(p) for p in masters[:-1]), what="old masters gone")
+    new = results["new"]
+    assert new.get("ok", 0) > 50
+    assert set(new) == {"ok"}, new
+
+
+def test_shutdown_lets_in_flight_requests_finish(brimd):
+    port = free_port()
+    brimd.write("slowapp.py", """
+import time
+
+class Slow(object):
+    def __init__(self, name, conf, next_app):
+        self.next_app = next_app
+    def __call__(self, env, start_response):
+        if env['PATH_INFO'] != '/slow':
+            return self.next_app(env, start_response)
+        time.sleep(0)
+        from brim.wsgi import green
+        green.sleep(1.5)
+        start_response('200 OK', [('Content-Length', '4')])
+        return [b'done']
+""")
+    brimd.use("[wsgi]\napps = slow\n[slow]\ncall = slowapp.Slow\n", brimd.local(port=port))
+    master = brimd.start()
+    result = {}
+
+    def slow_request():
+        result["curl"] = curl("-s", f"http://127.0.0.1:{port}/slow")
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert brimd.run("shutdown").returncode == 0
+    assert time.monotonic() - started < 1.5  # the master did not wait for the request
+    assert not alive(master)
+    thread.join(10)
+    assert result["curl"].stdout == b"done"
+
+
+def test_reload_rereads_the_conf(brimd, syslog):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    brimd.start()
+    base = f"http://127.0.0.1:{port}"
+    assert curl("-s", f"{base}/echo2", "-d", "x").stdout.startswith(b"404")
+    old_workers = set(brimd.workers("wsgi").values())
+    # reload re-reads the files brimd was started with; edit one of them.
+    brimd.write(brimd.confs[0].name, ECHO.replace("apps = echo stats", "apps = echo echo2 stats")
+                + "\n    [echo2]\n    call = brim.wsgi_echo.WSGIEcho\n    path = /echo2\n")
+    assert brimd.run("reload").returncode == 0
+    wait_for(lambda: curl("-s", f"{base}/echo2", "-d", "x").stdout == b"x", what="the new app")
+    wait_for(lambda: not any(alive(p) for p in old_workers), what="old workers drained")
+    # A conf broken later is refused by reload, and the running brimd goes on.
+    brimd.confs[0].write_text("[wsgi]\napps = missing\n")
+    refused = brimd.run("reload")
+    assert refused.returncode == 1 and "[wsgi] apps: 'missing'" in refused.stderr
+    assert curl("-s", f"{base}/echo2", "-d", "y").stdout == b"y"
+
+
+def test_killed_worker_is_replaced_with_a_new_start_time(brimd, syslog):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    brimd.start()
+    base = f"http://127.0.0.1:{port}"
+    workers = wait_for(lambda: (w := brimd.workers("wsgi")) and len(w) == 2 and w,
+                       what="two workers")
+    before = get_json(f"{base}/stats")
+    time.sleep(1.1)  # start_time has one-second resolution
+    title, victim = sorted(workers.items())[0]
+    worker_id = int(title.split(" worker ")[1].split()[0])
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_for(lambda: (p := brimd.workers("wsgi").get(title)) and p != victim and p,
+                        timeout=1.0, step=0.02, what="the replacement worker")
+    assert alive(replaced)
+    after = get_json(f"{base}/stats")
+    key = f"worker_{worker_id}"
+    assert after[key]["start_time"] > before[key]["start_time"]
+    assert after["start_time"] == before["start_time"]
+    assert after["request_count"] >= before["request_count"]
+    syslog.wait_line(f"pid {victim}", "SIGKILL")
+
+
+def test_tcp_udp_and_daemon_subservers(brimd, syslog):
+    tcp, udp, web = free_port(), free_port(socket.SOCK_DGRAM), free_port()
+    brimd.use(f"""
+        [wsgi]
+        port = {web}
+        apps = stats
+        [stats]
+        call = brim.stats.Stats
+
+        [tcp#echo]
+        call = brim.tcp_echo.TCPEcho
+        port = {tcp}
+        workers = 2
+
+        [udp#echo]
+        call = brim.udp_echo.UDPEcho
+        port = {udp}
+
+        [daemons]
+        daemons = sample
+        [sample]
+        call = brim.daemon_sample.DaemonSample
+        interval = 0.2
+    """, brimd.local())
+    brimd.start()
+    with socket.create_connection(("127.0.0.1", tcp), timeout=5) as conn:
+        conn.sendall(b"hello tcp")
+        assert conn.recv(100) == b"hello tcp"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram:
+        dgram.settimeout(5)
+        dgram.sendto(b"hello udp", ("127.0.0.1", udp))
+        assert dgram.recvfrom(100)[0] == b"hello udp"
+    daemon = wait_for(lambda: brimd.workers("daemon"), what="the daemon")
+    (title, pid), = daemon.items()
+    assert title.endswith("daemon sample")
+    data = wait_for(lambda: (d := get_json(f"http://127.0.0.1:{web}/stats"))
+                    ["daemon_sample"]["sample.iterations"] >= 2 and d, what="daemon stats")
+    first_start = data["daemon_sample"]["start_time"]
+    time.sleep(1.1)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (d := brimd.workers("daemon")) and pid not in d.values(),
+             what="the daemon restarted")
+    wait_for(lambda: get_json(f"http://127.0.0.1:{web}/stats")["daemon_sample"]["start_time"]
+             > first_start, what="a new daemon start_time")
+    syslog.wait_line("sample: sample daemon pid")
+
+
+def test_no_daemon_runs_in_one_process(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    proc = brimd.popen("no-daemon")
+    wait_for(lambda: curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "x").stdout == b"x",
+             what="no-daemon serving")
+    assert process_tree(proc.pid) == [proc.pid]
+    data = get_json(f"http://127.0.0.1:{port}/stats")
+    assert "worker_1" not in data
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    assert "no-daemon" in proc.stderr.read()
+
+
+def test_foreground_term_drains_and_exits(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    proc = brimd.popen("foreground")
+    wait_for(lambda: curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "x").stdout == b"x",
+             what="foreground serving")
+    tree = process_tree(proc.pid)
+    assert len(tree) == 3  # the master and two workers
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not any(alive(pid) for pid in tree)
