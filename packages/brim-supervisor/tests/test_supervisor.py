@@ -6,11 +6,12 @@ import itertools
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from supervisor_testlib import alive, children_of, proc_state, wait_for
+from supervisor_testlib import Run, alive, children_of, proc_state, wait_for
 
 from brim.supervisor import fetch_sockets
 
@@ -214,3 +215,54 @@ def test_second_term_skips_the_grace_period(run_prog):
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(timeout=3) == 0
     assert proc_state(pid) is None
+
+
+def test_restart_by_hand_over_refuses_no_connection(run_prog, tmp_path):
+    path = str(tmp_path / "handover.sock")
+    old = run_prog(groups={"s": 2}, modes={"s": "serve"}, listen=True, handover_path=path)
+    old.wait_workers(2)
+    port = wait_for(lambda: old.events("listening"), 5.0, "listening")[0]["port"]
+
+    answers: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        deadline = time.monotonic() + 20  # bounded in time and count
+        while not stop.is_set() and time.monotonic() < deadline and len(answers) < 20000:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    answers.append(int(c.makefile().readline()))
+            except (OSError, ValueError) as err:
+                errors.append(repr(err))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: old.master_pid in answers, 5.0, "answers from the old master")
+        (tmp_path / "new").mkdir()
+        conf = {"groups": {"s": 2}, "modes": {"s": "serve"}, "inherit": path,
+                "handover_path": path}
+        new = Run(tmp_path / "new", conf)
+        try:
+            new.wait_workers(2)
+            wait_for(lambda: new.master_pid in answers, 5.0, "answers from the new master")
+            old.proc.send_signal(signal.SIGQUIT)
+            assert old.proc.wait(timeout=5) == 0
+            wait_for(lambda: len(old.events("drained")) == 2, 5.0, "old workers drained")
+            wait_for(lambda: not children_of(old.master_pid), 3.0, "old workers gone")
+            count = len(answers)
+            wait_for(lambda: len(answers) > count + 50, 5.0, "answers after the old left")
+            assert answers[-1] == new.master_pid
+            assert os.path.exists(path)  # the old master left the new one's socket
+            again = fetch_sockets(path, timeout=5)["tcp"]
+            assert again.getsockname()[1] == port
+            again.close()
+        finally:
+            stop.set()
+            thread.join(10)
+            new.kill_all()
+    finally:
+        stop.set()
+    assert errors == []
+    assert set(answers) == {old.master_pid, new.master_pid}

@@ -13,6 +13,11 @@ Worker modes:
   ignore_term  ignore SIGTERM, sleep forever
   report       record the signal dispositions it started with, then sleep
   print        print a line, then raise RuntimeError("boom")
+  serve        accept on the listening socket, answer each connection with
+               the master's pid; drain like "drain"
+
+With "inherit": PATH the listening socket is fetched from the master that
+serves socket hand-over at PATH instead of being bound anew.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import socket
 import sys
 import time
 
-from brim.supervisor import PidFile, Supervisor, daemonize, listen_tcp
+from brim.supervisor import PidFile, Supervisor, daemonize, fetch_sockets, listen_tcp
 
 CONF = json.loads(sys.argv[1])
+LISTENER: socket.socket | None = None
 
 
 def event(kind: str, **fields: object) -> None:
@@ -66,6 +72,22 @@ def worker(ctx) -> int | None:
             blocked=sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])),
             wakeup_fd=signal.set_wakeup_fd(-1),
         )
+    if mode == "serve":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert LISTENER is not None
+        LISTENER.settimeout(0.05)
+        answer = f"{ctx.master_pid}\n".encode()
+        while not ctx.draining:
+            ctx.heartbeat()
+            try:
+                conn, _ = LISTENER.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(answer)
+        LISTENER.close()  # stop taking connections; the queue stays with the socket
+        event("drained", group=ctx.group, id=ctx.worker_id)
+        return 0
     if mode == "drain":
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if mode == "ignore_term":
@@ -90,9 +112,13 @@ def main() -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
 
+    global LISTENER
     sock = None
-    if CONF.get("listen"):
-        sock = listen_tcp("127.0.0.1", 0, backlog=16, retry=0)
+    if CONF.get("inherit"):
+        sock = fetch_sockets(CONF["inherit"])["tcp"]
+    elif CONF.get("listen"):
+        sock = listen_tcp("127.0.0.1", 0, backlog=64, retry=0)
+    LISTENER = sock
     if CONF.get("daemonize"):
         keep = [handler.stream]
         if sock is not None:
@@ -131,6 +157,7 @@ def main() -> int:
         stable_after=CONF.get("stable_after", 5.0),
         capture_output=CONF.get("capture_output"),
         handover_path=CONF.get("handover_path"),
+        handover_replace=bool(CONF.get("inherit")),
         **hooks,
     )
     if sock is not None:

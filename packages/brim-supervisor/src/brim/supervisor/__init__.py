@@ -21,6 +21,7 @@ from brim.supervisor.handover import (
     answer_handover,
     fetch_sockets,
     recv_sockets,
+    release_handover,
     send_sockets,
     serve_handover,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "listen_udp",
     "parse_umask",
     "recv_sockets",
+    "release_handover",
     "send_sockets",
     "serve_handover",
     "server_ssl_context",

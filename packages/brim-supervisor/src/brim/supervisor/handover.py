@@ -15,8 +15,9 @@ The mechanism is SCM_RIGHTS over a unix stream socket:
   ``{name: socket}`` dict. Names are chosen by the caller; something like
   ``"tcp 127.0.0.1:8080"`` lets the new master look up the address it is
   configured for and bind anew only for addresses it did not receive.
-* The new master starts its workers, then asks the old one to shut down
-  gracefully (SIGQUIT): the old workers finish their connections while the
+* The new master serves the same path (``handover_replace=True`` renames
+  its own socket over the old one) and starts its workers, then asks the
+  old one to shut down gracefully (SIGQUIT): the old workers finish their connections while the
   new ones already accept. Connections waiting in the listen backlog belong
   to the shared socket and are not lost.
 
@@ -111,30 +112,41 @@ def fetch_sockets(path: str | os.PathLike[str], timeout: float = 5.0) -> dict[st
         conn.close()
 
 
-def serve_handover(path: str | os.PathLike[str]) -> socket.socket:
+def serve_handover(path: str | os.PathLike[str], replace: bool = False) -> socket.socket:
     """A listening unix socket at *path* (mode 0600) for :func:`answer_handover`.
 
-    A leftover socket file at *path* (from a master that died) is replaced;
-    a live one is not: the path is refused while a master answers there.
+    A leftover socket file at *path* (from a master that died) is replaced.
+    A live one (a master answers there) is refused, unless *replace* is true:
+    that is the successor's case, which binds beside it and renames its own
+    socket over the path, so the path always answers. Use
+    :func:`release_handover` to remove the file only while it is still ours.
     """
     path = os.fspath(path)
+    live = False
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(1.0)
         try:
             probe.connect(path)
+            live = True
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        else:
-            raise SupervisorError(f"cannot serve socket hand-over at {path}: already in use")
         finally:
             probe.close()
+    if live and not replace:
+        raise SupervisorError(f"cannot serve socket hand-over at {path}: already in use")
+    bind_path = f"{path}.{os.getpid()}.new" if live else path
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o077)
     try:
-        server.bind(path)
-        os.chmod(path, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            if live:
+                os.unlink(bind_path)
+        server.bind(bind_path)
+        os.chmod(bind_path, 0o600)
+        if live:
+            os.replace(bind_path, path)
     except OSError as err:
         server.close()
         raise SupervisorError(
@@ -144,6 +156,21 @@ def serve_handover(path: str | os.PathLike[str]) -> socket.socket:
         os.umask(old_umask)
     server.listen(8)
     return server
+
+
+def release_handover(server: socket.socket, path: str | os.PathLike[str], inode: int) -> None:
+    """Close *server* and remove *path* if it is still the socket we bound (*inode*).
+
+    Why the check: after a hand-over the successor's socket sits at the same
+    path, and the old master must not delete it on its way out.
+    """
+    server.close()
+    path = os.fspath(path)
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _peer_uid(conn: socket.socket) -> int | None:

@@ -35,6 +35,24 @@ class WorkerContext:
         self.title = title
         self._slot = slot
 
+    @classmethod
+    def detached(
+        cls, group: str = "main", worker_id: int = 0, supervisor_name: str = "brim"
+    ) -> WorkerContext:
+        """A context for running a target in this very process, with no master.
+
+        Why: a launcher's debugging mode ("no-daemon, no fork") can call the
+        same ``target(ctx)``. Its "master" is this process's parent, so
+        :attr:`draining` turns true only by :meth:`request_drain` or if that
+        parent goes away.
+        """
+        title = f"{group} worker {worker_id}"
+        return cls(group, worker_id, os.getppid(), HeartbeatSlot(), supervisor_name, title)
+
+    def request_drain(self) -> None:
+        """Mark this worker as draining, as the master does before sending SIGHUP."""
+        self._slot.request_drain()
+
     def __repr__(self) -> str:
         return f"<WorkerContext {self.group} {self.worker_id} pid {os.getpid()}>"
 
