@@ -143,10 +143,13 @@ def main() -> int:
     def on_child_exit(group: str, worker_id: int, pid: int, status: int) -> None:
         event("child_exit", group=group, id=worker_id, child=pid, status=status)
 
+    def on_started(sup: Supervisor) -> None:
+        event("started", workers=len(sup.workers))
+
     hooks = {}
     if CONF.get("hooks"):
         hooks = {"on_reload": swap_groups, "after_fork_child": after_fork_child,
-                 "on_child_exit": on_child_exit}
+                 "on_child_exit": on_child_exit, "on_started": on_started}
     sup = Supervisor(
         name=CONF.get("name", "supt"),
         logger=log,

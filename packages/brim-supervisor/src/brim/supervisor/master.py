@@ -136,6 +136,9 @@ class Supervisor:
     * ``after_fork_child(ctx)`` -- in the new worker, before its target.
     * ``on_child_exit(group, worker_id, pid, status)`` -- in the master,
       after a worker was reaped (``status`` as from ``os.waitpid``).
+    * ``on_started(supervisor)`` -- once per :meth:`run`, after the first
+      workers were forked; the moment a successor tells its predecessor to
+      shut down (connections queue on the shared socket until they accept).
 
     ``sockets`` / :meth:`add_socket` register listening sockets by name:
     the master serves them to a successor through ``handover_path`` (see
@@ -164,6 +167,7 @@ class Supervisor:
         before_fork: Callable[[str, int], Any] | None = None,
         after_fork_child: Callable[[WorkerContext], Any] | None = None,
         on_child_exit: Callable[[str, int, int, int], Any] | None = None,
+        on_started: Callable[[Supervisor], Any] | None = None,
     ) -> None:
         if grace < 0:
             raise SupervisorError(f"grace must be >= 0 seconds, not {grace!r}")
@@ -184,6 +188,7 @@ class Supervisor:
         self.before_fork = before_fork
         self.after_fork_child = after_fork_child
         self.on_child_exit = on_child_exit
+        self.on_started = on_started
         self._sockets: dict[str, socket.socket] = dict(sockets or {})
         self._groups: dict[str, _Group] = {}
         self._slots: dict[tuple[str, int], _Slot] = {}
@@ -347,6 +352,12 @@ class Supervisor:
                 self._handover_ino = os.stat(self.handover_path).st_ino
             set_process_title(f"{self.name}: {self.title}")
             self.log.info("%s: master %d started", self.name, self._master_pid)
+            self._spawn_due(time.monotonic())
+            if self.on_started is not None:
+                try:
+                    self.on_started(self)
+                except Exception:
+                    self.log.exception("%s: on_started hook failed", self.name)
             shut_down = self._loop()
             return 0
         finally:
