@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from supervisor_testlib import Run, alive, children_of, proc_state, wait_for
 
-from brim.supervisor import fetch_sockets
+from brim.supervisor import PidFile, fetch_sockets
 
 
 def test_killed_worker_is_replaced_under_the_same_id_within_a_second(run_prog):
@@ -267,3 +267,20 @@ def test_restart_by_hand_over_refuses_no_connection(run_prog, tmp_path):
         stop.set()
     assert errors == []
     assert set(answers) == {old.master_pid, new.master_pid}
+
+
+def test_daemonized_master_captures_worker_output_by_default(run_prog, tmp_path):
+    pidfile = tmp_path / "d.pid"
+    run = run_prog(groups={"p": 1, "w": 2}, modes={"p": "print", "w": "sleep"},
+                   daemonize=True, pidfile=str(pidfile), restart_delay=5.0)
+    assert run.proc.wait(timeout=10) == 0  # the launching process returns at once
+    master = wait_for(lambda: run.events("master"), 5.0, "daemon master")[0]["pid"]
+    assert master != run.proc.pid
+    wait_for(lambda: PidFile(pidfile).read() == master, 5.0, "pid file")
+    log = wait_for(lambda: "RuntimeError: boom" in (t := run.log()) and t, 5.0, "traceback")
+    assert "INFO stdout: hello from worker 0" in log
+    workers = [ev["pid"] for ev in run.events("start")]
+    os.kill(master, signal.SIGTERM)
+    wait_for(lambda: not alive(master), 5.0, "daemon master exit")
+    wait_for(lambda: not any(alive(p) for p in workers), 3.0, "workers gone")
+    assert not pidfile.exists()
