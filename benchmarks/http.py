@@ -13,10 +13,9 @@ $XDG_CACHE_HOME) with gunicorn==23.0.0, eventlet and this repository's
 packages, so both servers run on the same interpreter and libraries. It needs
 wrk (Debian/Ubuntu: ``sudo apt-get install -y wrk``).
 
-Until brimd exists, brim's side is a tiny pre-fork master here
-(``_serve_brim``): it binds one socket and forks 2 workers that each run
-brim.wsgi.http.HTTPServer. ``start_brim`` is the one function to change to
-launch ``brimd no-daemon`` with an equivalent conf instead.
+brim's side is the real ``brimd foreground`` (a master and 2 forked
+workers, as in production, logging every request to stderr, which goes to a
+file); gunicorn's is ``gunicorn -k eventlet -w 2 --access-logfile -``.
 """
 
 from __future__ import annotations
@@ -35,15 +34,40 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ['brim-conf', 'brim-stats', 'brim-wsgi']
+PACKAGES = ['brim-conf', 'brim-stats', 'brim-supervisor', 'brim-wsgi', 'brimd']
 WORKERS = 2
 
 HELLO_APP = '''\
+BODY = b'Hello World!\\n'
+HEADERS = [('Content-Type', 'text/plain'), ('Content-Length', str(len(BODY)))]
+
+
 def app(env, start_response):
-    body = b'Hello World!\\n'
-    start_response('200 OK', [('Content-Type', 'text/plain'),
-                              ('Content-Length', str(len(body)))])
-    return [body]
+    """The app as gunicorn runs it."""
+    start_response('200 OK', HEADERS)
+    return [BODY]
+
+
+class Hello:
+    """The same app in brimd's chained form: (name, conf, next_app)."""
+
+    def __init__(self, name, conf, next_app):
+        self.next_app = next_app
+
+    def __call__(self, env, start_response):
+        start_response('200 OK', HEADERS)
+        return [BODY]
+'''
+
+BRIMD_CONF = '''\
+[brim]
+ip = 127.0.0.1
+port = {port}
+workers = {workers}
+wsgi = hello
+
+[hello]
+call = hello.Hello
 '''
 
 
@@ -103,10 +127,13 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None
 
 
 def start_brim(python: Path, port: int, app_dir: Path, log: Path) -> subprocess.Popen:
-    """brim with WORKERS workers on port; its request log goes to log (via stderr)."""
+    """brimd foreground with WORKERS workers on port; its request log goes to log (stderr)."""
+    conf = app_dir / f'brimd-{port}.conf'
+    conf.write_text(BRIMD_CONF.format(port=port, workers=WORKERS))
+    env = dict(os.environ, PYTHONPATH=str(app_dir))
     return subprocess.Popen(
-        [str(python), __file__, '--serve-brim', str(port), str(app_dir)],
-        stdout=subprocess.DEVNULL, stderr=open(log, 'ab'), start_new_session=True)
+        [str(python), '-m', 'brim.server', '-c', str(conf), '-p', '-', 'foreground'],
+        stdout=subprocess.DEVNULL, stderr=open(log, 'ab'), start_new_session=True, env=env)
 
 
 def start_gunicorn(python: Path, port: int, app_dir: Path, log: Path) -> subprocess.Popen:
@@ -126,47 +153,6 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
     except ProcessLookupError:
         pass
-
-
-def _serve_brim(port: int, app_dir: str) -> None:
-    """The stand-in pre-fork master: one listening socket, WORKERS forked workers."""
-    sys.path.insert(0, app_dir)
-    from hello import app  # type: ignore[import-not-found]
-
-    from brim.stats import StatsStore, server_stats
-    from brim.wsgi.http import HTTPSettings
-
-    settings = HTTPSettings()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(('127.0.0.1', port))
-    listener.listen(1024)
-    store = StatsStore({'wsgi': (WORKERS, server_stats(settings.count_status_codes))})
-    children = []
-    for worker in range(WORKERS):
-        pid = os.fork()
-        if pid == 0:
-            _brim_worker(listener, app, settings, store.bucket('wsgi', worker))
-            os._exit(0)
-        children.append(pid)
-    signal.signal(signal.SIGTERM, lambda s, f: None)
-    signal.pause()
-    for pid in children:
-        os.kill(pid, signal.SIGTERM)
-    for pid in children:
-        os.waitpid(pid, 0)
-
-
-def _brim_worker(listener: socket.socket, app: object, settings: object, bucket: object) -> None:
-    from brim.wsgi import green
-    from brim.wsgi.http import HTTPServer
-    from brim.wsgi.log import setup_logging
-
-    logger = setup_logging('brim', 'INFO', stderr=True, syslog=False)
-    bucket.mark_started()
-    server = HTTPServer(listener, app, settings, stats=bucket, logger=logger)
-    green.install_signal_handlers({signal.SIGTERM: lambda s: server.stop()})
-    server.serve_forever()
 
 
 # --- measuring --------------------------------------------------------------
@@ -195,11 +181,7 @@ def main() -> None:
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--duration', type=int, default=10, help='seconds per wrk run')
     ap.add_argument('--connections', type=int, default=64)
-    ap.add_argument('--serve-brim', nargs=2, metavar=('PORT', 'APP_DIR'), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve_brim:
-        _serve_brim(int(args.serve_brim[0]), args.serve_brim[1])
-        return
     wrk = ensure_wrk()
     python = ensure_venv()
     results: dict[str, list[tuple[float, float]]] = {'brim': [], 'gunicorn': []}

@@ -289,3 +289,29 @@ def test_foreground_term_drains_and_exits(brimd):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     assert not any(alive(pid) for pid in tree)
+
+
+def _uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port, user="nobody", umask="0027"))
+    master = brimd.start()
+    wait_for(lambda: len(brimd.workers("wsgi")) == 2, what="two workers")
+    assert _uid(master) == 65534
+    assert all(_uid(pid) == 65534 for pid in brimd.workers("wsgi").values())
+    url = f"http://127.0.0.1:{port}/echo"
+    assert curl("-s", url, "-d", "x").stdout == b"x"
+    done = brimd.run("restart")
+    assert done.returncode == 0, done.stderr
+    assert "binding anew" not in done.stderr  # the sockets were handed over
+    wait_for(lambda: not alive(master), what="the old master gone")
+    assert curl("-s", url, "-d", "y").stdout == b"y"
+    assert brimd.run("stop").returncode == 0

@@ -346,10 +346,8 @@ class Supervisor:
         try:
             for sig in _HANDLED:
                 signal.signal(sig, self._on_signal)
-            if self.handover_path is not None:
-                self._handover = serve_handover(self.handover_path, self.handover_replace)
-                self._handover.setblocking(False)
-                self._handover_ino = os.stat(self.handover_path).st_ino
+            if self.handover_path is not None and self._handover is None:
+                self.prepare_handover()
             set_process_title(f"{self.name}: {self.title}")
             self.log.info("%s: master %d started", self.name, self._master_pid)
             self._spawn_due(time.monotonic())
@@ -496,6 +494,20 @@ class Supervisor:
         for sock in self._sockets.values():
             sock.close()
         self._close_handover()
+
+    def prepare_handover(self) -> None:
+        """Start serving ``handover_path`` now rather than when :meth:`run` starts.
+
+        Why: a program that drops privileges before :meth:`run` may no longer
+        be allowed to create the socket where it should live (next to a pid
+        file in /var/run, say); binding it first, as root, avoids that.
+        """
+        if self.handover_path is None:
+            raise SupervisorError("no handover_path was given")
+        if self._handover is None:
+            self._handover = serve_handover(self.handover_path, self.handover_replace)
+            self._handover.setblocking(False)
+            self._handover_ino = os.stat(self.handover_path).st_ino
 
     def _close_handover(self) -> None:
         if self._handover is not None and self.handover_path is not None:

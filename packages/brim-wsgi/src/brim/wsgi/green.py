@@ -19,7 +19,7 @@ import signal
 import socket
 import ssl
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 with warnings.catch_warnings():
@@ -46,6 +46,7 @@ __all__ = [
     'green_socket',
     'install_signal_handlers',
     'kill',
+    'preload',
     'recv',
     'sendall',
     'sleep',
@@ -84,6 +85,27 @@ def use_hub(name: str | None) -> None:
         eventlet.hubs.use_hub(name)
     except Exception as err:
         raise ValueError(f'eventlet hub {name!r} is not usable here: {err}') from None
+
+
+def preload(hub_names: Iterable[str | None] = ()) -> None:
+    """Import the event-loop modules workers will need, without starting a hub.
+
+    Why: a master that drops privileges before forking may have been
+    installed where the dropped user cannot read (a root-only virtualenv,
+    say); every module a worker imports lazily after fork must already be in
+    memory, inherited through fork.
+    """
+    import importlib
+
+    hub = eventlet.hubs.get_default_hub()  # imports, does not instantiate
+    del hub
+    for name in hub_names:
+        if name:
+            use_hub_module = f'eventlet.hubs.{name}'
+            try:
+                importlib.import_module(use_hub_module)
+            except ImportError as err:
+                raise ValueError(f'eventlet hub {name!r} is not usable here: {err}') from None
 
 
 def green_socket(sock: socket.socket) -> Any:

@@ -325,10 +325,6 @@ def run_master(server: Server, path: str | None, args: argparse.Namespace, *, st
     pidfile = PidFile(path, name="brimd") if path else None
     if pidfile is not None:
         pidfile.write()
-    if server.user or server.group:
-        drop_privileges(server.user, server.group, server.umask)
-    else:
-        os.umask(parse_umask(server.umask))
     logger = server.setup_logging(stderr=stderr, syslog=syslog)
     state = {"server": server}
 
@@ -337,12 +333,25 @@ def run_master(server: Server, path: str | None, args: argparse.Namespace, *, st
 
         state["server"] = reload_server(state["server"], sup, args)
 
+    def on_started(sup) -> None:
+        # Restart: the new workers are up on the handed-over sockets, so the
+        # old brimd may now let go; its workers finish what they hold.
+        if old_pid is not None:
+            try:
+                os.kill(old_pid, signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
+
     sup = server.supervise(
         handover_path=handover_path(path, os.getpid()) if path else None,
-        on_reload=on_reload,
+        on_reload=on_reload, on_started=on_started,
     )
-    if old_pid is not None:
-        os.kill(old_pid, signal.SIGQUIT)
+    if path:
+        sup.prepare_handover()  # while still allowed to create files beside the pid file
+    if server.user or server.group:
+        drop_privileges(server.user, server.group, server.umask)
+    else:
+        os.umask(parse_umask(server.umask))
     if ready_fd is not None:
         os.write(ready_fd, b"ok")
         os.close(ready_fd)

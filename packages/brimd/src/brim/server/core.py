@@ -59,6 +59,20 @@ class Server:
         self.logger = logging.getLogger(self.log_name)
         self.start_time = time.time()
         self._worker_loggers: dict[str, logging.Logger] = {}
+        self._preload()
+
+    def _preload(self) -> None:
+        """Import in the master everything workers import, so a privilege drop cannot
+        leave a worker unable to read its own code."""
+        hubs = [s.hub for s in self.subservers if s.kind != "daemons"]
+        if not hubs:
+            return
+        from brim.wsgi import green, http, log  # noqa: F401
+
+        try:
+            green.preload(hubs)
+        except ValueError as err:
+            raise ConfError(f"[brim] eventlet_hub: {err}") from None
 
     @classmethod
     def from_files(cls, paths: list[str] | None, *, output: bool = False) -> Server:
@@ -152,7 +166,8 @@ class Server:
             self._worker_loggers[key] = logger
         return logger
 
-    def supervise(self, *, handover_path: str | None = None, on_reload: Any = None) -> Supervisor:
+    def supervise(self, *, handover_path: str | None = None, on_reload: Any = None,
+                  on_started: Any = None) -> Supervisor:
         """The Supervisor that keeps every subserver's workers alive."""
         sup = Supervisor(
             name="brimd",
@@ -162,6 +177,7 @@ class Server:
             sockets=self.sockets,
             handover_path=handover_path,
             on_reload=on_reload,
+            on_started=on_started,
         )
         self.add_groups(sup)
         return sup
