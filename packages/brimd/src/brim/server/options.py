@@ -361,7 +361,7 @@ def _rst_option(declared: Option) -> list[str]:
     sections = ", ".join(f"``{_HEADERS[k]}``" for k in _kinds_accepting(declared.name))
     lines = [f".. describe:: {signature}", "", f"   {_rst_text(declared.doc)}", "",
              f"   :Type: {_rst_text(kind)}",
-             f"   :Default: ``{shown}``" if shown else "   :Default: none (see above)",
+             f"   :Default: ``{shown}``" if shown else "   :Default: unset",
              f"   :Sections: {sections}"]
     if declared.inherit:
         lines.append("   :Falls back to: ``[brim]``")
