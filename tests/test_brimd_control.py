@@ -177,6 +177,8 @@ class Slow(object):
 def test_reload_rereads_the_conf(brimd, syslog):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
+    # Relative -c paths, as typed in the conf directory: the daemon runs in /.
+    brimd.confs = [Path(conf.name) for conf in brimd.confs]
     brimd.start()
     base = f"http://127.0.0.1:{port}"
     assert curl("-s", f"{base}/echo2", "-d", "x").stdout.startswith(b"404")
@@ -188,7 +190,7 @@ def test_reload_rereads_the_conf(brimd, syslog):
     wait_for(lambda: curl("-s", f"{base}/echo2", "-d", "x").stdout == b"x", what="the new app")
     wait_for(lambda: not any(alive(p) for p in old_workers), what="old workers drained")
     # A conf broken later is refused by reload, and the running brimd goes on.
-    brimd.confs[0].write_text("[wsgi]\napps = missing\n")
+    (brimd.root / brimd.confs[0]).write_text("[wsgi]\napps = missing\n")
     refused = brimd.run("reload")
     assert refused.returncode == 1 and "[wsgi] apps: 'missing'" in refused.stderr
     assert curl("-s", f"{base}/echo2", "-d", "y").stdout == b"y"
@@ -254,6 +256,12 @@ def test_tcp_udp_and_daemon_subservers(brimd, syslog):
     assert title.endswith("daemon sample")
     data = wait_for(lambda: (d := get_json(f"http://127.0.0.1:{web}/stats"))
                     ["daemon_sample"]["sample.iterations"] >= 2 and d, what="daemon stats")
+    # The socket subservers' stats are reported by the WSGI Stats app too.
+    assert data["tcp#echo"]["connection_count"] == 1
+    assert data["tcp#echo"]["tcp#echo.bytes"] == len(b"hello tcp")
+    assert data["udp#echo"]["datagram_count"] == 1
+    assert data["udp#echo"]["udp#echo.datagrams"] == 1
+    assert "worker_1" in data["tcp#echo"]
     first_start = data["daemon_sample"]["start_time"]
     time.sleep(1.1)
     os.kill(pid, signal.SIGKILL)

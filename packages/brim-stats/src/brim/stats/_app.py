@@ -74,17 +74,26 @@ class Stats:
         store, group = bucket.store, bucket.group
         snap = store.snapshot(group)
         daemons = store.daemons_snapshot()
+        # Socket subservers (brimd names their groups tcp#name / udp#name) have
+        # no HTTP endpoint of their own, so every WSGI Stats app reports them.
+        sockets = {g: store.snapshot(g) for g in store.groups()
+                   if g != group and g.split('#')[0] in _SOCKET_KINDS}
         if fmt == 'prometheus':
             sources = [({'subserver': group}, store.declared(group), snap)]
+            sources.extend(({'subserver': g}, store.declared(g), s) for g, s in sockets.items())
             sources.extend(_prometheus.daemon_sources(store, daemons))
             body = _prometheus.render(sources).encode('utf-8')
             return _reply(start_response, '200 OK', _prometheus.CONTENT_TYPE, body, method)
+        snap.update(sockets)
         snap.update(daemons)
         dumps = env.get('brim.json_dumps') or json.dumps
         body = dumps(snap)
         if isinstance(body, str):
             body = body.encode('utf-8')
         return _reply(start_response, '200 OK', _JSON_TYPE, body, method)
+
+
+_SOCKET_KINDS = ('tcp', 'udp')
 
 
 def _wanted_format(env: dict[str, Any]) -> str | None:

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``brimd`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    # Errors name the files as the user typed them, but the daemon changes to
+    # / and reload re-reads the files from there, so it keeps absolute paths.
+    args.reload_conf = [os.path.abspath(os.path.expanduser(p)) for p in args.conf or ()] or None
     handler = _HANDLERS[args.command]
     try:
         return handler(args)
@@ -359,6 +362,10 @@ def run_master(server: Server, path: str | None, args: argparse.Namespace, *, st
                 ", ".join(f"{s.group} x{s.workers}" for s in server.subservers))
     try:
         return sup.run()
+    except Exception:
+        # Once daemonized, stderr is gone: the log is the only place left.
+        logger.exception("brimd master failed")
+        return 1
     finally:
         if pidfile is not None:
             try:

@@ -72,9 +72,6 @@ TLS_OPTIONS: tuple[Option, ...] = (
     Option("keyfile", "path", None, "PEM private key file, if not in certfile.", inherit=True),
 )
 
-_WSGI_SHARED = {"client_timeout", "concurrent_per_worker", "json_dumps", "json_loads"}
-_SHARED_WSGI_OPTIONS = tuple(o for o in WSGI_OPTIONS if o.name in _WSGI_SHARED)
-
 TCP_OPTIONS: tuple[Option, ...] = (
     Option("call", "str", None, "The app class (package.module.Class) called per connection."),
 )
@@ -90,15 +87,21 @@ DAEMONS_OPTIONS: tuple[Option, ...] = (
            "with a 'call' option."),
 )
 
-#: Which options each kind of section accepts.
+#: Which options each kind of section accepts. Only options a kind really
+#: uses are listed, so none is accepted and then silently ignored.
+_UDP_LISTEN = tuple(o for o in LISTEN_OPTIONS if o.name != "backlog")
+_CONCURRENT = tuple(o for o in WSGI_OPTIONS if o.name == "concurrent_per_worker")
+_JSON = tuple(o for o in WSGI_OPTIONS if o.name in ("json_dumps", "json_loads"))
+_LOGGING = tuple(o for o in COMMON_OPTIONS if o.name != "eventlet_hub")
+
 SECTION_OPTIONS: dict[str, tuple[Option, ...]] = {
     MAIN_SECTION: PROCESS_OPTIONS + COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS
     + tuple(o for o in WSGI_OPTIONS if o.name != "apps")
     + tuple(o for o in UDP_OPTIONS if o.inherit),
     "wsgi": COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS + WSGI_OPTIONS,
-    "tcp": COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS + _SHARED_WSGI_OPTIONS + TCP_OPTIONS,
-    "udp": COMMON_OPTIONS + LISTEN_OPTIONS + _SHARED_WSGI_OPTIONS + UDP_OPTIONS,
-    "daemons": COMMON_OPTIONS + DAEMONS_OPTIONS,
+    "tcp": COMMON_OPTIONS + LISTEN_OPTIONS + _CONCURRENT + _JSON + TCP_OPTIONS,
+    "udp": COMMON_OPTIONS + _UDP_LISTEN + _CONCURRENT + _JSON + UDP_OPTIONS,
+    "daemons": _LOGGING + _JSON + DAEMONS_OPTIONS,
 }
 
 

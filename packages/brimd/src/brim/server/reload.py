@@ -23,7 +23,7 @@ def reload_server(old: Server, sup: Any, args: argparse.Namespace) -> Server:
     """Build the new Server from the conf files and swap it into ``sup``."""
     log = old.logger
     try:
-        new = Server.from_files(args.conf, output=old.output)
+        new = Server.from_files(args.reload_conf, output=old.output)
         unused = new.bind(old.sockets)
     except (ConfError, SupervisorError) as err:
         log.error("reload refused, still running the previous conf: %s", err)

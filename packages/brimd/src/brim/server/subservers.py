@@ -43,7 +43,8 @@ class Subserver:
         self.log_level = options.value(conf, self.kind, section, "log_level")
         self.log_facility = options.value(conf, self.kind, section, "log_facility")
         self.log_address = options.value(conf, self.kind, section, "log_address")
-        self.hub = options.value(conf, self.kind, section, "eventlet_hub")
+        self.hub = (None if self.kind == "daemons"
+                    else options.value(conf, self.kind, section, "eventlet_hub"))
         self.json_dumps = json_function(conf, section, "json_dumps")
         self.json_loads = json_function(conf, section, "json_loads")
 
@@ -77,7 +78,7 @@ class ListeningSubserver(Subserver):
         self.port: int = read("port")
         self.workers = read("workers")
         self.listen_retry: float = read("listen_retry")
-        self.backlog: int = read("backlog") if self.proto == "tcp" else 0
+        self.backlog: int = read("backlog") if self.kind != "udp" else 0
         self.concurrent: int = read("concurrent_per_worker")
         self.sock: socket.socket | None = None
 
