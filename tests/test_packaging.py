@@ -45,3 +45,53 @@ def test_installs_nothing_else(tmp_path, package):
     )
     assert check.returncode == 0, check.stderr
     assert sys.version_info >= (3, 10)
+
+
+@pytest.mark.timeout(400)
+def test_readme_quick_start_in_a_fresh_venv(tmp_path):
+    """The root README's quick start, run as written (only the port is moved)."""
+    import re
+    import shutil
+    import signal
+    import socket
+    import time
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start.*?```\n(.*?)\n```", readme, re.S).group(1)
+    install, _, run = block.partition(" && ")
+    assert install.startswith("pip install ") and run.startswith("brimd ")
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / "bin"
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-m", *install.split()], cwd=ROOT, capture_output=True,
+        text=True, timeout=380,
+    )
+    assert done.returncode == 0, done.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    override = tmp_path / "port.conf"
+    override.write_text(f"[brim]\nport = {port}\n")
+    words = run.split()
+    words[0] = str(bin_dir / "brimd")
+    words[-1:-1] = ["-c", str(override)]
+    proc = subprocess.Popen(words, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        body = b""
+        while time.monotonic() < deadline and body != b"Just a test.":
+            curl = subprocess.run(
+                [shutil.which("curl") or "curl", "-s", f"http://127.0.0.1:{port}/echo",
+                 "--data-binary", "Just a test."], capture_output=True, timeout=10,
+            )
+            body = curl.stdout
+            time.sleep(0.2)
+        assert body == b"Just a test."
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, proc.stderr.read()
