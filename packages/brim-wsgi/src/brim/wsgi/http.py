@@ -61,6 +61,10 @@ _RECV_SIZE = 65536
 # to keep the connection; beyond it the connection is closed instead.
 _MAX_DISCARD = 1 << 20
 
+#: Seconds an idle keep-alive connection may still send one request once its
+#: worker starts draining (see HTTPServer._close_idle_later).
+DRAIN_IDLE = 2.0
+
 _REASONS = {
     400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long',
     431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
@@ -289,11 +293,15 @@ class _Connection:
             if self.error_status:
                 self._send_error(self.error_status, self.error_reason, self.parsing)
                 return None
-            if self.upgraded or (server._draining and self.served):
+            if self.upgraded:
                 return None
+            # A drain never cuts a request whose head is arriving: run() stops
+            # after the response, which says Connection: close.
             partial = self.in_head and self.head_raw > 0
             idle = not partial and self.served > 0
             timeout = self.timeout
+            if idle and server._draining:
+                timeout = max(0.0, server._drain_deadline - time.monotonic())
             if partial:
                 if not head_deadline:
                     head_deadline = time.monotonic() + timeout
@@ -492,7 +500,10 @@ class _Connection:
                 req = self._next_request()
                 if req is None:
                     return
-                if not self._serve(req) or self.server._draining:
+                # A response that went out keep-alive just before a drain
+                # began promised the client another request: run() goes on,
+                # and _next_request waits at most until the drain deadline.
+                if not self._serve(req):
                     return
                 # Let other connections run before reading the next request:
                 # with a fast client the next request is often already here,
@@ -754,6 +765,7 @@ class HTTPServer:
         self._pool = green.GreenPool(settings.concurrent_per_worker)
         self._acceptor: Any = None
         self._draining = False
+        self._drain_deadline = 0.0
         self._stopped = False
         self._idle: set[Any] = set()
         self._init_counters(settings.count_status_codes)
@@ -842,16 +854,34 @@ class HTTPServer:
         self._pool.waitall()
 
     def drain(self) -> None:
-        """Stop accepting, finish in-flight requests, drop idle keep-alive connections."""
+        """Stop accepting, finish in-flight requests, then close keep-alive connections.
+
+        Each connection's next response says ``Connection: close``; idle ones
+        get DRAIN_IDLE seconds to ask for it before they are closed.
+        """
         if self._draining:
             return
         self._draining = True
+        self._drain_deadline = time.monotonic() + DRAIN_IDLE
         if self._acceptor is not None:
             green.kill(self._acceptor)
         try:
             self._listener.close()
         except OSError:
             pass
+        if self._idle:
+            green.spawn(self._close_idle_later)
+
+    def _close_idle_later(self) -> None:
+        """Give idle keep-alive connections a moment to send one last request.
+
+        Closing them the instant a drain starts races a client that is just
+        sending its next request on the connection: the request would meet a
+        closed socket. A client that asks within DRAIN_IDLE seconds is
+        answered with ``Connection: close`` and reconnects (to a new worker,
+        after a reload or restart); the rest are closed quietly.
+        """
+        green.sleep(DRAIN_IDLE)
         for g in list(self._idle):
             green.kill(g)
 
