@@ -13,7 +13,7 @@ def test_stat_types():
 
 def test_server_stats_default():
     assert server_stats() == [
-        ('start_time', 'worker'), ('request_count', 'sum'),
+        ('start_time', 'worker'), ('start_count', 'sum'), ('request_count', 'sum'),
         ('status_2xx_count', 'sum'), ('status_3xx_count', 'sum'),
         ('status_4xx_count', 'sum'), ('status_5xx_count', 'sum'),
         ('status_404_count', 'sum'), ('status_408_count', 'sum'),
@@ -35,8 +35,8 @@ def test_server_stats_bad_code(code):
 
 def test_same_name_same_type_merged_and_start_time_first():
     store = StatsStore({'wsgi': (1, [('a', 'sum'), ('a', 'sum'), *server_stats()])})
-    assert store.declared('wsgi')[:3] == [('start_time', 'worker'), ('a', 'sum'),
-                                          ('request_count', 'sum')]
+    assert store.declared('wsgi')[:4] == [('start_time', 'worker'), ('a', 'sum'),
+                                          ('start_count', 'sum'), ('request_count', 'sum')]
     assert [n for n, _ in store.declared('wsgi')].count('a') == 1
 
 

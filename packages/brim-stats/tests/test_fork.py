@@ -79,6 +79,9 @@ def test_restarted_worker_keeps_counters_and_shows_later_start(forker):
     assert snap['request_count'] == 20
     assert snap['worker_0']['start_time'] == 5100
     assert snap['start_time'] == 5000
+    # Two starts of worker 0, none of worker 1: one restart shows.
+    assert snap['worker_0']['start_count'] == 2 and snap['worker_1']['start_count'] == 0
+    assert snap['start_count'] == 2
 
 
 def _daemon(store: StatsStore) -> None:

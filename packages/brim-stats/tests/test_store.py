@@ -43,7 +43,7 @@ def test_snapshot_shape_and_rollups():
         for _ in range(i + 1):
             b.incr('request_count')
     snap = s.snapshot('wsgi')
-    assert list(snap)[:2] == ['start_time', 'request_count']
+    assert list(snap)[:3] == ['start_time', 'start_count', 'request_count']
     assert list(snap)[-3:] == ['worker_0', 'worker_1', 'worker_2']
     assert snap['start_time'] == 100
     assert snap['request_count'] == 6

@@ -18,7 +18,7 @@ import numbers
 import time
 from typing import TYPE_CHECKING
 
-from ._declare import START_TIME, StatsError
+from ._declare import START_COUNT, START_TIME, StatsError
 
 if TYPE_CHECKING:
     from ._store import StatsStore
@@ -129,6 +129,8 @@ class StatsBucket:
         where its predecessor stopped, so overall counts never go backwards.
         """
         self.set(START_TIME, time.time() if now is None else now)
+        if START_COUNT in self._index:
+            self.incr(START_COUNT)
 
     def as_dict(self) -> dict[str, int]:
         """This bucket's stats by name."""

@@ -20,6 +20,10 @@ overall value is the sum, smallest or largest of the buckets' values.
 START_TIME = 'start_time'
 """The one stat every bucket has whether declared or not: when its process started."""
 
+START_COUNT = 'start_count'
+"""Times a bucket's process started (StatsBucket.mark_started counts it when declared):
+its value minus the number of workers is how many restarts there were."""
+
 DEFAULT_COUNT_STATUS_CODES = (404, 408, 499, 501)
 
 _WORKER_KEY = re.compile(r'worker_[0-9]+')
@@ -36,8 +40,9 @@ def server_stats(
 
     ``start_time`` is a ``worker`` stat: each worker has its own, and the
     overall value is the server's start (see StatsStore.snapshot).
+    ``start_count`` counts the worker's starts, so restarts show.
     """
-    stats = [(START_TIME, 'worker'), ('request_count', 'sum')]
+    stats = [(START_TIME, 'worker'), (START_COUNT, 'sum'), ('request_count', 'sum')]
     stats.extend((f'status_{n}xx_count', 'sum') for n in range(2, 6))
     for code in count_status_codes:
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 999:

@@ -25,6 +25,7 @@ from brim.supervisor.handover import (
     send_sockets,
     serve_handover,
 )
+from brim.supervisor.limits import raise_open_files_limit
 from brim.supervisor.master import DRAIN_SIGNAL, Supervisor, describe_status
 from brim.supervisor.output import LoggerWriter, capture_output
 from brim.supervisor.pidfile import (
@@ -63,6 +64,7 @@ __all__ = [
     "listen_tcp",
     "listen_udp",
     "parse_umask",
+    "raise_open_files_limit",
     "recv_sockets",
     "release_handover",
     "send_sockets",

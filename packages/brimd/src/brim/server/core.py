@@ -20,6 +20,7 @@ from brim.supervisor import (
     SupervisorError,
     listen_tcp,
     listen_udp,
+    raise_open_files_limit,
     server_ssl_context,
 )
 
@@ -110,6 +111,7 @@ class Server:
         close. Also builds the TLS contexts, so a bad cert fails here.
         """
         inherited = dict(inherited or {})
+        raise_open_files_limit()  # every connection is a descriptor; workers inherit it
         for sub in self.listeners:
             sock = inherited.pop(sub.socket_key, None)
             if sock is None:

@@ -38,7 +38,7 @@ class Subserver:
         self.section = section
         self.group = section
         self.workers = 1
-        self.stats: list[tuple[str, str]] = [("start_time", "worker")]
+        self.stats: list[tuple[str, str]] = [("start_time", "worker"), ("start_count", "sum")]
         self.log_name = options.value(conf, self.kind, section, "log_name")
         self.log_level = options.value(conf, self.kind, section, "log_level")
         self.log_facility = options.value(conf, self.kind, section, "log_facility")
@@ -153,7 +153,7 @@ class TCPSubserver(ListeningSubserver):
         super().__init__(conf, section)
         self.cls = load_class(conf, section, referrer=(section, "call"))
         self.conf = parse_app_conf(self.cls, section, conf)
-        self.stats = [("start_time", "worker"), ("connection_count", "sum"),
+        self.stats = [("start_time", "worker"), ("start_count", "sum"), ("connection_count", "sum"),
                       *app_stats(self.cls, section, self.conf)]
 
     def run(self, ctx: Any, server: Server) -> int:
@@ -222,7 +222,7 @@ class UDPSubserver(ListeningSubserver):
         self.max_datagram_size = options.value(conf, self.kind, section, "max_datagram_size")
         self.cls = load_class(conf, section, referrer=(section, "call"))
         self.conf = parse_app_conf(self.cls, section, conf)
-        self.stats = [("start_time", "worker"), ("datagram_count", "sum"),
+        self.stats = [("start_time", "worker"), ("start_count", "sum"), ("datagram_count", "sum"),
                       *app_stats(self.cls, section, self.conf)]
 
     def run(self, ctx: Any, server: Server) -> int:
@@ -289,7 +289,8 @@ class DaemonSubserver(Subserver):
         self.group = f"daemon:{name}"
         self.cls = load_class(conf, name, referrer=("daemons", "daemons"))
         self.conf = parse_app_conf(self.cls, name, conf)
-        self.stats = [("start_time", "worker"), *app_stats(self.cls, name, self.conf)]
+        self.stats = [("start_time", "worker"), ("start_count", "sum"),
+                      *app_stats(self.cls, name, self.conf)]
 
     @property
     def title(self) -> str:
