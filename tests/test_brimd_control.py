@@ -328,3 +328,15 @@ def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
     wait_for(lambda: not alive(master), what="the old master gone")
     assert curl("-s", url, "-d", "y").stdout == b"y"
     assert brimd.run("stop").returncode == 0
+
+
+def test_restart_without_a_hand_over_binds_once_the_old_brimd_lets_go(brimd):
+    port = free_port()
+    brimd.use(ECHO, brimd.local(port=port))
+    old = brimd.start()
+    (brimd.root / f"brimd.pid.{old}.sock").unlink()  # as if the old brimd offered none
+    done = brimd.run("restart")
+    assert done.returncode == 0, done.stderr
+    assert "binding anew" in done.stderr
+    assert brimd.master_pid() != old and not alive(old)
+    assert curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "z").stdout == b"z"

@@ -10,7 +10,7 @@ Stdlib only, so any forking program can use it, not just brimd.
 
 from ._app import Stats
 from ._bucket import StatsBucket
-from ._declare import STAT_TYPES, StatsError, server_stats
+from ._declare import STAT_TYPES, StatsError, check_stats, server_stats
 from ._prometheus import prometheus_text
 from ._store import StatsStore
 
@@ -20,6 +20,7 @@ __all__ = [
     'StatsBucket',
     'StatsError',
     'StatsStore',
+    'check_stats',
     'prometheus_text',
     'server_stats',
 ]

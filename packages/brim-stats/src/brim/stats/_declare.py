@@ -78,41 +78,47 @@ def check_groups(
             ) from None
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise StatsError(f'group {group!r}: bucket count must be an int >= 1, not {count!r}')
-        checked.append((group, count, _check_stats(group, stats)))
+        checked.append((group, count, check_stats(stats, f'group {group!r}')))
     return checked
 
 
-def _check_stats(group: str, stats: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """One group's declarations: names are non-empty str, types known, no conflicts."""
+def check_stats(stats: Iterable[tuple[str, str]], owner: str) -> list[tuple[str, str]]:
+    """Checked ``(name, type)`` declarations, with start_time first and repeats merged.
+
+    Names must be non-empty strs, types one of STAT_TYPES, and a name may not
+    be declared with two types. ``owner`` starts every error message (for
+    example ``group 'wsgi'`` or ``[helloworld] stats_conf``), so the one who
+    declared the stat knows it was theirs.
+    """
     types = {START_TIME: 'worker'}
     if isinstance(stats, (str, bytes)) or not isinstance(stats, Iterable):
-        raise StatsError(f'group {group!r}: stats must be a list of (name, type) pairs')
+        raise StatsError(f'{owner}: stats must be a list of (name, type) pairs')
     for pair in stats:
         try:
             name, typ = pair
         except (TypeError, ValueError):
             raise StatsError(
-                f'group {group!r}: stat declaration {pair!r} is not a (name, type) pair'
+                f'{owner}: stat declaration {pair!r} is not a (name, type) pair'
             ) from None
         if not isinstance(name, str) or not name:
-            raise StatsError(f'group {group!r}: stat name must be a non-empty str, not {name!r}')
+            raise StatsError(f'{owner}: stat name must be a non-empty str, not {name!r}')
         if _WORKER_KEY.fullmatch(name):
             raise StatsError(
-                f'group {group!r}: stat name {name!r} is reserved for per-worker reports'
+                f'{owner}: stat name {name!r} is reserved for per-worker reports'
             )
         if typ not in STAT_TYPES:
             raise StatsError(
-                f'group {group!r}: stat {name!r} has unknown type {typ!r} '
+                f'{owner}: stat {name!r} has unknown type {typ!r} '
                 f'(expected one of {", ".join(STAT_TYPES)})'
             )
         known = types.setdefault(name, typ)
         if known != typ:
             if name == START_TIME:
                 raise StatsError(
-                    f'group {group!r}: {START_TIME!r} is reserved and can only be '
+                    f'{owner}: {START_TIME!r} is reserved and can only be '
                     f'declared as type "worker", not {typ!r}'
                 )
             raise StatsError(
-                f'group {group!r}: stat {name!r} declared twice, as {known!r} and as {typ!r}'
+                f'{owner}: stat {name!r} declared twice, as {known!r} and as {typ!r}'
             )
     return list(types.items())

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brim.conf import Conf, ConfError
-
-STAT_TYPES = ("worker", "sum", "min", "max")
+from brim.stats import StatsError, check_stats
 
 WSGIApp = Callable[[dict, Callable], Any]
 
@@ -99,23 +98,11 @@ def app_stats(cls: type, name: str, parsed: Any) -> list[tuple[str, str]]:
         pairs = list(declare(name, parsed) or ())
     except Exception as err:
         raise ConfError(f"[{name}] stats_conf failed: {type(err).__name__}: {err}") from err
-    checked = []
-    for pair in pairs:
-        try:
-            stat_name, stat_type = pair
-        except (TypeError, ValueError):
-            raise ConfError(
-                f"[{name}] stats_conf must return (name, type) pairs, got {pair!r}"
-            ) from None
-        if not isinstance(stat_name, str) or not stat_name:
-            raise ConfError(f"[{name}] stats_conf: stat name {stat_name!r} is not a string")
-        if stat_type not in STAT_TYPES:
-            raise ConfError(
-                f"[{name}] stats_conf: {stat_name} has type {stat_type!r}; "
-                f"use one of {', '.join(STAT_TYPES)}"
-            )
-        checked.append((stat_name, stat_type))
-    return checked
+    try:
+        checked = check_stats(pairs, f"[{name}] stats_conf")
+    except StatsError as err:
+        raise ConfError(str(err)) from None
+    return [pair for pair in checked if pair in pairs]
 
 
 def load_apps(conf: Conf, section: str) -> list[AppSpec]:

@@ -249,8 +249,34 @@ class _Connection:
             req.expect_continue = False
         elif req.version != '1.1':
             self._fail(505, 'unsupported HTTP version')
+        if req.url[:1] != b'/' or req.method == 'CONNECT':
+            self._check_target(req)
         self.in_head = False
         self.ready.append(req)
+
+    def _check_target(self, req: _Request) -> None:
+        """Refuse a request-target that does not fit its method (RFC 9112 3.2).
+
+        llhttp takes any target form with any method. Left alone, an
+        absolute-form URL it accepted could still fail httptools.parse_url
+        in _serve, dropping the connection with a traceback instead of an
+        answer; a CONNECT to '/echo' reached the app, whose 200 means "tunnel
+        open" to any proxy in front; '*' reached apps as a path. Each is a
+        400 here, before any app runs.
+        """
+        url = req.url
+        if req.method == 'CONNECT':
+            host, sep, port = url.rpartition(b':')
+            if not (sep and host and port.isdigit() and b'/' not in host):
+                self._fail(400, 'CONNECT needs a host:port target')
+        elif url == b'*':
+            if req.method != 'OPTIONS':
+                self._fail(400, "only OPTIONS may target '*'")
+        elif b'://' in url:
+            try:
+                httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                self._fail(400, 'invalid absolute-form request target')
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
@@ -861,16 +887,20 @@ class HTTPServer:
         """
         if self._draining:
             return
-        self._draining = True
         self._drain_deadline = time.monotonic() + DRAIN_IDLE
+        self._stop_accepting()
+        if self._idle:
+            green.spawn(self._close_idle_later)
+
+    def _stop_accepting(self) -> None:
+        """Mark the server draining and let go of the listening socket (in this process)."""
+        self._draining = True
         if self._acceptor is not None:
             green.kill(self._acceptor)
         try:
             self._listener.close()
         except OSError:
             pass
-        if self._idle:
-            green.spawn(self._close_idle_later)
 
     def _close_idle_later(self) -> None:
         """Give idle keep-alive connections a moment to send one last request.
@@ -887,13 +917,7 @@ class HTTPServer:
 
     def stop(self) -> None:
         """Drop everything now: the listener and every connection."""
-        self._draining = True
         self._stopped = True
-        if self._acceptor is not None:
-            green.kill(self._acceptor)
-        try:
-            self._listener.close()
-        except OSError:
-            pass
+        self._stop_accepting()
         for g in list(self._pool.coroutines_running):
             green.kill(g)

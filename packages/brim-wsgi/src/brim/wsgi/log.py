@@ -88,8 +88,26 @@ def txn_logger(logger: logging.Logger | logging.LoggerAdapter) -> logging.Logger
     return _TxnAdapter(logger, {})
 
 
+#: Longest message sent to syslog, in characters (at most 4 bytes each in
+#: UTF-8, so a message always fits one UDP datagram).
+MAX_SYSLOG_MESSAGE = 16000
+
+
 class _SysLogHandler(logging.handlers.SysLogHandler):
-    """SysLogHandler that maps NOTICE to syslog's notice priority."""
+    """SysLogHandler that maps NOTICE to syslog's notice priority and clips long lines.
+
+    Why clip: a datagram over the transport's limit is not sent at all
+    (EMSGSIZE), and logging then prints a traceback to stderr instead of
+    the line. A client controls the length of request-log fields (a 414's
+    path, a User-Agent), so without a clip it could make its own request
+    vanish from the log.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if len(text) > MAX_SYSLOG_MESSAGE:
+            text = text[:MAX_SYSLOG_MESSAGE] + '...(clipped)'
+        return text
 
     def mapPriority(self, levelName: str) -> str:
         if levelName == 'NOTICE':

@@ -219,49 +219,54 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_start(args: argparse.Namespace) -> int:
-    server = Server.from_files(args.conf, output=args.output)
+def _load(args: argparse.Namespace, output: bool) -> tuple[Server, str | None, int | None]:
+    """The validated Server, its pid file path, and the pid of a brimd already running."""
+    server = Server.from_files(args.conf, output=output)
     path = server.pid_file(args.pid_file)
-    pid = _running_pid(path)
+    return server, path, _running_pid(path)
+
+
+def _ready(server: Server, inherited: dict | None = None) -> None:
+    """Bind (or adopt) the listening sockets and allocate stats: all before any fork."""
+    for sock in server.bind(inherited).values():
+        sock.close()
+    server.allocate_stats()
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    server, path, pid = _load(args, args.output)
     if pid is not None:
         print(f"brimd is already running (pid {pid})", file=sys.stderr)
         return 0
-    server.bind()
-    server.allocate_stats()
+    _ready(server)
     return _daemon_start(server, path, args, old_pid=None)
 
 
+def cmd_foreground(args: argparse.Namespace) -> int:
+    server, path, pid = _load(args, True)
+    if pid is not None:
+        print(f"brimd is already running (pid {pid})", file=sys.stderr)
+        return 1
+    _ready(server)
+    return run_master(server, path, args, stderr=True, syslog=False)
+
+
 def cmd_restart(args: argparse.Namespace) -> int:
-    server = Server.from_files(args.conf, output=args.output)
-    path = server.pid_file(args.pid_file)
-    old_pid = _running_pid(path)
+    server, path, old_pid = _load(args, args.output)
     inherited = {}
     if old_pid is not None and path is not None:
         try:
             inherited = fetch_sockets(handover_path(path, old_pid))
         except SupervisorError as err:
-            print(f"brimd: {err}; binding anew", file=sys.stderr)
-    for sock in server.bind(inherited).values():
-        sock.close()
-    server.allocate_stats()
-    if old_pid is not None and not inherited:
-        # No hand-over: the old brimd must let go of the ports first.
-        os.kill(old_pid, signal.SIGQUIT)
-        _wait_gone(old_pid, 15.0)
-        old_pid = None
+            print(f"brimd: {err}; binding anew once the running brimd lets go",
+                  file=sys.stderr)
+        if not inherited:
+            # No hand-over: the old brimd must release the ports before we bind.
+            os.kill(old_pid, signal.SIGQUIT)
+            _wait_gone(old_pid, 15.0)
+            old_pid = None
+    _ready(server, inherited)
     return _daemon_start(server, path, args, old_pid=old_pid)
-
-
-def cmd_foreground(args: argparse.Namespace) -> int:
-    server = Server.from_files(args.conf, output=True)
-    path = server.pid_file(args.pid_file)
-    pid = _running_pid(path)
-    if pid is not None:
-        print(f"brimd is already running (pid {pid})", file=sys.stderr)
-        return 1
-    server.bind()
-    server.allocate_stats()
-    return run_master(server, path, args, stderr=True, syslog=False)
 
 
 def cmd_no_daemon(args: argparse.Namespace) -> int:
@@ -270,8 +275,7 @@ def cmd_no_daemon(args: argparse.Namespace) -> int:
     server = Server.from_files(args.conf, output=True)
     for sub in server.subservers:
         sub.workers = 1
-    server.bind()
-    server.allocate_stats()
+    _ready(server)
     return run_single(server)
 
 

@@ -144,45 +144,64 @@ class WSGISubserver(ListeningSubserver):
         return 0
 
 
-class TCPSubserver(ListeningSubserver):
-    """Calls ``app(sock, address, env)`` in a green thread per connection."""
+class SocketSubserver(ListeningSubserver):
+    """What TCP and UDP subservers share: one app class, called per connection or datagram."""
 
-    kind = "tcp"
+    #: The stat each worker counts its connections or datagrams in.
+    count_stat = ""
+    #: What one call of the app handles, for log lines.
+    unit = ""
 
     def __init__(self, conf: Conf, section: str) -> None:
         super().__init__(conf, section)
         self.cls = load_class(conf, section, referrer=(section, "call"))
         self.conf = parse_app_conf(self.cls, section, conf)
-        self.stats = [("start_time", "worker"), ("start_count", "sum"), ("connection_count", "sum"),
+        self.stats = [("start_time", "worker"), ("start_count", "sum"), (self.count_stat, "sum"),
                       *app_stats(self.cls, section, self.conf)]
+
+    def call_app(self, app: Any, base_env: dict[str, Any], logger: Any, address: Any,
+                 *args: Any) -> None:
+        """``app(*args, env)`` with a fresh txn; a failure is logged, never raised."""
+        from brim.wsgi import green
+        from brim.wsgi.log import set_txn
+
+        txn = uuid.uuid4().hex
+        set_txn(txn)
+        env = dict(base_env)
+        env["brim.txn"] = txn
+        env["brim.start"] = time.time()
+        try:
+            app(*args, env)
+        except green.GreenletExit:
+            pass
+        except Exception:
+            logger.exception("[%s] app failed on %s from %s", self.section, self.unit,
+                             _peer(address))
+        finally:
+            set_txn(None)
+
+
+class TCPSubserver(SocketSubserver):
+    """Calls ``app(sock, address, env)`` in a green thread per connection."""
+
+    kind = "tcp"
+    count_stat = "connection_count"
+    unit = "connection"
 
     def run(self, ctx: Any, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
-        from brim.wsgi.log import set_txn
-
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.concurrent)
         listener = self.sock
         listener.setblocking(False)
         base_env = self.env(server, bucket, logger)
-        section = self.section
 
         def handle(conn: socket.socket, address: Any) -> None:
-            txn = uuid.uuid4().hex
-            set_txn(txn)
-            env = dict(base_env)
-            env["brim.txn"] = txn
-            env["brim.start"] = time.time()
-            bucket.incr("connection_count")
+            bucket.incr(self.count_stat)
             try:
-                app(green.green_socket(conn), address, env)
-            except green.GreenletExit:
-                pass
-            except Exception:
-                raw_logger.exception("[%s] app failed on connection from %s", section,
-                                     _peer(address))
+                self.call_app(app, base_env, raw_logger, address, green.green_socket(conn),
+                              address)
             finally:
-                set_txn(None)
                 try:
                     conn.close()
                 except OSError:
@@ -211,24 +230,20 @@ class TCPSubserver(ListeningSubserver):
         return 0
 
 
-class UDPSubserver(ListeningSubserver):
+class UDPSubserver(SocketSubserver):
     """Calls ``app(sock, datagram, address, env)`` in a green thread per datagram."""
 
     kind = "udp"
     proto = "udp"
+    count_stat = "datagram_count"
+    unit = "datagram"
 
     def __init__(self, conf: Conf, section: str) -> None:
         super().__init__(conf, section)
         self.max_datagram_size = options.value(conf, self.kind, section, "max_datagram_size")
-        self.cls = load_class(conf, section, referrer=(section, "call"))
-        self.conf = parse_app_conf(self.cls, section, conf)
-        self.stats = [("start_time", "worker"), ("start_count", "sum"), ("datagram_count", "sum"),
-                      *app_stats(self.cls, section, self.conf)]
 
     def run(self, ctx: Any, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
-        from brim.wsgi.log import set_txn
-
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.concurrent)
         sock = green.green_socket(self.sock)
@@ -237,20 +252,7 @@ class UDPSubserver(ListeningSubserver):
         section = self.section
 
         def handle(datagram: bytes, address: Any) -> None:
-            txn = uuid.uuid4().hex
-            set_txn(txn)
-            env = dict(base_env)
-            env["brim.txn"] = txn
-            env["brim.start"] = time.time()
-            try:
-                app(sock, datagram, address, env)
-            except green.GreenletExit:
-                pass
-            except Exception:
-                raw_logger.exception("[%s] app failed on datagram from %s", section,
-                                     _peer(address))
-            finally:
-                set_txn(None)
+            self.call_app(app, base_env, raw_logger, address, sock, datagram, address)
 
         def receive_loop() -> None:
             while True:
@@ -260,7 +262,7 @@ class UDPSubserver(ListeningSubserver):
                     raw_logger.warning("[%s] receive failed: %s", section, err)
                     green.sleep(0.1)
                     continue
-                bucket.incr("datagram_count")
+                bucket.incr(self.count_stat)
                 pool.spawn_n(handle, datagram, address)
 
         receiver = green.spawn(receive_loop)
