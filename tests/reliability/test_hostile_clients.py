@@ -1,0 +1,370 @@
+"""Hostile clients against a real brimd: slow and idle connections, malformed requests.
+
+Two threats a public HTTP server meets every day. Slowloris-style clients
+open many connections and dribble out a request head a byte at a time (or
+send nothing), hoping to use up the server's connection slots; a green
+thread per connection should make them cheap, and client_timeout should
+bound how long each one lasts. Malformed and smuggling-shaped requests try
+to confuse the parser; each must be refused with a 4xx (505 for versions)
+or a plain close, never reach an app as something else, never cost a
+worker its life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import random
+import re
+import resource
+import selectors
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from brimd_harness import Brimd, SyslogListener, free_port, get_json, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from malformed_corpus import CORPUS, TOLERATED
+
+ECHO = """
+    [wsgi]
+    apps = echo stats
+    workers = 2
+    {extra}
+
+    [echo]
+    call = brim.wsgi_echo.WSGIEcho
+
+    [stats]
+    call = brim.stats.Stats
+"""
+
+SLOW = 1000  # slow connections, of which IDLE send nothing at all
+IDLE = 200
+SLOW_HEAD = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+
+def _raise_nofile(need: int) -> None:
+    """Lift this process's open-files soft limit to the hard limit when need is above it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.fail(f"this test needs {need} open files; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _sockets_of(pid: int) -> int:
+    """How many sockets a process holds open, from /proc."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                count += 1
+    return count
+
+
+def _start(brimd: Brimd, **extra: object) -> tuple[int, dict[str, int]]:
+    port = free_port()
+    lines = "\n    ".join(f"{k} = {v}" for k, v in extra.items())
+    brimd.use(ECHO.format(extra=lines), brimd.local(port=port))
+    brimd.start()
+    workers = wait_for(lambda: (w := brimd.workers("wsgi")) and len(w) == 2 and w,
+                       what="two wsgi workers")
+    wait_for(lambda: get_json(f"http://127.0.0.1:{port}/stats"), what="stats answering")
+    return port, workers
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+class _SlowClients:
+    """SLOW connections; all but IDLE of them send one byte of a head every period s.
+
+    Everything runs on one thread with non-blocking sockets. Each tick
+    collects whatever the server sent (a response, an EOF) so the test can
+    tell a dropped connection from a held one and how long it lasted.
+    """
+
+    def __init__(self, port: int, period: float) -> None:
+        self.period = period
+        self.socks: list[socket.socket] = []
+        self.selector = selectors.DefaultSelector()
+        for n in range(SLOW):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.setblocking(False)
+            self.socks.append(sock)
+            self.selector.register(sock, selectors.EVENT_READ, n)
+        now = time.monotonic()
+        rng = random.Random(7)
+        # Idle connections never send; the rest start at a random phase.
+        self.next_send = [None if n < IDLE else now + rng.uniform(0, period)
+                          for n in range(SLOW)]
+        self.first_byte: list[float | None] = [None] * SLOW
+        self.opened = now
+        self.received = [b""] * SLOW
+        self.closed_at: list[float | None] = [None] * SLOW
+        self.sends = 0
+        self.send_errors = 0
+
+    def tick(self, wait: float = 0.0) -> None:
+        for key, _events in self.selector.select(wait):
+            n = key.data
+            try:
+                data = self.socks[n].recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            self.received[n] += data
+            if not data:
+                self.closed_at[n] = time.monotonic()
+                self.next_send[n] = None
+                self.selector.unregister(self.socks[n])
+        now = time.monotonic()
+        for n, due in enumerate(self.next_send):
+            if due is None or due > now:
+                continue
+            try:
+                self.socks[n].send(SLOW_HEAD if self.first_byte[n] is None else b"a")
+            except OSError:
+                self.send_errors += 1
+                self.next_send[n] = None
+                continue
+            self.sends += 1
+            if self.first_byte[n] is None:
+                self.first_byte[n] = now
+            self.next_send[n] = due + self.period
+
+    def run(self, seconds: float, stop: threading.Event) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stop.is_set():
+            self.tick(wait=0.05)
+            if all(t is not None for t in self.closed_at):
+                return
+
+    def close(self) -> None:
+        self.selector.close()
+        for sock in self.socks:
+            sock.close()
+
+
+def _good_requests(port: int, count: int, pause: float) -> tuple[list[float], Counter]:
+    """count sequential POSTs, each on a new connection; latencies and outcomes."""
+    latencies: list[float] = []
+    outcomes: Counter = Counter()
+    for n in range(count):
+        body = b"ping %d" % n
+        start = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("POST", "/echo", body=body)
+            response = conn.getresponse()
+            got = response.read()
+            outcomes["ok" if response.status == 200 and got == body
+                     else f"bad {response.status}"] += 1
+        except Exception as err:
+            outcomes[repr(err)] += 1
+        finally:
+            conn.close()
+        latencies.append(time.monotonic() - start)
+        time.sleep(pause)
+    return latencies, outcomes
+
+
+def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
+    """1000 slowloris connections for ~16 s; 150 good requests all answered quickly."""
+    _raise_nofile(SLOW + 200)
+    port, workers = _start(brimd)
+    before = sum(_sockets_of(pid) for pid in workers.values())
+    slow = _SlowClients(port, period=3.0)
+    stop = threading.Event()
+    dribbler = threading.Thread(target=slow.run, args=(25.0, stop), daemon=True)
+    started = time.monotonic()
+    dribbler.start()
+    try:
+        held = wait_for(
+            lambda: (n := sum(_sockets_of(pid) for pid in workers.values()) - before) >= SLOW
+            and n, timeout=10, what=f"the workers to hold {SLOW} slow connections")
+        latencies, outcomes = _good_requests(port, 150, pause=0.1)
+        peak = max(held, sum(_sockets_of(pid) for pid in workers.values()) - before)
+    finally:
+        stop.set()
+        dribbler.join(10)
+    dribbled = time.monotonic() - started
+    slow.tick()
+    still_open = sum(t is None for t in slow.closed_at)
+    answered = sum(bool(r) for r in slow.received)
+    slow.close()
+    stats = get_json(f"http://127.0.0.1:{port}/stats")
+    figures.update(
+        slow_connections=SLOW, idle_connections=IDLE, dribble_s=round(dribbled, 1),
+        slow_sends=slow.sends, server_sockets_held=peak, good_requests=len(latencies),
+        good_ok=outcomes["ok"], good_failed=len(latencies) - outcomes["ok"],
+        p50_ms=round(_percentile(latencies, 50) * 1000, 1),
+        p99_ms=round(_percentile(latencies, 99) * 1000, 1),
+        max_ms=round(max(latencies) * 1000, 1), slow_still_open=still_open,
+        restarts=stats["start_count"] - 2)
+    assert outcomes == Counter(ok=150), outcomes
+    assert _percentile(latencies, 99) < 1.0, figures
+    assert dribbled >= 15.0
+    # client_timeout is 60 s: nothing may have dropped a slow connection yet.
+    assert (still_open, answered, slow.send_errors) == (SLOW, 0, 0), figures
+    assert brimd.workers("wsgi") == workers and stats["start_count"] == 2
+
+
+def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
+    """client_timeout = 3: every slow and idle connection gets 408 and is closed."""
+    _raise_nofile(SLOW + 200)
+    port, workers = _start(brimd, client_timeout=3)
+    before = sum(_sockets_of(pid) for pid in workers.values())
+    slow = _SlowClients(port, period=1.0)
+    stop = threading.Event()
+    try:
+        wait_for(lambda: sum(_sockets_of(pid) for pid in workers.values()) - before >= SLOW,
+                 timeout=10, what=f"the workers to hold {SLOW} slow connections")
+        slow.run(15.0, stop)
+        # A good client is still served while the server sheds the slow ones.
+        _latencies, outcomes = _good_requests(port, 20, pause=0.0)
+    finally:
+        slow.close()
+    statuses = Counter(
+        (m.group(1).decode() if (m := re.match(rb"HTTP/1\.1 (\d{3}) ", r)) else "none")
+        for r in slow.received)
+    lasted = [closed - (first if first is not None else slow.opened)
+              for closed, first in zip(slow.closed_at, slow.first_byte, strict=True)
+              if closed is not None]
+    sockets_after = wait_for(
+        lambda: (n := sum(_sockets_of(pid) for pid in workers.values())) <= before and n,
+        timeout=10, what="the workers to let go of the slow connections")
+    stats = wait_for(lambda: (s := get_json(f"http://127.0.0.1:{port}/stats"))
+                     ["status_408_count"] >= SLOW and s, what="408s counted")
+    figures.update(
+        slow_connections=SLOW, idle_connections=IDLE, client_timeout_s=3,
+        dropped=len(lasted), responses=dict(statuses),
+        lasted_median_s=round(_percentile(lasted, 50), 2) if lasted else None,
+        lasted_max_s=round(max(lasted), 2) if lasted else None,
+        status_408_count=stats["status_408_count"], server_sockets_after=sockets_after,
+        good_ok=outcomes["ok"], restarts=stats["start_count"] - 2)
+    assert statuses == Counter({"408": SLOW}), statuses
+    assert len(lasted) == SLOW
+    # Each head had 3 s from its first byte; allow for ticks and a busy machine.
+    assert max(lasted) < 3 + 3, figures
+    assert stats["status_408_count"] == SLOW
+    assert outcomes == Counter(ok=20), outcomes
+    assert brimd.workers("wsgi") == workers and stats["start_count"] == 2
+
+
+# --- the malformed corpus ----------------------------------------------------------------
+
+class _CorpusServer:
+    """One brimd shared by every corpus entry, plus what each entry got back."""
+
+    def __init__(self, brimd: Brimd, port: int, workers: dict[str, int]) -> None:
+        self.brimd = brimd
+        self.port = port
+        self.workers = workers
+        self.outcomes: dict[str, tuple[list[int], bool, float]] = {}
+
+    def exchange(self, raw: bytes, deadline: float = 8.0) -> tuple[bytes, bool, float]:
+        """Send raw, read to EOF; (data, closed, seconds). closed False means a hang."""
+        start = time.monotonic()
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=deadline)
+        data = b""
+        closed = False
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(raw)
+            while time.monotonic() - start < deadline:
+                sock.settimeout(max(0.01, deadline - (time.monotonic() - start)))
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    closed = True
+                    break
+                except TimeoutError:
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+        finally:
+            sock.close()
+        return data, closed, time.monotonic() - start
+
+    def outcome(self, name: str, raw: bytes) -> tuple[list[int], bool, float]:
+        if name not in self.outcomes:
+            data, closed, took = self.exchange(raw)
+            statuses = [int(s) for s in re.findall(rb"HTTP/1\.[01] (\d{3}) ", data)]
+            self.outcomes[name] = (statuses, closed, took)
+        return self.outcomes[name]
+
+
+@pytest.fixture(scope="module")
+def corpus_server(tmp_path_factory) -> Iterator[_CorpusServer]:
+    syslog = SyslogListener()
+    brimd = Brimd(tmp_path_factory.mktemp("corpus"), syslog)
+    try:
+        # client_timeout 2: an entry the server must wait on (a head that
+        # might still be completed) costs 2 s, then a 408.
+        port, workers = _start(brimd, client_timeout=2)
+        yield _CorpusServer(brimd, port, workers)
+    finally:
+        brimd.kill_all()
+        syslog.close()
+
+
+@pytest.mark.parametrize(("name", "raw"), CORPUS, ids=[name for name, _ in CORPUS])
+def test_malformed_request_is_refused(corpus_server, name, raw):
+    statuses, closed, _took = corpus_server.outcome(name, raw)
+    assert closed, f"{name}: no answer and no close within 8 s (got {statuses})"
+    # One refusal or a plain close; a second status would be a smuggled request.
+    assert len(statuses) <= 1, f"{name}: several responses {statuses}"
+    if statuses:
+        status = statuses[0]
+        assert 400 <= status < 600 and status != 500, f"{name}: answered {status}"
+        assert status != 404, f"{name}: reached an app (404), was not refused"
+
+
+@pytest.mark.parametrize(("name", "raw", "body"), TOLERATED, ids=[n for n, _, _ in TOLERATED])
+def test_tolerated_oddity_is_answered_once(corpus_server, name, raw, body):
+    data, closed, _took = corpus_server.exchange(raw)
+    assert closed and data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200]
+    assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(b"\r\n\r\n" + body), data[-200:]
+
+
+def test_corpus_left_every_worker_running(corpus_server, figures):
+    """After the whole corpus: same workers, no restarts, no tracebacks, still serving."""
+    for name, raw in CORPUS:  # entries a -k selection skipped are sent here
+        corpus_server.outcome(name, raw)
+    port = corpus_server.port
+    stats = get_json(f"http://127.0.0.1:{port}/stats")
+    by_status = Counter(str(s[0]) if s else "closed" for s, _c, _t in
+                        corpus_server.outcomes.values())
+    log = corpus_server.brimd.syslog.lines
+    figures.update(
+        corpus=len(CORPUS), responses=dict(sorted(by_status.items())),
+        closed_without_response=by_status["closed"],
+        slowest_s=round(max(t for _s, _c, t in corpus_server.outcomes.values()), 2),
+        restarts=stats["start_count"] - 2, status_5xx_count=stats["status_5xx_count"])
+    assert len(CORPUS) >= 100
+    assert corpus_server.brimd.workers("wsgi") == corpus_server.workers
+    assert stats["start_count"] == 2
+    assert not [line for line in log if "Traceback" in line or "Logging error" in line
+                or "handler failed" in line][:3]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", "/echo", body=b"still here")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"still here")
+    finally:
+        conn.close()
