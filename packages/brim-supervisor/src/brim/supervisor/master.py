@@ -124,6 +124,13 @@ class Supervisor:
     ``restart_delay_max``. A worker that lived ``stable_after`` seconds
     resets the count.
 
+    Why ``stable_after`` is one second (as supervisord's ``startsecs``): the
+    back-off is for workers that die at once (an app that cannot start), and
+    those die within milliseconds. A longer window also catches workers that
+    ran and served and were then killed from outside (an operator, the OOM
+    killer): with 10 s, killing one of four busy workers every second left
+    every slot waiting 4-16 s and the port with no worker at all for seconds.
+
     ``capture_output``: route workers' stdout/stderr and uncaught exceptions
     to the logger (see :mod:`brim.supervisor.output`); None means "if this
     process was daemonized". Uncaught exceptions from a target are always
@@ -158,7 +165,7 @@ class Supervisor:
         title: str = "master",
         restart_delay: float = 0.5,
         restart_delay_max: float = 30.0,
-        stable_after: float = 10.0,
+        stable_after: float = 1.0,
         capture_output: bool | None = None,
         sockets: dict[str, socket.socket] | None = None,
         handover_path: str | os.PathLike[str] | None = None,
