@@ -242,7 +242,7 @@ def test_killed_workers_cost_only_requests_in_flight(brimd, syslog, figures):
     # Every kill found a live worker, and the ids were all back at once: a worker
     # killed after it ran a while is not crash-looping and gets no back-off.
     assert kills == 30
-    assert heal < 3, heal
+    assert heal < 5, heal
     assert counts.get("ok", 0) > 1000, counts
     assert not [k for k in failures if k.split()[-1] == "refused"], failures
     assert {k.removeprefix("stats ") for k in failures} <= IN_FLIGHT, failures
