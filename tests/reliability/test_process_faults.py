@@ -447,9 +447,12 @@ def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crashe
             "daemon:crasher", "daemon_crasher")
         cause = "RuntimeError: daemon crasher gives up at once"
     else:
+        # The crashing subserver cannot serve its own stats; the main one
+        # reports it too with all_subservers.
         extra, group, stats_key = (
-            f"[wsgi#crash]\nport = {free_port()}\napps = boom\n[boom]\ncall = crashapp.CrashApp\n",
-            "wsgi#crash", None)
+            f"[wsgi#crash]\nport = {free_port()}\napps = boom\n[boom]\ncall = crashapp.CrashApp\n"
+            "[stats]\nall_subservers = yes\n",
+            "wsgi#crash", "wsgi#crash")
         cause = "RuntimeError: app boom cannot start"
     brimd.write("crashapp.py", CRASH_APP)
     clock = _LogClock(syslog)

@@ -222,8 +222,11 @@ def test_prometheus_names_and_labels_are_sanitised():
 
 
 def test_parse_conf():
-    assert Stats.parse_conf('stats', _Conf({})) == '/stats'
-    assert Stats.parse_conf('s', _Conf({('s', 'path'): '/hidden'})) == '/hidden'
+    assert Stats.parse_conf('stats', _Conf({})) == ('/stats', False)
+    assert Stats.parse_conf('s', _Conf({('s', 'path'): '/hidden'})).path == '/hidden'
+    assert Stats.parse_conf('s', _Conf({('s', 'all_subservers'): 'Yes'})).all_subservers
+    with pytest.raises(StatsError, match=r"^\[s\] all_subservers: 'maybe' is not yes or no$"):
+        Stats.parse_conf('s', _Conf({('s', 'all_subservers'): 'maybe'}))
     with pytest.raises(StatsError, match=r'^\[s\] path: must start with "/", got \'x\'$'):
         Stats.parse_conf('s', _Conf({('s', 'path'): 'x'}))
     assert Stats.stats_conf('s', _Conf({})) == []
@@ -287,3 +290,21 @@ def test_real_http_from_forked_workers(forker):
     for pid in pids:
         forker.close_one(pid)
     store.close()
+
+
+def test_all_subservers_reports_sibling_wsgi_groups_too():
+    store = StatsStore({'wsgi': (1, server_stats()), 'wsgi#2': (2, server_stats()),
+                        'tcp#t': (1, [('connection_count', 'sum')])})
+    store.bucket('wsgi#2', 1).incr('request_count')
+    env = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/stats', 'brim.stats': store.bucket('wsgi', 0)}
+    seen = {}
+
+    def start_response(status, headers):
+        seen['status'] = status
+
+    default = json.loads(b''.join(Stats('s', _Conf({}), _next_app)(dict(env), start_response)))
+    assert 'tcp#t' in default and 'wsgi#2' not in default
+    everything = Stats('s', _Conf({('s', 'all_subservers'): 'yes'}), _next_app)
+    data = json.loads(b''.join(everything(dict(env), start_response)))
+    assert data['wsgi#2']['request_count'] == 1 and data['wsgi#2']['worker_1']['request_count'] == 1
+    assert 'tcp#t' in data and data['request_count'] == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
 from . import _prometheus
@@ -18,6 +18,17 @@ from ._declare import StatsError
 
 _JSON_TYPE = 'application/json'
 _ALLOWED = 'GET, HEAD'
+
+
+_TRUE = ('yes', 'true', 'on', '1')
+_FALSE = ('no', 'false', 'off', '0')
+
+
+class StatsConf(NamedTuple):
+    """What Stats.parse_conf read: the path served and whether to report every subserver."""
+
+    path: str
+    all_subservers: bool
 
 
 class _ConfLike(Protocol):
@@ -36,18 +47,34 @@ class Stats:
 
     def __init__(self, name: str, conf: Any, next_app: Callable[..., Iterable[bytes]]):
         self.name = name
-        self.path = conf if isinstance(conf, str) else self.parse_conf(name, conf)
+        if isinstance(conf, str):  # a bare path, as older callers pass
+            conf = StatsConf(conf, False)
+        elif not isinstance(conf, StatsConf):
+            conf = self.parse_conf(name, conf)
+        self.path = conf.path
+        self.all_subservers = conf.all_subservers
         self.next_app = next_app
 
     @classmethod
-    def parse_conf(cls, name: str, conf: _ConfLike) -> str:
-        """The path to serve, from ``[name] path``; checked now so a bad one stops startup."""
+    def parse_conf(cls, name: str, conf: _ConfLike) -> StatsConf:
+        """``path`` (default /stats) and ``all_subservers`` (default no), checked now.
+
+        ``all_subservers = yes`` adds every other subserver of the store to the
+        report, under its group name; without it a WSGI listener reports only
+        its own subserver (and the TCP, UDP and daemon ones, which have no
+        listener of their own). A subserver that cannot serve its own stats,
+        say one crash-looping, is then still visible from another.
+        """
         path = conf.get(name, 'path')
         if path is None or path == '':
-            return '/stats'
+            path = '/stats'
         if not isinstance(path, str) or not path.startswith('/'):
             raise StatsError(f'[{name}] path: must start with "/", got {path!r}')
-        return path
+        word = conf.get(name, 'all_subservers')
+        word = 'no' if word is None else str(word).strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise StatsError(f'[{name}] all_subservers: {word!r} is not yes or no')
+        return StatsConf(path, word in _TRUE)
 
     @classmethod
     def stats_conf(cls, name: str, conf: _ConfLike) -> list[tuple[str, str]]:
@@ -77,7 +104,8 @@ class Stats:
         # Socket subservers (brimd names their groups tcp#name / udp#name) have
         # no HTTP endpoint of their own, so every WSGI Stats app reports them.
         sockets = {g: store.snapshot(g) for g in store.groups()
-                   if g != group and g.split('#')[0] in _SOCKET_KINDS}
+                   if g != group and not g.startswith('daemon:')
+                   and (self.all_subservers or g.split('#')[0] in _SOCKET_KINDS)}
         if fmt == 'prometheus':
             sources = [({'subserver': group}, store.declared(group), snap)]
             sources.extend(({'subserver': g}, store.declared(g), s) for g, s in sockets.items())
