@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +71,15 @@ def _sockets_of(pid: int) -> int:
     return count
 
 
+def _baseline_sockets(pids: list[int]) -> int:
+    """The workers' own sockets (listeners, log), once any probe connection is let go."""
+    samples = []
+    for _ in range(5):
+        samples.append(sum(_sockets_of(pid) for pid in pids))
+        time.sleep(0.1)
+    return min(samples)
+
+
 def _start(brimd: Brimd, **extra: object) -> tuple[int, dict[str, int]]:
     port = free_port()
     lines = "\n    ".join(f"{k} = {v}" for k, v in extra.items())
@@ -99,6 +108,7 @@ class _SlowClients:
         self.period = period
         self.socks: list[socket.socket] = []
         self.selector = selectors.DefaultSelector()
+        began = time.monotonic()
         for n in range(SLOW):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sock.setblocking(False)
@@ -111,6 +121,7 @@ class _SlowClients:
                           for n in range(SLOW)]
         self.first_byte: list[float | None] = [None] * SLOW
         self.opened = now
+        self.open_seconds = now - began
         self.received = [b""] * SLOW
         self.closed_at: list[float | None] = [None] * SLOW
         self.sends = 0
@@ -145,12 +156,21 @@ class _SlowClients:
                 self.first_byte[n] = now
             self.next_send[n] = due + self.period
 
-    def run(self, seconds: float, stop: threading.Event) -> None:
+    def run(self, seconds: float, stop: threading.Event,
+            sample: Callable[[], object] | None = None) -> None:
+        """Dribble until seconds pass, stop is set or every connection is closed.
+
+        sample, if given, is called about every half second along the way.
+        """
         deadline = time.monotonic() + seconds
+        next_sample = 0.0
         while time.monotonic() < deadline and not stop.is_set():
             self.tick(wait=0.05)
             if all(t is not None for t in self.closed_at):
                 return
+            if sample is not None and time.monotonic() >= next_sample:
+                sample()
+                next_sample = time.monotonic() + 0.5
 
     def close(self) -> None:
         self.selector.close()
@@ -185,7 +205,7 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     """1000 slowloris connections for ~16 s; 150 good requests all answered quickly."""
     _raise_nofile(SLOW + 200)
     port, workers = _start(brimd)
-    before = sum(_sockets_of(pid) for pid in workers.values())
+    before = _baseline_sockets(list(workers.values()))
     slow = _SlowClients(port, period=3.0)
     stop = threading.Event()
     dribbler = threading.Thread(target=slow.run, args=(25.0, stop), daemon=True)
@@ -195,8 +215,9 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
         held = wait_for(
             lambda: (n := sum(_sockets_of(pid) for pid in workers.values()) - before) >= SLOW
             and n, timeout=10, what=f"the workers to hold {SLOW} slow connections")
-        latencies, outcomes = _good_requests(port, 150, pause=0.1)
-        peak = max(held, sum(_sockets_of(pid) for pid in workers.values()) - before)
+        latencies, outcomes = _good_requests(port, 150, pause=0.11)
+        per_worker = [_sockets_of(pid) for pid in sorted(workers.values())]
+        peak = max(held, sum(per_worker) - before)
     finally:
         stop.set()
         dribbler.join(10)
@@ -207,8 +228,10 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     slow.close()
     stats = get_json(f"http://127.0.0.1:{port}/stats")
     figures.update(
-        slow_connections=SLOW, idle_connections=IDLE, dribble_s=round(dribbled, 1),
-        slow_sends=slow.sends, server_sockets_held=peak, good_requests=len(latencies),
+        slow_connections=SLOW, idle_connections=IDLE, open_s=round(slow.open_seconds, 2),
+        dribble_s=round(dribbled, 1),
+        slow_sends=slow.sends, server_sockets_held=peak,
+        sockets_per_worker=per_worker, good_requests=len(latencies),
         good_ok=outcomes["ok"], good_failed=len(latencies) - outcomes["ok"],
         p50_ms=round(_percentile(latencies, 50) * 1000, 1),
         p99_ms=round(_percentile(latencies, 99) * 1000, 1),
@@ -226,17 +249,23 @@ def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
     """client_timeout = 3: every slow and idle connection gets 408 and is closed."""
     _raise_nofile(SLOW + 200)
     port, workers = _start(brimd, client_timeout=3)
-    before = sum(_sockets_of(pid) for pid in workers.values())
+    before = _baseline_sockets(list(workers.values()))
     slow = _SlowClients(port, period=1.0)
-    stop = threading.Event()
+    held: list[int] = []
+    good: list[tuple[list[float], Counter]] = []
+    # A good client is served all the while the server times the slow ones out.
+    client = threading.Thread(target=lambda: good.append(_good_requests(port, 20, pause=0.2)),
+                              daemon=True)
     try:
-        wait_for(lambda: sum(_sockets_of(pid) for pid in workers.values()) - before >= SLOW,
-                 timeout=10, what=f"the workers to hold {SLOW} slow connections")
-        slow.run(15.0, stop)
-        # A good client is still served while the server sheds the slow ones.
-        _latencies, outcomes = _good_requests(port, 20, pause=0.0)
+        client.start()
+        # Idle connections are timed from accept: dribbling and watching
+        # start at once, and how many the workers held at a time is sampled.
+        slow.run(15.0, threading.Event(), sample=lambda: held.append(
+            sum(_sockets_of(pid) for pid in workers.values()) - before))
     finally:
+        client.join(30)
         slow.close()
+    _latencies, outcomes = good[0]
     statuses = Counter(
         (m.group(1).decode() if (m := re.match(rb"HTTP/1\.1 (\d{3}) ", r)) else "none")
         for r in slow.received)
@@ -250,12 +279,14 @@ def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
                      ["status_408_count"] >= SLOW and s, what="408s counted")
     figures.update(
         slow_connections=SLOW, idle_connections=IDLE, client_timeout_s=3,
+        open_s=round(slow.open_seconds, 2), server_sockets_held_max=max(held),
         dropped=len(lasted), responses=dict(statuses),
         lasted_median_s=round(_percentile(lasted, 50), 2) if lasted else None,
         lasted_max_s=round(max(lasted), 2) if lasted else None,
         status_408_count=stats["status_408_count"], server_sockets_after=sockets_after,
         good_ok=outcomes["ok"], restarts=stats["start_count"] - 2)
     assert statuses == Counter({"408": SLOW}), statuses
+    assert max(held) >= SLOW // 2, f"the workers never held many at once: {held}"
     assert len(lasted) == SLOW
     # Each head had 3 s from its first byte; allow for ticks and a busy machine.
     assert max(lasted) < 3 + 3, figures
