@@ -69,6 +69,11 @@ _VERSIONS: list[tuple[str, bytes]] = [
 ]
 
 _HEADERS: list[tuple[str, bytes]] = [
+    # RFC 9112 3.2: an HTTP/1.1 request names exactly one Host.
+    ("no Host header", b"GET /echo HTTP/1.1\r\n\r\n"),
+    ("two different Host headers", _get(headers=b"Host: a\r\nHost: b\r\n")),
+    ("two identical Host headers", _get(headers=b"Host: x\r\nHost: x\r\n")),
+    ("no Host on a POST with a body", b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
     ("space before colon", _get(headers=b"Host : x\r\n")),
     ("tab before colon", _get(headers=H + b"X-A\t: v\r\n")),
     ("space in header name", _get(headers=H + b"Bad Name: v\r\n")),

@@ -144,8 +144,8 @@ class _Request:
     """One parsed request head plus its body buffer."""
 
     __slots__ = ('body', 'bytes_in', 'complete', 'content_length', 'continue_sent', 'discard',
-                 'expect_continue', 'header_bytes', 'headers', 'keep_alive', 'method',
-                 'te_seen', 'url', 'version')
+                 'expect_continue', 'header_bytes', 'headers', 'host_seen', 'keep_alive',
+                 'method', 'te_seen', 'url', 'version')
 
     def __init__(self) -> None:
         self.url = b''
@@ -157,6 +157,7 @@ class _Request:
         self.discard = False
         self.content_length: bytes | None = None
         self.te_seen = False
+        self.host_seen = False
         self.expect_continue = False
         self.continue_sent = False
         self.method = ''
@@ -235,6 +236,12 @@ class _Connection:
             if req.content_length is not None:
                 self._fail(400, 'both Content-Length and Transfer-Encoding')
             req.te_seen = True
+        elif key == 'HTTP_HOST':
+            # RFC 9112 3.2: more than one Host is a 400, whatever the values;
+            # two hosts mean the request names two different targets.
+            if req.host_seen:
+                self._fail(400, 'more than one Host header')
+            req.host_seen = True
         elif key == 'HTTP_EXPECT':
             req.expect_continue = value.strip().lower() == b'100-continue'
         req.headers.append((key, name, value))
@@ -249,6 +256,8 @@ class _Connection:
             req.expect_continue = False
         elif req.version != '1.1':
             self._fail(505, 'unsupported HTTP version')
+        elif not req.host_seen:
+            self._fail(400, 'HTTP/1.1 request without a Host header')
         if req.url[:1] != b'/' or req.method == 'CONNECT':
             self._check_target(req)
         self.in_head = False
