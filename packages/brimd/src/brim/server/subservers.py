@@ -181,6 +181,26 @@ class SocketSubserver(ListeningSubserver):
             set_txn(None)
 
 
+    def serve(self, green: Any, ctx: Any, pool: Any, loop: Callable[[], None],
+              release: Callable[[], None] | None = None) -> int:
+        """Run ``loop`` (accepting or receiving) until asked to drain, then let the
+        app calls in flight finish; ``release`` lets go of the socket on drain."""
+        main = green.spawn(loop)
+
+        def drain() -> None:
+            green.kill(main)
+            if release is not None:
+                release()
+
+        _drain_on_signals(green, drain, ctx)
+        try:
+            main.wait()
+        except green.GreenletExit:
+            pass
+        pool.waitall()
+        return 0
+
+
 class TCPSubserver(SocketSubserver):
     """Calls ``app(sock, address, env)`` in a green thread per connection."""
 
@@ -212,22 +232,13 @@ class TCPSubserver(SocketSubserver):
                 conn, address = green.accept(listener)
                 pool.spawn_n(handle, conn, address)
 
-        acceptor = green.spawn(accept_loop)
-
-        def drain() -> None:
-            green.kill(acceptor)
+        def release() -> None:
             try:
                 listener.close()
             except OSError:
                 pass
 
-        _drain_on_signals(green, drain, ctx)
-        try:
-            acceptor.wait()
-        except green.GreenletExit:
-            pass
-        pool.waitall()
-        return 0
+        return self.serve(green, ctx, pool, accept_loop, release)
 
 
 class UDPSubserver(SocketSubserver):
@@ -265,14 +276,7 @@ class UDPSubserver(SocketSubserver):
                 bucket.incr(self.count_stat)
                 pool.spawn_n(handle, datagram, address)
 
-        receiver = green.spawn(receive_loop)
-        _drain_on_signals(green, lambda: green.kill(receiver), ctx)
-        try:
-            receiver.wait()
-        except green.GreenletExit:
-            pass
-        pool.waitall()
-        return 0
+        return self.serve(green, ctx, pool, receive_loop)
 
 
 class DaemonSubserver(Subserver):
