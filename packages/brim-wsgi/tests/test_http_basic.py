@@ -231,3 +231,46 @@ def test_env_brim_is_the_server_object(tmp_path):
         assert H.Reader(sock).response()[2] == b'the-server True'
     finally:
         server.kill()
+
+
+def _input_app(env, start_response):
+    """Reads wsgi.input every way PEP 3333 offers, per the query string."""
+    stream = env['wsgi.input']
+    how = env['QUERY_STRING']
+    if how == 'lines':
+        parts = [stream.readline(), stream.readline(3), stream.readline(), *stream.readlines()]
+    else:
+        parts = list(stream)
+    out = json.dumps([p.decode() for p in parts]).encode()
+    start_response('200 OK', [('Content-Length', str(len(out)))])
+    return [out]
+
+
+@pytest.mark.parametrize('chunked', [False, True])
+def test_wsgi_input_readline_readlines_and_iteration(tmp_path, chunked):
+    body = b'first\nsecond line\nthird\nno newline at the end'
+    server = H.start(_input_app, tmp_path, wsgi_input_iter_chunk_size=10)
+    try:
+        for how in ('lines', 'iter'):
+            sock = server.connect()
+            if chunked:
+                framed = b''.join(b'%x\r\n%s\r\n' % (len(body[i:i + 7]), body[i:i + 7])
+                                  for i in range(0, len(body), 7)) + b'0\r\n\r\n'
+                head = b'Transfer-Encoding: chunked\r\n'
+            else:
+                framed, head = body, b'Content-Length: %d\r\n' % len(body)
+            sock.sendall(b'POST /in?' + how.encode() + b' HTTP/1.1\r\nHost: x\r\n' + head
+                         + b'\r\n' + framed)
+            status, _headers, out = H.Reader(sock).response()
+            sock.close()
+            parts = json.loads(out)
+            assert status == 200
+            assert ''.join(parts) == body.decode()
+            if how == 'lines':
+                assert parts[:4] == ['first\n', 'sec', 'ond line\n', 'third\n']
+                assert parts[4:] == ['no newline at the end']
+            else:
+                # Iteration hands out pieces of wsgi_input_iter_chunk_size bytes.
+                assert all(len(p) <= 10 for p in parts) and len(parts) >= 5
+    finally:
+        server.kill()
