@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from os import urandom
 from typing import Any
 
 __all__ = [
@@ -31,6 +32,16 @@ NOTICE: int = 25
 logging.addLevelName(NOTICE, 'NOTICE')
 
 _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar('brim_txn', default=None)
+
+
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_txn() -> str:
+    """A fresh txn id: uuid.uuid4().hex, without building a UUID object (a third
+    of the cost, and it is paid on every request)."""
+    return '%032x' % ((int.from_bytes(urandom(16), 'big') & _V4_CLEAR) | _V4_SET)
 
 
 def set_txn(txn: str | None) -> None:
