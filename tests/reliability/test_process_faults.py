@@ -203,6 +203,7 @@ def test_killed_workers_cost_only_requests_in_flight(brimd, syslog, figures):
     poller = threading.Thread(target=poll_stats, daemon=True)
     poller.start()
     kills = 0
+    killed: set[int] = set()
     rng = random.Random(7)
     started = time.monotonic()
     try:
@@ -217,8 +218,12 @@ def test_killed_workers_cost_only_requests_in_flight(brimd, syslog, figures):
             except ProcessLookupError:
                 continue
             kills += 1
+            killed.add(victim)
         last_kill = time.monotonic()
-        back = wait_for(lambda: (w := brimd.workers("wsgi")) and set(w) == titles and w,
+        # Every id back, on a live replacement: a victim may still be listed for
+        # a moment after its SIGKILL, and must not count as its own replacement.
+        back = wait_for(lambda: (w := brimd.workers("wsgi")) and set(w) == titles
+                        and not killed & set(w.values()) and w,
                         timeout=40, step=0.02, what="all four worker ids back")
         heal = time.monotonic() - last_kill
         wait_for(lambda: _stats(port)["start_count"] == 4 + kills,
