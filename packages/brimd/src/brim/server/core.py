@@ -20,6 +20,7 @@ from brim.supervisor import (
     SupervisorError,
     listen_tcp,
     listen_udp,
+    parse_umask,
     raise_open_files_limit,
     server_ssl_context,
 )
@@ -59,6 +60,9 @@ class Server:
         self.supervisor: Supervisor | None = None
         self.logger = logging.getLogger(self.log_name)
         self.start_time = time.time()
+        #: Where logs go; set by setup_logging and followed by every worker.
+        self.log_to_stderr = True
+        self.log_to_syslog = True
         self._worker_loggers: dict[str, logging.Logger] = {}
         self._preload()
 
@@ -91,11 +95,9 @@ class Server:
 
     def _check_umask(self) -> None:
         try:
-            value = int(self.umask, 8)
-        except ValueError:
-            value = -1
-        if not 0 <= value <= 0o777:
-            raise self.conf.error(MAIN_SECTION, "umask", f"{self.umask!r} is not an octal umask")
+            parse_umask(self.umask)
+        except SupervisorError as err:
+            raise self.conf.error(MAIN_SECTION, "umask", str(err)) from None
 
     # -- master side ---------------------------------------------------------
 
@@ -144,7 +146,7 @@ class Server:
         """Log to syslog (when daemonized), to stderr (foreground, no-daemon or -o), or both."""
         from brim.wsgi.log import setup_logging
 
-        self._stderr, self._syslog = stderr, syslog
+        self.log_to_stderr, self.log_to_syslog = stderr, syslog
         try:
             self.logger = setup_logging(
                 self.log_name, self.log_level, self.log_facility, address=self.log_address,
@@ -163,7 +165,7 @@ class Server:
         if logger is None:
             logger = setup_logging(
                 sub.log_name, sub.log_level, sub.log_facility, address=sub.log_address,
-                stderr=getattr(self, "_stderr", True), syslog=getattr(self, "_syslog", True),
+                stderr=self.log_to_stderr, syslog=self.log_to_syslog,
             )
             self._worker_loggers[key] = logger
         return logger

@@ -31,7 +31,7 @@ def reload_server(old: Server, sup: Any, args: argparse.Namespace) -> Server:
     if (new.user, new.group) != (old.user, old.group):
         log.warning("reload: user and group changes take effect on restart, not reload")
     new.allocate_stats()
-    new.setup_logging(stderr=old._stderr, syslog=old._syslog)
+    new.setup_logging(stderr=old.log_to_stderr, syslog=old.log_to_syslog)
     for group in list(sup.groups):
         sup.remove_group(group)
     sup.set_sockets(new.sockets)
