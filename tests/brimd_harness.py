@@ -28,6 +28,16 @@ import pytest
 BRIMD = [sys.executable, "-m", "brim.server"]
 
 
+def echo_stats_conf(apps: str = "echo stats", **wsgi_options: object) -> str:
+    """The conf most end-to-end tests run: [wsgi] with the echo and stats apps.
+
+    ``wsgi_options`` (workers, client_timeout, ...) go into the [wsgi] section.
+    """
+    lines = [f"apps = {apps}", *(f"{k} = {v}" for k, v in wsgi_options.items())]
+    return ("[wsgi]\n" + "\n".join(lines) + "\n\n[echo]\ncall = brim.wsgi_echo.WSGIEcho\n\n"
+            "[stats]\ncall = brim.stats.Stats\n")
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port the OS says is free right now on 127.0.0.1."""
     with socket.socket(socket.AF_INET, kind) as sock:

@@ -12,19 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
-from brimd_harness import alive, curl, free_port, get_json, process_tree, wait_for
+from brimd_harness import (
+    alive,
+    curl,
+    echo_stats_conf,
+    free_port,
+    get_json,
+    process_tree,
+    wait_for,
+)
 
-ECHO = """
-    [wsgi]
-    apps = echo stats
-    workers = 2
+ECHO = echo_stats_conf(workers=2)
 
-    [echo]
-    call = brim.wsgi_echo.WSGIEcho
-
-    [stats]
-    call = brim.stats.Stats
-"""
 
 
 def test_start_status_stop_leaves_nothing(brimd):
@@ -189,8 +188,8 @@ def test_reload_rereads_the_conf(brimd, syslog):
     assert curl("-s", f"{base}/echo2", "-d", "x").stdout.startswith(b"404")
     old_workers = set(brimd.workers("wsgi").values())
     # reload re-reads the files brimd was started with; edit one of them.
-    brimd.write(brimd.confs[0].name, ECHO.replace("apps = echo stats", "apps = echo echo2 stats")
-                + "\n    [echo2]\n    call = brim.wsgi_echo.WSGIEcho\n    path = /echo2\n")
+    brimd.write(brimd.confs[0].name, echo_stats_conf(apps="echo echo2 stats", workers=2)
+                + "\n[echo2]\ncall = brim.wsgi_echo.WSGIEcho\npath = /echo2\n")
     assert brimd.run("reload").returncode == 0
     wait_for(lambda: curl("-s", f"{base}/echo2", "-d", "x").stdout == b"x", what="the new app")
     wait_for(lambda: not any(alive(p) for p in old_workers), what="old workers drained")

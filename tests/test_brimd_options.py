@@ -6,18 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 
-from brimd_harness import curl, free_port
+from brimd_harness import curl, echo_stats_conf, free_port
 
-ECHO = """
-    [wsgi]
-    apps = echo stats
+ECHO = echo_stats_conf()
 
-    [echo]
-    call = brim.wsgi_echo.WSGIEcho
-
-    [stats]
-    call = brim.stats.Stats
-"""
 
 
 def _self_signed(root) -> tuple[str, str]:

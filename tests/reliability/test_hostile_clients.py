@@ -28,23 +28,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from brimd_harness import Brimd, SyslogListener, free_port, get_json, wait_for
+from brimd_harness import (
+    Brimd,
+    SyslogListener,
+    echo_stats_conf,
+    free_port,
+    get_json,
+    wait_for,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from malformed_corpus import CORPUS, TOLERATED
-
-ECHO = """
-    [wsgi]
-    apps = echo stats
-    workers = 2
-    {extra}
-
-    [echo]
-    call = brim.wsgi_echo.WSGIEcho
-
-    [stats]
-    call = brim.stats.Stats
-"""
 
 SLOW = 1000  # slow connections, of which IDLE send nothing at all
 IDLE = 200
@@ -82,8 +76,7 @@ def _baseline_sockets(pids: list[int]) -> int:
 
 def _start(brimd: Brimd, **extra: object) -> tuple[int, dict[str, int]]:
     port = free_port()
-    lines = "\n    ".join(f"{k} = {v}" for k, v in extra.items())
-    brimd.use(ECHO.format(extra=lines), brimd.local(port=port))
+    brimd.use(echo_stats_conf(workers=2, **extra), brimd.local(port=port))
     brimd.start()
     workers = wait_for(lambda: (w := brimd.workers("wsgi")) and len(w) == 2 and w,
                        what="two wsgi workers")

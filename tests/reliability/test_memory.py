@@ -21,19 +21,10 @@ import socket
 import threading
 import time
 
-from brimd_harness import free_port, get_json, wait_for
+from brimd_harness import echo_stats_conf, free_port, get_json, wait_for
 
-ECHO = """
-    [wsgi]
-    apps = echo stats
-    workers = 2
+ECHO = echo_stats_conf(workers=2)
 
-    [echo]
-    call = brim.wsgi_echo.WSGIEcho
-
-    [stats]
-    call = brim.stats.Stats
-"""
 
 WARM = 10_000
 TOTAL = 200_000

@@ -26,19 +26,15 @@ import threading
 import time
 
 import pytest
-from brimd_harness import alive, free_port, get_json, proc_title, process_tree, wait_for
-
-ECHO = """
-    [wsgi]
-    apps = echo stats
-    workers = {workers}
-
-    [echo]
-    call = brim.wsgi_echo.WSGIEcho
-
-    [stats]
-    call = brim.stats.Stats
-"""
+from brimd_harness import (
+    alive,
+    echo_stats_conf,
+    free_port,
+    get_json,
+    proc_title,
+    process_tree,
+    wait_for,
+)
 
 #: Failures a client may see when the worker holding its connection is killed
 #: mid-request (or between two requests on a keep-alive connection).
@@ -180,7 +176,7 @@ def _stats(port: int) -> dict:
 def test_killed_workers_cost_only_requests_in_flight(brimd, syslog, figures):
     """SIGKILL a random one of 4 workers every second for 30 s under steady load."""
     port = free_port()
-    brimd.use(ECHO.format(workers=4), brimd.local(port=port))
+    brimd.use(echo_stats_conf(workers=4), brimd.local(port=port))
     master = brimd.start()
     wait_for(lambda: len(brimd.workers("wsgi")) == 4, what="four workers")
     titles = set(brimd.workers("wsgi"))
@@ -277,7 +273,7 @@ def _worker_pids(brimd, group: str) -> set[int]:
 def test_restart_and_reload_under_load_lose_nothing(brimd, figures):
     """10 restarts, then 10 reloads, while keep-alive and new-connection clients loop."""
     port = free_port()
-    conf, _ = brimd.use(ECHO.format(workers=2), brimd.local(port=port))
+    conf, _ = brimd.use(echo_stats_conf(workers=2), brimd.local(port=port))
     masters = [brimd.start()]
     wait_for(lambda: len(_worker_pids(brimd, "wsgi")) == 2, what="two workers")
     stop = threading.Event()
@@ -371,8 +367,8 @@ def test_hung_worker_is_killed_and_replaced(brimd, syslog, figures, path):
     """worker_timeout = 2: a worker stuck in the CPU or a blocking call is replaced."""
     port = free_port()
     brimd.write("hangapp.py", HANG_APP)
-    brimd.use(ECHO.format(workers=2).replace("apps = echo stats", "apps = hang echo stats")
-              + "\n    [hang]\n    call = hangapp.Hang\n",
+    brimd.use(echo_stats_conf(apps="hang echo stats", workers=2)
+              + "\n[hang]\ncall = hangapp.Hang\n",
               brimd.local(port=port, worker_timeout=2))
     brimd.start()
     before = wait_for(lambda: (w := _worker_pids(brimd, "wsgi")) and len(w) == 2 and w,
@@ -462,7 +458,7 @@ def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crashe
     brimd.write("crashapp.py", CRASH_APP)
     clock = _LogClock(syslog)
     try:
-        brimd.use(ECHO.format(workers=2), extra, brimd.local(port=web))
+        brimd.use(echo_stats_conf(workers=2), extra, brimd.local(port=web))
         began = time.monotonic()
         brimd.start()
         served, failed, start_counts = 0, 0, []

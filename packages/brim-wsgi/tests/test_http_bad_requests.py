@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import socket
-import sys
 import time
 
+import http_harness as H
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    'brim_http_harness', pathlib.Path(__file__).with_name('test_http_harness.py'))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
 
 
 def _app(env, start_response):

@@ -3,7 +3,7 @@
 The parent binds 127.0.0.1:0 and builds the shared-memory StatsStore before
 forking, as brimd's master does, so a test can read the worker's counters
 directly. The child logs to a file; the parent kills it by pid.
-(Loaded by path from the other test files; holds no tests itself.)
+(Imported by the test files; conftest.py puts this folder on sys.path.)
 """
 
 from __future__ import annotations

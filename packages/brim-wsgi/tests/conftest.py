@@ -1,0 +1,8 @@
+"""brim-wsgi tests: make http_harness (the shared forked-server helper) importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
