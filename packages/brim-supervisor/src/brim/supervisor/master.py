@@ -461,12 +461,7 @@ class Supervisor:
     def _kill_remaining(self, why: str) -> None:
         for child in self._children.values():
             if not child.killed:
-                self.log.warning(
-                    "%s: killing worker %s %d (pid %d): %s",
-                    self.name, child.group, child.worker_id, child.pid, why,
-                )
-                child.killed = True
-                self._signal(child, signal.SIGKILL)
+                self._kill(child, "%s: killing worker %s %d (pid %d): %s", why)
 
     def _terminate_all(self) -> None:
         """Blocking stop used when the loop ends abnormally: no orphan is left."""
@@ -539,6 +534,13 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
+    def _kill(self, child: _Child, message: str, *args: Any) -> None:
+        """SIGKILL a worker, once; ``message`` gets the supervisor name, the
+        worker's group, id and pid, then ``args``, and says why in the log."""
+        self.log.warning(message, self.name, child.group, child.worker_id, child.pid, *args)
+        child.killed = True
+        self._signal(child, signal.SIGKILL)
+
     def _retire(self, child: _Child) -> None:
         child.retired = True
         child.kill_at = time.monotonic() + self.grace
@@ -549,12 +551,8 @@ class Supervisor:
         for child in self._children.values():
             due = child.kill_at is not None and now >= child.kill_at
             if child.retired and not child.killed and due:
-                self.log.warning(
-                    "%s: killing draining worker %s %d (pid %d): still busy after %gs",
-                    self.name, child.group, child.worker_id, child.pid, self.grace,
-                )
-                child.killed = True
-                self._signal(child, signal.SIGKILL)
+                self._kill(child, "%s: killing draining worker %s %d (pid %d): "
+                           "still busy after %gs", self.grace)
 
     def _check_hung(self, now: float) -> None:
         for child in self._children.values():
@@ -565,12 +563,8 @@ class Supervisor:
                 continue
             silent = now - child.heartbeat.last()
             if silent > group.timeout:
-                self.log.warning(
-                    "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs, killing it",
-                    self.name, child.group, child.worker_id, child.pid, silent,
-                )
-                child.killed = True
-                self._signal(child, signal.SIGKILL)
+                self._kill(child, "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs, "
+                           "killing it", silent)
 
     def _reap(self) -> None:
         for pid in list(self._children):
