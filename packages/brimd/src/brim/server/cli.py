@@ -42,7 +42,7 @@ from brim.supervisor import (
 )
 
 from . import options
-from .core import DEFAULT_CONF_FILES, Server
+from .core import DEFAULT_CONF_FILES, Server, pid_file_path
 
 COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
             "no-daemon", "foreground")
@@ -111,19 +111,23 @@ def main(argv: list[str] | None = None) -> int:
 # -- finding the running brimd ----------------------------------------------
 
 
-def _pid_path(args: argparse.Namespace) -> str | None:
-    """The pid file path without needing a valid conf (stop must work on a broken one)."""
-    if args.pid_file == "-":
-        return None
-    if args.pid_file:
-        return os.path.abspath(os.path.expanduser(args.pid_file))
+def _lenient_conf(args: argparse.Namespace) -> Conf | None:
+    """The conf files as plain text, unvalidated, or None if even that fails.
+
+    stop, shutdown and status must work on a brimd whose conf has since been
+    broken, so they read only what they need (pid_file, grace) from this.
+    """
     try:
-        conf = Conf.read(args.conf) if args.conf else Conf.read(DEFAULT_CONF_FILES,
-                                                                   missing_ok=True)
-        configured = conf.get_path(MAIN_SECTION, "pid_file")
+        if args.conf:
+            return Conf.read(args.conf)
+        return Conf.read(DEFAULT_CONF_FILES, missing_ok=True)
     except ConfError:
-        configured = None
-    return os.path.abspath(configured) if configured else options.default_pid_file()
+        return None
+
+
+def _pid_path(args: argparse.Namespace, conf: Conf | None) -> str | None:
+    configured = conf.get_path(MAIN_SECTION, "pid_file") if conf is not None else None
+    return pid_file_path(args.pid_file, configured)
 
 
 def _running_pid(path: str | None) -> int | None:
@@ -161,20 +165,19 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _grace(args: argparse.Namespace) -> float:
+def _grace(conf: Conf | None) -> float:
+    declared = options.option(MAIN_SECTION, "grace")
     try:
-        conf = Conf.read(args.conf) if args.conf else Conf.read(DEFAULT_CONF_FILES,
-                                                                   missing_ok=True)
-        return options.value(conf, MAIN_SECTION, MAIN_SECTION, "grace")
+        return declared.read(conf, MAIN_SECTION) if conf is not None else declared.default
     except ConfError:
-        return 30.0
+        return declared.default
 
 
 # -- the commands -------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    path = _pid_path(args)
+    path = _pid_path(args, _lenient_conf(args))
     if path is None:
         print("brimd: no pid file (-p -), cannot tell", file=sys.stderr)
         return 4
@@ -190,15 +193,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    return _signal_and_wait(args, signal.SIGTERM, _grace(args) + 15.0, "stop")
+    conf = _lenient_conf(args)
+    return _signal_and_wait(_pid_path(args, conf), signal.SIGTERM, _grace(conf) + 15.0, "stop")
 
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
-    return _signal_and_wait(args, signal.SIGQUIT, 15.0, "shut down")
+    return _signal_and_wait(_pid_path(args, _lenient_conf(args)), signal.SIGQUIT, 15.0,
+                            "shut down")
 
 
-def _signal_and_wait(args: argparse.Namespace, signum: int, timeout: float, what: str) -> int:
-    pid = _running_pid(_pid_path(args))
+def _signal_and_wait(path: str | None, signum: int, timeout: float, what: str) -> int:
+    pid = _running_pid(path)
     if pid is None:
         print("brimd is not running", file=sys.stderr)
         return 0
@@ -210,8 +215,8 @@ def _signal_and_wait(args: argparse.Namespace, signum: int, timeout: float, what
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    Server.from_files(args.conf)  # refuse to signal with a conf that would not load
-    pid = _running_pid(_pid_path(args))
+    server = Server.from_files(args.conf)  # refuse to signal with a conf that won't load
+    pid = _running_pid(server.pid_file(args.pid_file))
     if pid is None:
         print("brimd is not running", file=sys.stderr)
         return 7

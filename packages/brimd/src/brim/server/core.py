@@ -32,6 +32,18 @@ from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subs
 DEFAULT_CONF_FILES = ("/etc/brimd.conf", "/etc/brim/brimd.conf", "~/.brimd.conf")
 
 
+def pid_file_path(override: str | None, configured: str | None) -> str | None:
+    """Which pid file: ``-p`` wins (``-`` for none), then ``pid_file`` in [brim],
+    then /var/run/brimd.pid as root or ~/.brimd.pid otherwise."""
+    if override == "-":
+        return None
+    if override:
+        return os.path.abspath(os.path.expanduser(override))
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    return options.default_pid_file()
+
+
 class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
@@ -212,13 +224,7 @@ class Server:
 
     def pid_file(self, override: str | None) -> str | None:
         """The pid file path: -p wins, then pid_file in [brim], then the default."""
-        if override == "-":
-            return None
-        if override:
-            return os.path.abspath(os.path.expanduser(override))
-        if self.pid_file_option:
-            return os.path.abspath(self.pid_file_option)
-        return options.default_pid_file()
+        return pid_file_path(override, self.pid_file_option)
 
     def __repr__(self) -> str:
         return f"<brim.server.Server {[s.group for s in self.subservers]}>"
