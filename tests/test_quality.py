@@ -1,4 +1,4 @@
-"""The project's own checks: ruff is clean and the docs build without a warning."""
+"""The project's own checks: ruff and mypy are clean and the docs build without a warning."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def test_ruff_is_clean():
     run = subprocess.run(
         [_tool("ruff"), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True,
         timeout=110,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.timeout(300)
+def test_mypy_is_clean_for_brim_wsgi():
+    """brim-wsgi type-checks under the strictness pyproject.toml states ([tool.mypy])."""
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "-p", "brim.wsgi",
+         "-p", "brim.wsgi_echo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=290,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 

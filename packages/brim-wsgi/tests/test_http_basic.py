@@ -107,8 +107,7 @@ def _streams(env, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
     n = int(env['QUERY_STRING'] or 0)
     if env['PATH_INFO'] == '/text':
-        yield 'caf\u00e9 '
-        yield '\u2603'  # not latin-1: falls back to utf-8
+        yield 'caf\u00e9 '  # str pieces break PEP 3333: refused with a 500
         return
     for i in range(n):
         yield b'%06d\n' % i
@@ -130,7 +129,12 @@ def test_output_coalesced_chunked_or_sized(tmp_path):
         assert headers['transfer-encoding'] == 'chunked'
         assert body == b''.join(b'%06d\n' % i for i in range(2000))
         sock.sendall(b'GET /text HTTP/1.1\r\nHost: x\r\n\r\n')
-        assert reader.response()[2] == 'caf\u00e9 '.encode('latin-1') + '\u2603'.encode()
+        status, headers, _body = reader.response()
+        assert (status, headers['connection']) == (500, 'close')
+        server.wait_log('broke a rule: body piece is str, not bytes')
+        sock.close()
+        sock = server.connect()
+        reader = H.Reader(sock)
         sock.sendall(b'GET /big?300 HTTP/1.0\r\n\r\n')  # 1.0: no chunks; close ends it
         _status, headers, body = reader.response()
         assert 'transfer-encoding' not in headers
@@ -210,7 +214,7 @@ class _FakeBrimd:
 
 def _uses_server(env, start_response):
     out = env['brim'].label.encode() + b' ' + str(env['brim.server'] is env['brim']).encode()
-    start_response(b'200 OK', [(b'Content-Length', str(len(out)).encode())])
+    start_response('200 OK', [('Content-Length', str(len(out)))])
     return [out]
 
 

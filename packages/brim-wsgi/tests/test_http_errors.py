@@ -129,7 +129,7 @@ def test_disconnect_mid_response_is_499(server):
 def test_bad_response_header_is_refused(server):
     status, _body = _get(server, '/badheader')
     assert status == 500
-    server.wait_log('line break')
+    server.wait_log('control character')
 
 
 def test_request_log_line(server):

@@ -24,7 +24,7 @@ class WSGIEcho:
         self.next_app = next_app
         self.stat = f"{name}.requests"
 
-    def __call__(self, env: dict, start_response: Callable):
+    def __call__(self, env: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if env["PATH_INFO"] != self.path:
             return self.next_app(env, start_response)
         env["brim.stats"].incr(self.stat)
@@ -43,7 +43,7 @@ class WSGIEcho:
         return [body]
 
     @classmethod
-    def parse_conf(cls, name: str, conf) -> dict[str, Any]:
+    def parse_conf(cls, name: str, conf: Any) -> dict[str, Any]:
         path = conf.get(name, "path", "/echo")
         if not path.startswith("/"):
             raise conf.error(name, "path", f"{path!r} must start with '/'")

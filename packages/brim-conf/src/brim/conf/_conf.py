@@ -18,6 +18,7 @@ from ._errors import ConfError, format_error
 from ._parse import ParseError, Source, canonical_section, parse_text
 
 T = TypeVar("T")
+_N = TypeVar("_N", int, float)
 
 #: The section whose options are the defaults that subconfigs fall back to.
 MAIN_SECTION = "brim"
@@ -293,7 +294,8 @@ class Conf:
             return list(default)
         return value.split()
 
-    def _bounded(self, section: str, option: str, number, minimum, maximum):
+    def _bounded(self, section: str, option: str, number: _N, minimum: float | None,
+                 maximum: float | None) -> _N:
         if minimum is not None and number < minimum:
             raise self.error(section, option, f"{number} is too small (at least {minimum})")
         if maximum is not None and number > maximum:

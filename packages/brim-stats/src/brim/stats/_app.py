@@ -9,7 +9,7 @@ the report is that subserver's stats plus every daemon's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
@@ -107,6 +107,7 @@ class Stats:
                    if g != group and not g.startswith('daemon:')
                    and (self.all_subservers or g.split('#')[0] in _SOCKET_KINDS)}
         if fmt == 'prometheus':
+            sources: list[tuple[Mapping[str, str], list[tuple[str, str]], Mapping[str, Any]]]
             sources = [({'subserver': group}, store.declared(group), snap)]
             sources.extend(({'subserver': g}, store.declared(g), s) for g, s in sockets.items())
             sources.extend(_prometheus.daemon_sources(store, daemons))
@@ -115,9 +116,8 @@ class Stats:
         snap.update(sockets)
         snap.update(daemons)
         dumps = env.get('brim.json_dumps') or json.dumps
-        body = dumps(snap)
-        if isinstance(body, str):
-            body = body.encode('utf-8')
+        dumped = dumps(snap)
+        body = dumped.encode('utf-8') if isinstance(dumped, str) else dumped
         return _reply(start_response, '200 OK', _JSON_TYPE, body, method)
 
 

@@ -33,7 +33,7 @@ def _number(name: str, value: object) -> int:
         isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex))
     if not real:
         raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
-    return int(value) & _MASK
+    return int(value) & _MASK  # type: ignore[call-overload]  # a Real, checked above
 
 
 class StatsBucket:

@@ -1,82 +1,90 @@
 """wsgi.input: the request body as a file-like object, read on demand.
 
-The body is not read ahead of the app. Bytes arrive from the parser into the
-request's buffer only when the app asks for more than is buffered, so a large
-upload streams through in pieces and an app that ignores the body costs no
-memory beyond one socket read.
+The body is not read ahead of the app. Bytes come off the connection only
+when the app asks for more than is buffered, so a large upload streams
+through in pieces and an app that ignores the body costs no memory beyond
+one socket read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+
+from .body import Body
+
+__all__ = ['Input']
+
+_READ_SIZE = 65536
 
 
-class _ClientError(OSError):
-    """The client broke off while we needed it: 408 (too slow), 499 (gone), 400 (bad body).
-
-    An OSError, so an app that guards its body reads the usual way catches it.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-class _Input:
+class Input:
     """PEP 3333 input stream over one request's body."""
 
-    __slots__ = ('_conn', '_iter_chunk', '_req')
+    __slots__ = ('_body', '_iter_chunk', '_pending')
 
-    def __init__(self, conn: Any, req: Any, iter_chunk: int) -> None:
-        self._conn = conn
-        self._req = req
+    def __init__(self, body: Body, iter_chunk: int) -> None:
+        self._body = body
         self._iter_chunk = iter_chunk
+        # Bytes read from the body but not yet returned (readline read ahead).
+        self._pending = bytearray()
 
     def read(self, size: int | None = -1) -> bytes:
-        req = self._req
-        buf = req.body
+        """Up to size bytes (all that is left when size is None or negative).
+
+        Fewer than size only at the end of the body, as with a file.
+        """
+        pending = self._pending
+        body = self._body
         if size is None or size < 0:
-            while not req.complete:
-                self._conn._fill_body(req)
-            data = bytes(buf)
-            buf.clear()
-            return data
-        while len(buf) < size and not req.complete:
-            self._conn._fill_body(req)
-        if len(buf) <= size:
-            data = bytes(buf)
-            buf.clear()
-            return data
-        data = bytes(buf[:size])
-        del buf[:size]
+            parts = [bytes(pending)]
+            pending.clear()
+            while True:
+                data = body.read(_READ_SIZE)
+                if not data:
+                    return b''.join(parts)
+                parts.append(data)
+        if not pending:
+            data = body.read(size) if size else b''
+            if len(data) == size or not data:
+                return data
+            pending += data
+        while len(pending) < size:
+            data = body.read(size - len(pending))
+            if not data:
+                break
+            pending += data
+        data = bytes(pending[:size])
+        del pending[:size]
         return data
 
     def readline(self, size: int | None = -1) -> bytes:
-        req = self._req
-        buf = req.body
+        """One line, with its b'\\n', or at most size bytes of it."""
+        pending = self._pending
+        body = self._body
         start = 0
+        limit = -1 if size is None or size < 0 else size
         while True:
-            i = buf.find(b'\n', start)
+            i = pending.find(b'\n', start)
             if i >= 0:
                 end = i + 1
                 break
-            if size is not None and 0 <= size <= len(buf):
-                end = size
+            if 0 <= limit <= len(pending):
+                end = limit
                 break
-            if req.complete:
-                end = len(buf)
+            start = len(pending)
+            data = body.read(_READ_SIZE)
+            if not data:
+                end = len(pending)
                 break
-            start = len(buf)
-            self._conn._fill_body(req)
-        if size is not None and 0 <= size < end:
-            end = size
-        data = bytes(buf[:end])
-        del buf[:end]
+            pending += data
+        if 0 <= limit < end:
+            end = limit
+        data = bytes(pending[:end])
+        del pending[:end]
         return data
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()

@@ -25,6 +25,7 @@ from typing import Any
 with warnings.catch_warnings():
     warnings.simplefilter('ignore')
     import eventlet
+    import eventlet.event
     import eventlet.greenpool
     import eventlet.greenthread
     import eventlet.hubs
@@ -38,6 +39,7 @@ warnings.filterwarnings('ignore', message=r'(?s).*[Ee]ventlet is deprecated')
 import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
 
 __all__ = [
+    'Event',
     'GreenPool',
     'GreenletExit',
     'Timeout',
@@ -49,9 +51,11 @@ __all__ = [
     'preload',
     'recv',
     'sendall',
+    'sendfile',
     'sleep',
     'spawn',
     'spawn_n',
+    'throw',
     'tls_handshake',
     'use_hub',
     'wait_read',
@@ -59,6 +63,7 @@ __all__ = [
 ]
 
 GreenPool = eventlet.greenpool.GreenPool
+Event = eventlet.event.Event
 Timeout = eventlet.timeout.Timeout
 GreenletExit = greenlet.GreenletExit
 sleep = eventlet.greenthread.sleep
@@ -67,6 +72,17 @@ spawn_n = eventlet.greenthread.spawn_n
 kill = eventlet.greenthread.kill
 current = greenlet.getcurrent
 _trampoline = eventlet.hubs.trampoline
+
+
+
+def throw(thread: Any, exc: type[BaseException]) -> None:
+    """Raise exc inside another green thread, where it is waiting.
+
+    The thread runs at once until it waits again or ends; then the caller
+    goes on. Used to end connections that wait on their client.
+    """
+    eventlet.greenthread.kill(thread, exc)
+
 
 _HUB_NAMES = ('epolls', 'poll', 'selects', 'kqueue')
 
@@ -169,6 +185,27 @@ def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None
             _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
         except ssl.SSLWantReadError:
             _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
+             timeout: float | None) -> int:
+    """Send count bytes of file fd from offset with os.sendfile, green style.
+
+    Returns the bytes sent: fewer than count only when the file ended first.
+    TimeoutError if the peer reads nothing for timeout seconds.
+    """
+    out = sock.fileno()
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
+        except BlockingIOError:
+            _trampoline(out, write=True, timeout=timeout, timeout_exc=TimeoutError)
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:

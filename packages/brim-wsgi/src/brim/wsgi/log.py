@@ -256,7 +256,8 @@ def log_quote(value: Any) -> str:
     return ''.join(ch if ('!' <= ch <= '~') else _quote_char(ch) for ch in value)
 
 
-def format_request_line(client: str, method: str, path: str, status: int, bytes_in: int,
+def format_request_line(client: str, method: str | None, path: str | None, status: int,
+                        bytes_in: int,
                         bytes_out: int, duration: float, txn: str, user_agent: str | None,
                         referer: str | None, extra: list[str] | None = None,
                         headers: list[tuple[str, str]] | None = None) -> str:

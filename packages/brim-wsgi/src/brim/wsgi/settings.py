@@ -7,21 +7,55 @@ documented everywhere at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from brim.conf import Conf, Option, read_options
 
 from .chain import load_object
 
-if TYPE_CHECKING:
-    from .http import HTTPSettings
+
+@dataclass
+class HTTPSettings:
+    """Everything a worker needs to know, already parsed and checked.
+
+    The defaults here are the options' defaults in WSGI_OPTIONS below; the
+    limits and timeouts are described there and in docs/wsgi.rst.
+    """
+
+    client_timeout: float = 60.0
+    idle_timeout: float = 10.0
+    min_body_rate: int = 1024
+    concurrent_per_worker: int = 1024
+    wsgi_input_iter_chunk_size: int = 4096
+    wsgi_output_iter_chunk_size: int = 65536
+    max_request_line: int = 8190
+    max_header_size: int = 65536
+    max_header_field_size: int = 8190
+    max_headers: int = 100
+    log_headers: bool = False
+    count_status_codes: tuple[int, ...] = (404, 408, 499, 501)
+    ssl_context: ssl.SSLContext | None = None
+    json_dumps: Callable[..., Any] = json.dumps
+    json_loads: Callable[..., Any] = json.loads
 
 #: Options of ``[wsgi]`` subconfigs; all but ``apps`` fall back to ``[brim]``.
 WSGI_OPTIONS: tuple[Option, ...] = (
     Option("apps", "list", (), "The WSGI apps to chain, in order; each names a section "
            "with a 'call' option. Unclaimed requests get 404."),
-    Option("client_timeout", "float", 60.0, "Seconds a client may stay silent before the "
-           "connection is dropped (counted as 408 mid-request).", inherit=True, minimum=0.001),
+    Option("client_timeout", "float", 60.0, "Seconds a client may stay silent mid-request "
+           "(head, body or while a response is written), and the most a whole request head may "
+           "take from its first byte; else 408 and the connection closes.", inherit=True,
+           minimum=0.001),
+    Option("idle_timeout", "float", 10.0, "Seconds a connection may wait for its first byte, "
+           "or sit idle between keep-alive requests, before it is closed quietly.",
+           inherit=True, minimum=0.001),
+    Option("min_body_rate", "int", 1024, "Bytes per second a request body must average once "
+           "client_timeout seconds of waiting on it have passed; slower is 408. 0 turns the "
+           "check off.", inherit=True, minimum=0),
     Option("concurrent_per_worker", "int", 1024, "Connections each worker serves at once.",
            inherit=True, minimum=1),
     Option("wsgi_input_iter_chunk_size", "int", 4096, "Bytes per item when an app iterates "
@@ -40,6 +74,8 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            inherit=True, minimum=64),
     Option("max_header_size", "int", 65536, "Most header bytes accepted (else 431).",
            inherit=True, minimum=256),
+    Option("max_header_field_size", "int", 8190, "Longest single header field line "
+           "accepted, name and value (else 431).", inherit=True, minimum=64),
     Option("max_headers", "int", 100, "Most header fields accepted (else 431).",
            inherit=True, minimum=1),
 )
@@ -59,7 +95,7 @@ def status_codes(conf: Conf, section: str) -> tuple[int, ...]:
 
 def json_function(conf: Conf, section: str, option: str) -> Any:
     """Import the function named by ``json_dumps`` or ``json_loads``."""
-    dotted = conf.get(section, option, f"json.{option[5:]}", inherit=True)
+    dotted = conf.get(section, option, f"json.{option[5:]}", inherit=True) or f"json.{option[5:]}"
     try:
         function = load_object(dotted)
     except ImportError as err:
@@ -72,16 +108,17 @@ def json_function(conf: Conf, section: str, option: str) -> Any:
 
 def http_settings(conf: Conf, section: str) -> HTTPSettings:
     """An HTTPSettings for one ``[wsgi]`` subconfig (TLS is added by the caller)."""
-    from .http import HTTPSettings
-
     values = read_options(conf, section, WSGI_OPTIONS)
     return HTTPSettings(
         client_timeout=values["client_timeout"],
+        idle_timeout=values["idle_timeout"],
+        min_body_rate=values["min_body_rate"],
         concurrent_per_worker=values["concurrent_per_worker"],
         wsgi_input_iter_chunk_size=values["wsgi_input_iter_chunk_size"],
         wsgi_output_iter_chunk_size=values["wsgi_output_iter_chunk_size"],
         max_request_line=values["max_request_line"],
         max_header_size=values["max_header_size"],
+        max_header_field_size=values["max_header_field_size"],
         max_headers=values["max_headers"],
         log_headers=values["log_headers"],
         count_status_codes=status_codes(conf, section),

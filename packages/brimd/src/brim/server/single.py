@@ -34,25 +34,31 @@ def run_single(server: Server) -> int:
     logger = server.setup_logging(stderr=True, syslog=False)
     hubs = [s.hub for s in server.subservers if s.kind != "daemons" and s.hub]
     green.use_hub(hubs[0] if hubs else None)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     for sub in server.subservers:
         if sub.kind == "daemons":
             thread = threading.Thread(target=_run_daemon, args=(sub, server, logger),
                                       name=sub.group, daemon=True)
             thread.start()
+    # Ctrl-C and TERM end the process through a signal handler that runs as
+    # a green thread, not as a KeyboardInterrupt raised wherever the signal
+    # lands: an exchange treats any exception from app code, KeyboardInterrupt
+    # included, as the app's failure and serves on.
+    done = green.Event()
+    green.install_signal_handlers({signal.SIGINT: lambda _: done.ready() or done.send(True),
+                                   signal.SIGTERM: lambda _: done.ready() or done.send(True)})
     running = [green.spawn(sub.run, LocalContext(sub.group), server)
                for sub in server.subservers if sub.kind != "daemons"]
-    logger.info("brimd running in the foreground (no-daemon); Ctrl-C ends it")
-    try:
-        if running:
+    if running:
+        def _all_returned() -> None:
             for thread in running:
                 thread.wait()
-        else:
-            while True:
-                green.sleep(3600)
-    except KeyboardInterrupt:
+            if not done.ready():
+                done.send(False)
+
+        green.spawn(_all_returned)
+    logger.info("brimd running in the foreground (no-daemon); Ctrl-C ends it")
+    if done.wait():
         logger.info("brimd no-daemon: interrupted, exiting")
-        return 0
     return 0
 
 

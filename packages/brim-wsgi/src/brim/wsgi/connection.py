@@ -1,0 +1,226 @@
+"""One client connection: its socket, its read buffer and the heads read from it.
+
+A connection reads request heads and hands each to an
+:class:`~brim.wsgi.exchange.Exchange`, which runs the app and answers; the
+connection never builds a response itself. While it waits on its client it
+is listed in the server state, idle or part-way through a head, so a full
+worker can shed the connection that has waited longest.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from . import green
+from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
+from .request import HeadScan, Request, parse_head
+from .state import ServerState, Shed
+
+__all__ = ['Connection']
+
+RECV_SIZE = 65536
+
+# Empty lines (CRLF) tolerated before a request line (RFC 9112 2.2 says to
+# ignore at least one; some clients send one after a body).
+_MAX_LEADING_CRLF = 8
+
+
+class Connection:
+    """Owns the socket and the bytes read from it but not yet used."""
+
+    def __init__(self, state: ServerState, sock: socket.socket, addr: Any) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.sock = sock
+        #: Bytes received and not yet consumed by a head or a body.
+        self.buf = bytearray()
+        if isinstance(addr, tuple):
+            self.client = str(addr[0])
+            port = str(addr[1])
+        else:
+            self.client = str(addr or '')
+            port = ''
+        env = state.base_env.copy()
+        env['REMOTE_ADDR'] = self.client
+        env['REMOTE_PORT'] = port
+        #: The environ items common to every request on this connection.
+        self.base_env = env
+        #: Requests answered so far.
+        self.served = 0
+
+    # ----- the connection's life ---------------------------------------------
+
+    def run(self) -> None:
+        """Serve requests until the client or a rule ends the connection."""
+        from .exchange import Exchange
+
+        try:
+            if self.settings.ssl_context is not None and not self._tls_handshake():
+                return
+            while True:
+                try:
+                    req = self.next_request()
+                except HTTPError as err:
+                    Exchange(self, None, err).serve()
+                    return
+                if req is None:
+                    return
+                if not Exchange(self, req).serve():
+                    return
+                self.served += 1
+                # Let other connections run before reading the next request:
+                # with a fast client the next request is often already here,
+                # and without this one busy connection can starve the rest.
+                green.sleep(0)
+        finally:
+            self.close()
+
+    def _tls_handshake(self) -> bool:
+        """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""
+        context = self.settings.ssl_context
+        assert context is not None
+        me = green.current()
+        self.state.waiting_idle[me] = time.monotonic()
+        try:
+            tls = context.wrap_socket(self.sock, server_side=True,
+                                      do_handshake_on_connect=False)
+            self.sock = tls
+            green.tls_handshake(tls, self.settings.idle_timeout)
+        except (OSError, ValueError, Shed):
+            return False
+        finally:
+            self.state.waiting_idle.pop(me, None)
+        return True
+
+    def next_request(self) -> Request | None:
+        """Wait for the next complete head and parse it.
+
+        None means end quietly: the client closed, or stayed idle past
+        idle_timeout (or a drain), or was shed while idle: nothing was asked,
+        so nothing is answered. A head that breaks a rule, or that does not
+        arrive in time once begun, raises its HTTPError.
+        """
+        buf = self.buf
+        state = self.state
+        settings = self.settings
+        scan: HeadScan | None = None
+        head_deadline = 0.0
+        skipped = 0
+        while True:
+            if buf:
+                while buf[:2] == b'\r\n':
+                    del buf[:2]
+                    skipped += 1
+                    if skipped > _MAX_LEADING_CRLF:
+                        raise BadRequest('too many empty lines before a request line')
+            if buf:
+                end = buf.find(b'\r\n\r\n', max(0, scan.scanned - 3) if scan else 0)
+                if end >= 0:
+                    head = bytes(buf[:end])
+                    del buf[:end + 4]
+                    return parse_head(head, settings)
+                if scan is None:
+                    scan = HeadScan(settings)
+                    head_deadline = time.monotonic() + settings.client_timeout
+                scan.check(buf)
+                waiting = state.waiting_head
+                timeout = min(settings.client_timeout, head_deadline - time.monotonic())
+                if timeout <= 0:
+                    raise RequestTimeout('request head not complete within client_timeout')
+            else:
+                waiting = state.waiting_idle
+                timeout = settings.idle_timeout
+                if state.draining:
+                    timeout = min(timeout, max(0.0, state.drain_deadline - time.monotonic()))
+            me = green.current()
+            waiting[me] = time.monotonic()
+            try:
+                data = green.recv(self.sock, RECV_SIZE, timeout)
+            except TimeoutError:
+                if not buf:
+                    return None
+                raise RequestTimeout('request head not complete within client_timeout') from None
+            except Shed:
+                if not buf:
+                    return None
+                err = RequestTimeout('worker full: shed while its head was arriving')
+                err.linger = False
+                raise err from None
+            except OSError:
+                return None
+            finally:
+                waiting.pop(me, None)
+            if not data:
+                return None
+            buf += data
+
+    # ----- I/O for exchanges -------------------------------------------------
+
+    def fill(self, timeout: float) -> None:
+        """Read more bytes into the buffer (for a body).
+
+        TimeoutError after timeout seconds of silence; ClientGone when the
+        client closed or reset the connection.
+        """
+        try:
+            data = green.recv(self.sock, RECV_SIZE, timeout)
+        except TimeoutError:
+            raise
+        except OSError as err:
+            raise ClientGone(f'client went away mid-body: {err}') from None
+        if not data:
+            raise ClientGone('client closed the connection mid-body')
+        self.buf += data
+
+    def send(self, data: bytes | memoryview) -> None:
+        """Send all of data; RequestTimeout or ClientGone when the client does not take it."""
+        try:
+            green.sendall(self.sock, data, self.settings.client_timeout)
+        except TimeoutError:
+            raise RequestTimeout('client did not read the response for client_timeout') from None
+        except OSError as err:
+            raise ClientGone(f'client went away: {err}') from None
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send count bytes of a file with os.sendfile; the bytes sent."""
+        try:
+            return green.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
+        except TimeoutError:
+            raise RequestTimeout('client did not read the response for client_timeout') from None
+        except OSError as err:
+            raise ClientGone(f'client went away: {err}') from None
+
+    @property
+    def tls(self) -> bool:
+        return self.settings.ssl_context is not None
+
+    def send_final(self, data: bytes, linger: bool) -> None:
+        """Send an answer the connection ends with, then (if linger) half-close and drain.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a reset can destroy the answer before the client
+        reads it. So: shut our side, read a little more, then close.
+        """
+        try:
+            green.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
+        except OSError:
+            return
+        if not linger:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + min(self.settings.client_timeout, 2.0)
+            for _ in range(64):
+                left = deadline - time.monotonic()
+                if left <= 0 or not green.recv(self.sock, RECV_SIZE, left):
+                    break
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

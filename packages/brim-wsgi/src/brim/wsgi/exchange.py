@@ -1,0 +1,425 @@
+"""One request and its response: the exchange.
+
+An :class:`Exchange` owns everything about one request: the parsed request
+(or the error that refused it), its body, the environ, ``start_response``
+and ``write``, the state of the response on the wire, and ``finish()``.
+Whatever happens (the app answers, the parser refused the request, the
+client timed out or went away, the app broke a rule or raised), the
+exchange leaves through :meth:`Exchange.finish`, which counts the status
+and logs the request line: one place, so no path can skip either.
+
+The response head is built only when the first body bytes (or the end of
+the body) are known, so a small response leaves in one send, and a
+``Content-Length`` can be added when the app gave the whole body at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import green
+from ._input import Input
+from .body import Body, ChunkedBody, LengthBody, NoBody
+from .connection import Connection
+from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
+from .file_wrapper import FileWrapper
+from .log import NOTICE, format_request_line, new_txn, set_txn
+from .request import Request
+from .response import ResponseHead, check_start, date_line, error_response
+
+__all__ = ['Exchange']
+
+# After a response, unread request body up to this size is read and dropped
+# to keep the connection; beyond it the connection is closed instead.
+MAX_DISCARD = 1 << 20
+
+_warned_str_body = False
+
+# How the response body is framed on the wire.
+_LENGTH, _CHUNKED, _CLOSE = range(3)
+
+
+class Exchange:
+    """One request, from its parsed head (or its refusal) to its log line."""
+
+    def __init__(self, conn: Connection, req: Request | None,
+                 refusal: HTTPError | None = None) -> None:
+        self.conn = conn
+        self.state = conn.state
+        self.req = req
+        self.start = time.time()
+        self.txn = new_txn()
+        #: The app's checked start_response, once it called it.
+        self.response: ResponseHead | None = None
+        self.head_sent = False
+        #: The status that went out (or that the request is counted as).
+        self.code = 0
+        self.framing = _LENGTH
+        #: Body bytes still to send under a Content-Length (None: not length-framed).
+        self.left: int | None = None
+        #: Body bytes that went on the wire.
+        self.bytes_out = 0
+        self.keep = req is not None and req.keep_alive and not self.state.draining
+        #: What ended the exchange other than the app's own response: a
+        #: refusal, a client that failed, a rule the app broke. First one wins.
+        self.error: HTTPError | None = refusal
+        self.extra: list[str] = []
+        self.body: Body
+        settings = conn.settings
+        if req is None or not req.has_body:
+            self.body = NoBody(conn, settings)
+        elif req.chunked:
+            self.body = ChunkedBody(conn, settings)
+        else:
+            assert req.content_length is not None
+            self.body = LengthBody(conn, settings, req.content_length)
+        if req is not None and req.expect_continue and not self.body.done:
+            self.body.before_wait = self._send_continue
+        self._continue_sent = False
+
+    # ----- running it --------------------------------------------------------
+
+    def serve(self) -> bool:
+        """Answer the request (run the app, or send the refusal); True to keep the connection."""
+        set_txn(self.txn)
+        try:
+            if self.error is None:
+                self._run_app()
+            self._settle()
+        finally:
+            self.finish()
+        return self.keep
+
+    def _run_app(self) -> None:
+        env = self.environ()
+        result: Any = None
+        try:
+            result = self.state.app(env, self.start_response)
+            self._send_result(result)
+        except green.GreenletExit:
+            raise
+        except BaseException as exc:  # no app exception may end a worker
+            self._app_raised(exc)
+        finally:
+            if result is not None:
+                self._close_result(result)
+
+    def _close_result(self, result: Any) -> None:
+        close = getattr(result, 'close', None)
+        if close is None:
+            return
+        try:
+            close()
+        except green.GreenletExit:
+            raise
+        except BaseException:  # a close() that raises must not end the worker either
+            self.state.logger.exception('WSGI app iterable close() failed')
+            if self.error is None:
+                self.error = AppFailed('app iterable close() raised')
+
+    def _app_raised(self, exc: BaseException) -> None:
+        """Record why the app stopped; the error itself was logged or is logged here."""
+        if isinstance(exc, HTTPError) and exc is self.error:
+            return  # recorded where it was raised (a broken rule, a failed send)
+        if self.error is not None or self.body.error is not None:
+            if not isinstance(exc, OSError):
+                self.state.logger.exception('WSGI app raised after its request failed')
+            return
+        if self.head_sent:
+            self.state.logger.exception(
+                'WSGI app failed after the response started; closing the connection')
+        else:
+            self.state.logger.exception('WSGI app failed')
+        self.error = AppFailed(f'app raised {type(exc).__name__}')
+
+    def _settle(self) -> None:
+        """Decide what the request ends as, and send an error answer if one is due."""
+        error = self.body.error or self.error
+        if error is None:
+            req = self.req
+            assert req is not None
+            if self.keep and not self.body.done:
+                if req.expect_continue and not self._continue_sent:
+                    self.keep = False  # the client holds its body back; do not wait for it
+                else:
+                    self.keep = self.body.discard(MAX_DISCARD)
+            return
+        self.keep = False
+        if isinstance(error, AppError) and not isinstance(error, AppFailed):
+            self.state.logger.error('WSGI app broke a rule: %s', error.reason)
+        if self.head_sent:
+            if isinstance(error, (ClientGone, RequestTimeout)):
+                self.code = error.status
+            return
+        self.code = error.status
+        if isinstance(error, ClientGone):
+            return
+        detail = None if isinstance(error, AppError) else error.reason
+        data, self.bytes_out = error_response(error.status, error.title, detail, time.time())
+        self.head_sent = True
+        self.conn.send_final(data, error.linger)
+
+    def finish(self) -> None:
+        """Count the request's status and log its line: every request ends here, once."""
+        code = self.code or 500
+        state = self.state
+        state.count(code)
+        logger = state.logger
+        if logger.isEnabledFor(NOTICE):
+            req = self.req
+            ua = referer = None
+            headers = None
+            if req is not None:
+                method: str | None = req.method
+                target: str | None = req.target
+                ua = req.environ.get('HTTP_USER_AGENT')
+                referer = req.environ.get('HTTP_REFERER')
+                if self.conn.settings.log_headers:
+                    headers = [(n.decode('latin-1'), v.decode('latin-1'))
+                               for n, v in req.fields]
+            else:
+                method = self.error.method if self.error else None
+                target = self.error.target if self.error else None
+            extra = self.extra
+            failed = self.body.error or self.error
+            if failed is not None and not isinstance(failed, AppError):
+                extra = [*extra, failed.reason]
+            line = format_request_line(
+                self.conn.client, method, target, code, self.body.wire, self.bytes_out,
+                time.time() - self.start, self.txn, ua, referer, extra, headers)
+            record = logger.makeRecord(logger.name, NOTICE, '', 0, line, (), None)
+            record.brim_txn_done = True
+            logger.handle(record)
+        set_txn(None)
+
+    # ----- the app's side: environ, start_response, write --------------------
+
+    def environ(self) -> dict[str, Any]:
+        """The PEP 3333 environ for this request."""
+        req = self.req
+        assert req is not None
+        env = self.conn.base_env.copy()
+        env.update(req.environ)
+        env['REQUEST_METHOD'] = req.method
+        env['PATH_INFO'] = req.path
+        env['QUERY_STRING'] = req.query
+        env['REQUEST_URI'] = env['RAW_PATH_INFO'] = req.target
+        env['SERVER_PROTOCOL'] = 'HTTP/' + req.version
+        env['wsgi.input'] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
+        env['brim.start'] = self.start
+        env['brim.txn'] = self.txn
+        env['brim.additional_request_log_info'] = self.extra
+        return env
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        """PEP 3333's start_response: checks what the app asks for before anything is sent."""
+        if exc_info:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.response is not None:
+            self._broke('start_response called a second time without exc_info')
+        try:
+            self.response = check_start(status, headers)
+        except AppError as err:
+            self._broke(err.reason)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's legacy write(): the data goes out before write returns."""
+        if self.response is None:
+            self._broke('write() called before start_response')
+        if not isinstance(data, bytes):
+            self._broke(f'write() takes bytes, not {type(data).__name__}')
+        self._emit(data, False)
+
+    def _broke(self, rule: str) -> None:
+        """Record that the app broke a rule, and stop it with AppError."""
+        err = AppError(rule)
+        if self.error is None:
+            self.error = err
+        raise err
+
+    # ----- sending the response ----------------------------------------------
+
+    def _send_result(self, result: Any) -> None:
+        """Send what the app returned: an iterable of bytes, or a FileWrapper."""
+        if isinstance(result, str) and result.isascii():
+            result = [self._seed_str_body(result)]
+        elif isinstance(result, (bytes, str)):
+            self._broke(f'app returned a {type(result).__name__} instead of an iterable '
+                        f'of bytes')
+        if type(result) is list and len(result) == 1:
+            piece = result[0]
+            if type(piece) is not bytes and not isinstance(piece, bytes):
+                self._broke(f'body piece is {type(piece).__name__}, not bytes')
+            self._emit(piece, True)
+            return
+        if type(result) is FileWrapper and self._send_file(result):
+            return
+        limit = self.conn.settings.wsgi_output_iter_chunk_size
+        pending: list[bytes] = []
+        size = 0
+        for piece in result:
+            if type(piece) is not bytes and not isinstance(piece, bytes):
+                self._broke(f'body piece is {type(piece).__name__}, not bytes')
+            if not piece:
+                continue
+            pending.append(piece)
+            size += len(piece)
+            if size >= limit:
+                data = pending[0] if len(pending) == 1 else b''.join(pending)
+                pending = []
+                size = 0
+                self._emit(data, False)
+        self._emit(pending[0] if len(pending) == 1 else b''.join(pending), True)
+
+    def _seed_str_body(self, body: str) -> bytes:
+        """The one str brim still sends: a whole ASCII body returned as a plain str.
+
+        That is the Brim.Net docs' own Python 2 example (``return body``), and
+        those examples must keep working as written. It is bounded on
+        purpose: ASCII only, so its length in characters is its length in
+        bytes, and only a str returned as the whole body; a str inside an
+        iterable is refused as PEP 3333 says. A warning says so once per worker.
+        """
+        global _warned_str_body
+        if not _warned_str_body:
+            _warned_str_body = True
+            self.state.logger.warning(
+                'WSGI app returned a str body; PEP 3333 wants an iterable of bytes. Sent '
+                'as ASCII for Brim.Net compatibility (a str inside an iterable is refused)')
+        return body.encode('ascii')
+
+    def _emit(self, data: bytes, final: bool) -> None:
+        """Send a body piece, preceded by the head if it has not gone out."""
+        self._check_going()
+        head = b''
+        if not self.head_sent:
+            head = self._head(len(data) if final else None)
+            self.head_sent = True
+        payload = data
+        over = False
+        if self.framing == _CHUNKED:
+            if data:
+                data = b'%x\r\n%b\r\n' % (len(data), data)
+            if final:
+                data += b'0\r\n\r\n'
+        elif self.left is not None:
+            if len(data) > self.left:
+                over = not self._no_body()
+                payload = data = data[:self.left]
+            self.left -= len(data)
+        if head:
+            if len(data) < 65536:
+                self._send(head + data)
+            else:
+                self._send(head)
+                self._send(data)
+        elif data:
+            self._send(data)
+        self.bytes_out += len(payload)
+        if over:
+            self._broke('app sent more than its Content-Length')
+        if final and self.left:
+            self._broke(f'app sent {self.left} bytes fewer than its Content-Length')
+
+    def _check_going(self) -> None:
+        """Stop the app's output once the exchange failed (for the client or for a rule)."""
+        error = self.body.error or self.error
+        if error is None:
+            return
+        if isinstance(error, AppError):
+            raise error
+        raise ClientError(error)
+
+    def _no_body(self) -> bool:
+        req = self.req
+        response = self.response
+        assert req is not None and response is not None
+        return req.method == 'HEAD' or response.code in (204, 304)
+
+    def _head(self, body_len: int | None) -> bytes:
+        """The response head; body_len is the whole body's length when known."""
+        response = self.response
+        req = self.req
+        if response is None:
+            self._broke('app returned a body before calling start_response')
+        assert response is not None and req is not None
+        parts = ['HTTP/1.1 ', response.status, '\r\n', *response.lines]
+        keep = self.keep and not response.close
+        no_body = self._no_body()
+        if response.content_length is not None:
+            self.left = 0 if no_body else response.content_length
+        elif no_body:
+            self.left = 0
+        elif body_len is not None:
+            parts += ('Content-Length: ', str(body_len), '\r\n')
+            self.left = body_len
+        elif req.version == '1.1':
+            parts.append('Transfer-Encoding: chunked\r\n')
+            self.framing = _CHUNKED
+        else:
+            self.framing = _CLOSE
+            keep = False  # HTTP/1.0 and no length: the close ends the body
+        if not response.has_date:
+            parts.append(date_line(time.time()))
+        if keep and not self.body.done and req.expect_continue and not self._continue_sent:
+            keep = False  # the client holds its body back; it will not come
+        if not keep:
+            parts.append('Connection: close\r\n\r\n')
+        elif req.version == '1.0':
+            parts.append('Connection: keep-alive\r\n\r\n')
+        else:
+            parts.append('\r\n')
+        self.keep = keep
+        self.code = response.code
+        return ''.join(parts).encode('latin-1')
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """Send a FileWrapper's file with sendfile; False to iterate it instead."""
+        if self.conn.tls or self.response is None:
+            return False
+        span = wrapper.sendfile_span()
+        if span is None:
+            return False
+        self._check_going()
+        fd, offset, size = span
+        response = self.response
+        self._send(self._head(size if response.content_length is None
+                              else response.content_length))
+        self.head_sent = True
+        count = self.left or 0
+        if not count:
+            return True
+        try:
+            sent = self.conn.sendfile(fd, offset, count)
+        except HTTPError as err:
+            if self.error is None:
+                self.error = err
+            raise ClientError(err) from None
+        self.bytes_out += sent
+        self.left = count - sent
+        if self.left:
+            self._broke(f'file ended {self.left} bytes before its Content-Length')
+        return True
+
+    def _send(self, data: bytes) -> None:
+        """Send on the connection; a failure is recorded, then raised as ClientError."""
+        try:
+            self.conn.send(data)
+        except HTTPError as err:
+            if self.error is None:
+                self.error = err
+            raise ClientError(err) from None
+
+    def _send_continue(self) -> None:
+        """Tell a client that waits (Expect: 100-continue) to send its body."""
+        if not self.head_sent and not self._continue_sent:
+            self._continue_sent = True
+            self._send(b'HTTP/1.1 100 Continue\r\n\r\n')

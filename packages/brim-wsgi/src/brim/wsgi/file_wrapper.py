@@ -1,0 +1,57 @@
+"""wsgi.file_wrapper: files sent by the kernel rather than read through Python.
+
+PEP 3333's optional extension. An app returns ``env['wsgi.file_wrapper'](f)``
+instead of reading ``f`` itself; on a plain TCP connection brim then sends a
+regular file with ``os.sendfile``, which copies from the page cache to the
+socket without the bytes ever entering the worker. Under TLS, or for a
+file-like object without a real file behind it, the wrapper is iterated like
+any other body, in ``blksize`` pieces.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ['FileWrapper']
+
+
+class FileWrapper:
+    """An iterable over a file-like object that brim may send with sendfile."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        size = self.blksize
+        while True:
+            data = read(size)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, 'close', None)
+        if close is not None:
+            close()
+
+    def sendfile_span(self) -> tuple[int, int, int] | None:
+        """(fd, offset, bytes to the end) for a regular file, else None.
+
+        None means: iterate instead (no fileno, not a regular file, or a
+        position that cannot be told).
+        """
+        try:
+            fd = self.filelike.fileno()
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            tell = getattr(self.filelike, 'tell', None)
+            offset = tell() if tell is not None else os.lseek(fd, 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError):
+            return None
+        return fd, offset, max(0, info.st_size - offset)

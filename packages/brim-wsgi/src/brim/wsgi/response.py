@@ -1,0 +1,130 @@
+"""What an app may ask to send, checked: status, header fields, and the Date line.
+
+PEP 3333 leaves it to the server to refuse what would break HTTP on the
+wire, and every rule here closes a hole seen in the wild: a CR/LF in a status
+or a value is response splitting; a header name that is not a token, or two
+Content-Lengths, make a proxy read the response differently than the client;
+a 1xx as the final status makes the next pipelined response answer the wrong
+request. :func:`check_start` turns what ``start_response`` got into a
+:class:`ResponseHead` or raises :class:`~brim.wsgi.errors.AppError` naming
+the rule.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import AppError
+
+__all__ = ['HOP_BY_HOP', 'ResponseHead', 'check_start', 'date_line', 'error_response']
+
+_STATUS = re.compile(r'([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*')
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A value brim may send: HTAB, SP, VCHAR, obs-text; no CR, LF, NUL, DEL or
+# other control byte (RFC 9110 5.5).
+_VALUE = re.compile(r'[\t\x20-\x7e\x80-\xff]*')
+_DIGITS = re.compile(r'[0-9]{1,18}')
+
+#: Connection-specific fields (RFC 9110 7.6.1). The framing and persistence of
+#: a connection are brim's to decide, so these are dropped from what an app
+#: sends; ``Connection: close`` still closes the connection after the response.
+HOP_BY_HOP = frozenset((
+    'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding',
+    'upgrade',
+))
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """A checked ``start_response``: the parts of the head that are the app's."""
+
+    code: int
+    #: The status as the app gave it ('200 OK').
+    status: str
+    #: The app's field lines, each 'Name: value\r\n', minus hop-by-hop fields.
+    lines: list[str]
+    #: The app's Content-Length, if it sent one.
+    content_length: int | None
+    has_date: bool
+    #: The app sent 'Connection: close'.
+    close: bool
+
+
+def check_start(status: Any, headers: Any) -> ResponseHead:
+    """A ResponseHead from start_response's arguments, or AppError naming the broken rule."""
+    if type(status) is not str:
+        raise AppError(f'status must be a str, not {type(status).__name__}')
+    match = _STATUS.fullmatch(status)
+    if match is None:
+        raise AppError(f'status {status!r} is not three digits (100-599), a space and a '
+                       f'reason without control characters')
+    code = int(match.group(1))
+    if code < 200:
+        raise AppError(f'status {status!r}: a 1xx status cannot be the final response')
+    if type(headers) is not list:
+        raise AppError(f'headers must be a list, not {type(headers).__name__}')
+    lines: list[str] = []
+    length: int | None = None
+    has_date = close = False
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise AppError(f'header {item!r} is not a (name, value) tuple')
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise AppError(f'header {item!r}: name and value must both be str')
+        if _TOKEN.fullmatch(name) is None:
+            raise AppError(f'header name {name!r} is not a token')
+        if _VALUE.fullmatch(value) is None:
+            raise AppError(f'header {name} value {value!r} holds a control character or '
+                           f'a character outside latin-1')
+        value = value.strip(' \t')
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == 'connection' and 'close' in (t.strip(' \t').lower()
+                                                     for t in value.split(',')):
+                close = True
+            continue
+        if lname == 'content-length':
+            if length is not None:
+                raise AppError('more than one Content-Length header')
+            if _DIGITS.fullmatch(value) is None:
+                raise AppError(f'Content-Length {value!r} is not plain digits')
+            length = int(value)
+            if code == 204:
+                continue  # RFC 9110 8.6: never on a 204
+            value = str(length)
+        elif lname == 'date':
+            has_date = True
+        lines.append(f'{name}: {value}\r\n')
+    return ResponseHead(code, status, lines, length, has_date, close)
+
+
+_date_sec = 0
+_date_line = ''
+
+
+def date_line(now: float) -> str:
+    """'Date: ...\\r\\n' for now, formatted once a second rather than once a response."""
+    global _date_sec, _date_line
+    sec = int(now)
+    if sec != _date_sec:
+        _date_line = 'Date: ' + email.utils.formatdate(sec, usegmt=True) + '\r\n'
+        _date_sec = sec
+    return _date_line
+
+
+def error_response(status: int, title: str, detail: str | None,
+                   now: float) -> tuple[bytes, int]:
+    """A complete text/plain answer that closes the connection, and its body's length.
+
+    detail (why the request was refused) is included for client errors; a
+    500 says nothing of the app's internals.
+    """
+    text = f'{status} {title}: {detail}\n' if detail else f'{status} {title}\n'
+    body = text.encode('latin-1', 'replace')
+    head = (f'HTTP/1.1 {status} {title}\r\nContent-Type: text/plain; charset=latin-1\r\n'
+            f'Content-Length: {len(body)}\r\n{date_line(now)}Connection: close\r\n\r\n')
+    return head.encode('latin-1') + body, len(body)
