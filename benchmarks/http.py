@@ -89,9 +89,10 @@ def ensure_venv() -> Path:
                        check=True)
         subprocess.run([str(python), '-m', 'pip', 'install', '-q', 'gunicorn==23.0.0',
                         'eventlet'], check=True)
-    subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', '-e',
-                    *[str(REPO / 'packages' / p) for p in PACKAGES]], check=True)
-    subprocess.run([str(python), '-m', 'pip', 'install', '-q', 'httptools>=0.6'], check=True)
+    # One -e per package: pip applies -e only to the path right after it.
+    editable = [arg for p in PACKAGES for arg in ('-e', str(REPO / 'packages' / p))]
+    subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', *editable],
+                   check=True)
     return python
 
 

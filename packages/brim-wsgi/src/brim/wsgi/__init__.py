@@ -5,12 +5,19 @@ The pieces, each in its own module:
 * :mod:`brim.wsgi.chain`: loading apps from a conf (in the master, before
   fork) and chaining them (in each worker).
 * :mod:`brim.wsgi.settings`: the options of a ``[wsgi]`` subconfig.
-* :mod:`brim.wsgi.http`: the HTTP/1.1 server a worker runs.
+* :mod:`brim.wsgi.http`: the HTTP/1.1 server a worker runs, built from
+  :mod:`~brim.wsgi.connection` (a socket and its buffer),
+  :mod:`~brim.wsgi.exchange` (one request and its response),
+  :mod:`~brim.wsgi.request` and :mod:`~brim.wsgi.body` (strict parsing),
+  :mod:`~brim.wsgi.response` (what apps may send), :mod:`~brim.wsgi.state`
+  (what a worker's connections share) and :mod:`~brim.wsgi.errors` (one
+  exception per way a request fails).
+* :mod:`brim.wsgi.file_wrapper`: ``wsgi.file_wrapper``, sent with sendfile.
 * :mod:`brim.wsgi.log`: syslog/stderr logging with a transaction id per request.
 * :mod:`brim.wsgi.green`: the only module that touches eventlet.
 
-Importing this package does not import eventlet; only :mod:`brim.wsgi.http`
-and :mod:`brim.wsgi.green` do.
+Importing this package does not import eventlet; the server modules do, and
+only through :mod:`brim.wsgi.green`.
 """
 
 from .chain import AppSpec, NotFound, build_chain, load_apps, load_object

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import green
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
+from .exchange import Exchange
 from .request import HeadScan, Request, parse_head
 from .state import ServerState, Shed
 
@@ -54,8 +55,6 @@ class Connection:
 
     def run(self) -> None:
         """Serve requests until the client or a rule ends the connection."""
-        from .exchange import Exchange
-
         try:
             if self.settings.ssl_context is not None and not self._tls_handshake():
                 return

@@ -102,7 +102,8 @@ class AppFailed(AppError):
 class ClientError(OSError):
     """What an app sees when the client side of its request fails.
 
-    Raised by ``wsgi.input`` when the body cannot be read (400, 408, 499) and
+    Raised by ``wsgi.input`` when the body cannot be read (400, 408, 431,
+    499) and
     by ``write()`` when the response cannot be sent (408, 499). An OSError,
     so apps that guard their I/O the usual way catch it; the HTTP error
     behind it is ``error``. The exchange has recorded that error already, so

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import green
 from ._input import Input
 from .body import Body, ChunkedBody, LengthBody, NoBody
-from .connection import Connection
 from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
 from .file_wrapper import FileWrapper
 from .log import NOTICE, format_request_line, new_txn, set_txn
 from .request import Request
 from .response import ResponseHead, check_start, date_line, error_response
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 __all__ = ['Exchange']
 
@@ -251,9 +253,8 @@ class Exchange:
         """Send what the app returned: an iterable of bytes, or a FileWrapper."""
         if isinstance(result, str) and result.isascii():
             result = [self._seed_str_body(result)]
-        elif isinstance(result, (bytes, str)):
-            self._broke(f'app returned a {type(result).__name__} instead of an iterable '
-                        f'of bytes')
+        elif isinstance(result, (bytes, str)) or not hasattr(result, '__iter__'):
+            self._broke(f'app returned {type(result).__name__}, not an iterable of bytes')
         if type(result) is list and len(result) == 1:
             piece = result[0]
             if type(piece) is not bytes and not isinstance(piece, bytes):
