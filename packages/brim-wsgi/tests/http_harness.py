@@ -38,6 +38,19 @@ class Running:
         with open(self.log_path, encoding='utf-8', errors='replace') as f:
             return f.read()
 
+    def mark(self) -> int:
+        """The log's length once it stopped growing (request lines are flushed
+        every 100 ms, so a line of the previous request may still be coming)."""
+        size = len(self.log())
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = len(self.log())
+            if now == size:
+                break
+            size = now
+        return size
+
     def wait_log(self, needle: str, timeout: float = WAIT) -> str:
         deadline = time.monotonic() + timeout
         while True:

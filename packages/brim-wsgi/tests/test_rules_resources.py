@@ -111,13 +111,17 @@ def _worker_same_and_serving(server, tls: ssl.SSLContext | None = None) -> None:
 
 
 def _notices(server, mark: int) -> list[list[str]]:
-    """Request-log lines written since mark, as fields (client, method, path, status...)."""
+    """Request-log lines written since mark, as fields (client, method, path, status...).
+
+    Waits for the log to settle first: request lines are flushed every 100 ms.
+    """
+    server.mark()
     return [line.split(' NOTICE ', 1)[1].split() for line in server.log()[mark:].splitlines()
             if ' NOTICE 127.0.0.1 ' in line]
 
 
 def _snapshot(server) -> tuple[int, int, int]:
-    return len(server.log()), server.stat('request_count'), server.stat('status_408_count')
+    return server.mark(), server.stat('request_count'), server.stat('status_408_count')
 
 
 def _quietly_closed(sock, within: float) -> float:

@@ -15,7 +15,13 @@ daemons that pre-fork workers:
 * :class:`SupervisorError` -- the one exception type.
 """
 
-from brim.supervisor.daemon import daemonize, drop_privileges, is_daemonized, parse_umask
+from brim.supervisor.daemon import (
+    daemonize,
+    drop_privileges,
+    is_daemonized,
+    parse_umask,
+    user_ids,
+)
 from brim.supervisor.errors import SupervisorError
 from brim.supervisor.handover import (
     answer_handover,
@@ -26,7 +32,7 @@ from brim.supervisor.handover import (
     serve_handover,
 )
 from brim.supervisor.limits import raise_open_files_limit
-from brim.supervisor.master import DRAIN_SIGNAL, Supervisor, describe_status
+from brim.supervisor.master import DRAIN_SIGNAL, REOPEN_SIGNAL, Supervisor, describe_status
 from brim.supervisor.output import LoggerWriter, capture_output
 from brim.supervisor.pidfile import (
     STATUS_DEAD_PIDFILE_EXISTS,
@@ -42,6 +48,7 @@ from brim.supervisor.worker import WorkerContext
 
 __all__ = [
     "DRAIN_SIGNAL",
+    "REOPEN_SIGNAL",
     "STATUS_DEAD_PIDFILE_EXISTS",
     "STATUS_NOT_RUNNING",
     "STATUS_RUNNING",
@@ -72,4 +79,5 @@ __all__ = [
     "server_ssl_context",
     "set_process_title",
     "status",
+    "user_ids",
 ]

@@ -124,6 +124,18 @@ def _lookup_group(group: str | int) -> int:
         raise SupervisorError(f"cannot switch to group {group!r}: no such group") from None
 
 
+def user_ids(user: str | int | None = None,
+             group: str | int | None = None) -> tuple[int | None, int | None]:
+    """The uid and gid that :func:`drop_privileges` would switch to (None: unchanged).
+
+    For files the master creates before it drops privileges (log files, say)
+    and must hand to the user its workers will run as.
+    """
+    pw = _lookup_user(user) if user is not None else None
+    gid = _lookup_group(group) if group is not None else (pw.pw_gid if pw else None)
+    return (pw.pw_uid if pw else None), gid
+
+
 def drop_privileges(
     user: str | int | None = None,
     group: str | int | None = None,

@@ -54,8 +54,12 @@ from brim.supervisor.worker import WorkerContext
 
 #: The signal a worker receives when it must drain (finish and exit).
 DRAIN_SIGNAL = signal.SIGHUP
+#: The signal that asks the master, then every worker, to reopen its log
+#: files: the convention logrotate's postrotate uses for nginx and gunicorn.
+REOPEN_SIGNAL = signal.SIGUSR1
 
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+            REOPEN_SIGNAL)
 _RESET_IN_CHILD = (
     signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGALRM,
 )
@@ -175,6 +179,7 @@ class Supervisor:
         after_fork_child: Callable[[WorkerContext], Any] | None = None,
         on_child_exit: Callable[[str, int, int, int], Any] | None = None,
         on_started: Callable[[Supervisor], Any] | None = None,
+        on_reopen: Callable[[Supervisor], Any] | None = None,
     ) -> None:
         if grace < 0:
             raise SupervisorError(f"grace must be >= 0 seconds, not {grace!r}")
@@ -196,6 +201,7 @@ class Supervisor:
         self.after_fork_child = after_fork_child
         self.on_child_exit = on_child_exit
         self.on_started = on_started
+        self.on_reopen = on_reopen
         self._sockets: dict[str, socket.socket] = dict(sockets or {})
         self._groups: dict[str, _Group] = {}
         self._slots: dict[tuple[str, int], _Slot] = {}
@@ -394,6 +400,8 @@ class Supervisor:
                     return True
                 elif signum == signal.SIGHUP and not self._stopping:
                     self._do_reload()
+                elif signum == REOPEN_SIGNAL:
+                    self._do_reopen()
             self._reap()
             now = time.monotonic()
             if self._stopping:
@@ -528,6 +536,20 @@ class Supervisor:
 
     # -- workers -------------------------------------------------------------
 
+    def reopen(self) -> None:
+        """Ask the loop to have logs reopened, as SIGUSR1 does."""
+        self._request(REOPEN_SIGNAL)
+
+    def _do_reopen(self) -> None:
+        """Run on_reopen here, then pass SIGUSR1 on to every worker."""
+        if self.on_reopen is not None:
+            try:
+                self.on_reopen(self)
+            except Exception:
+                self.log.exception("%s: on_reopen hook failed", self.name)
+        for child in list(self._children.values()):
+            self._signal(child, REOPEN_SIGNAL)
+
     def _signal(self, child: _Child, signum: int) -> None:
         try:
             os.kill(child.pid, signum)
@@ -652,6 +674,9 @@ class Supervisor:
             for sig in _RESET_IN_CHILD:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Ignored until the worker installs its own handler: SIGUSR1's
+            # default action would end a worker that is still starting.
+            signal.signal(REOPEN_SIGNAL, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             set_parent_death_signal(DRAIN_SIGNAL)
             if os.getppid() != self._master_pid:

@@ -24,7 +24,7 @@ from ._input import Input
 from .body import Body, ChunkedBody, LengthBody, NoBody
 from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
 from .file_wrapper import FileWrapper
-from .log import NOTICE, format_request_line, new_txn, set_txn
+from .log import new_txn, set_txn
 from .request import Request
 from .response import ResponseHead, check_start, date_line, error_response
 
@@ -168,8 +168,8 @@ class Exchange:
         code = self.code or 500
         state = self.state
         state.count(code)
-        logger = state.logger
-        if logger.isEnabledFor(NOTICE):
+        log = state.request_log
+        if log is not None:
             req = self.req
             ua = referer = None
             headers = None
@@ -188,12 +188,8 @@ class Exchange:
             failed = self.body.error or self.error
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
-            line = format_request_line(
-                self.conn.client, method, target, code, self.body.wire, self.bytes_out,
-                time.time() - self.start, self.txn, ua, referer, extra, headers)
-            record = logger.makeRecord(logger.name, NOTICE, '', 0, line, (), None)
-            record.brim_txn_done = True
-            logger.handle(record)
+            log.write(self.conn.client, method, target, code, self.body.wire, self.bytes_out,
+                      time.time() - self.start, self.txn, ua, referer, extra, headers)
         set_txn(None)
 
     # ----- the app's side: environ, start_response, write --------------------
@@ -261,8 +257,11 @@ class Exchange:
                 self._broke(f'body piece is {type(piece).__name__}, not bytes')
             self._emit(piece, True)
             return
-        if type(result) is FileWrapper and self._send_file(result):
-            return
+        if type(result) is FileWrapper:
+            if self._send_file(result):
+                return
+            if self.response is not None:
+                result = result.pieces(self.response.content_length)
         limit = self.conn.settings.wsgi_output_iter_chunk_size
         pending: list[bytes] = []
         size = 0

@@ -26,12 +26,23 @@ class FileWrapper:
         self.blksize = blksize
 
     def __iter__(self) -> Iterator[bytes]:
+        return self.pieces(None)
+
+    def pieces(self, limit: int | None) -> Iterator[bytes]:
+        """The file in blksize pieces, stopping after limit bytes when one is given.
+
+        A response's Content-Length is such a limit: an app that seeks to
+        the start of a range and sets its length wants just that range sent,
+        not the rest of the file.
+        """
         read = self.filelike.read
         size = self.blksize
-        while True:
-            data = read(size)
+        while limit is None or limit > 0:
+            data = read(size if limit is None else min(size, limit))
             if not data:
                 return
+            if limit is not None:
+                limit -= len(data)
             yield data
 
     def close(self) -> None:

@@ -108,11 +108,16 @@ class HTTPServer:
     def serve_forever(self) -> None:
         """Accept and serve until drain() or stop() has finished."""
         self._acceptor = green.spawn(self._accept_loop)
+        flusher = green.spawn(self.state.flush_log_forever)
         try:
-            self._acceptor.wait()
-        except green.GreenletExit:
-            pass
-        self._pool.waitall()
+            try:
+                self._acceptor.wait()
+            except green.GreenletExit:
+                pass
+            self._pool.waitall()
+        finally:
+            green.kill(flusher)
+            self.state.flush_log()
 
     def drain(self) -> None:
         """Stop accepting, finish in-flight requests, then close keep-alive connections.
@@ -140,3 +145,4 @@ class HTTPServer:
         self._stop_accepting()
         for g in list(self._pool.coroutines_running):
             green.kill(g)
+        self.state.flush_log()

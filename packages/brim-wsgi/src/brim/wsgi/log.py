@@ -1,27 +1,45 @@
-"""Logging for brim servers: syslog or stderr, a NOTICE level, txn ids.
+"""Logging for brim servers: syslog, a file or stdout/stderr, text or JSON, txn ids.
 
 brim logs to syslog by default (facility LOCAL0, name 'brim') and to stderr
-when not daemonized. Every line logged while a request is being served
+when not daemonized; a conf can choose a file or stdout instead
+(:mod:`brim.wsgi.sinks`). Every line logged while a request is being served
 carries that request's txn id, so one request can be followed through a busy
 log. The current txn lives in a context variable; greenlet gives each green
 thread its own context, so concurrent requests in one worker never see each
 other's txn.
+
+The request log does not go through :mod:`logging`: a :class:`RequestLog`
+formats each request's line once (text or JSON) and hands it to the sinks
+straight away, which costs a fraction of a LogRecord and its handler locks.
+App and server messages (``env['brim.logger']``, tracebacks) go through
+logging and a :class:`SinkHandler` to the same sinks.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
-import logging.handlers
 import os
 import sys
 import time
-import warnings
-from os import urandom
 from typing import Any
 
+from .sinks import FileSink, Sink, StreamSink, SyslogSink, parse_facility
+
 __all__ = [
-    'NOTICE', 'current_txn', 'format_request_line', 'log_quote', 'set_txn', 'setup_logging',
+    'LOG_FORMATS',
+    'NOTICE',
+    'RequestLog',
+    'SinkHandler',
+    'current_txn',
+    'format_request_line',
+    'log_quote',
+    'new_txn',
+    'reopen_logs',
+    'request_log',
+    'set_txn',
+    'setup_logging',
     'txn_logger',
 ]
 
@@ -31,17 +49,42 @@ __all__ = [
 NOTICE: int = 25
 logging.addLevelName(NOTICE, 'NOTICE')
 
+#: The values of the log_format option.
+LOG_FORMATS = ('text', 'json')
+
 _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar('brim_txn', default=None)
 
-
+# Random bytes for txn ids, taken 16 at a time and refilled in blocks, so a
+# request costs no system call. Emptied in a forked child, so no two
+# processes ever hand out ids from the same bytes.
+_TXN_BLOCK = 16 * 512
+_txn_bytes = b''
+_txn_at = _TXN_BLOCK
 _V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
+def _forget_txn_bytes() -> None:
+    global _txn_at
+    _txn_at = _TXN_BLOCK
+
+
+os.register_at_fork(after_in_child=_forget_txn_bytes)
+
+
 def new_txn() -> str:
-    """A fresh txn id: uuid.uuid4().hex, without building a UUID object (a third
-    of the cost, and it is paid on every request)."""
-    return '%032x' % ((int.from_bytes(urandom(16), 'big') & _V4_CLEAR) | _V4_SET)
+    """A fresh txn id, as uuid.uuid4().hex: 32 hex digits with the version 4 and variant bits.
+
+    Taken from a block of os.urandom bytes refilled every 512 ids, not one
+    system call per request.
+    """
+    global _txn_bytes, _txn_at
+    at = _txn_at
+    if at >= _TXN_BLOCK:
+        _txn_bytes = os.urandom(_TXN_BLOCK)
+        at = 0
+    _txn_at = at + 16
+    return '%032x' % ((int.from_bytes(_txn_bytes[at:at + 16], 'big') & _V4_CLEAR) | _V4_SET)
 
 
 def set_txn(txn: str | None) -> None:
@@ -55,10 +98,10 @@ def current_txn() -> str | None:
 
 
 class _TxnFilter(logging.Filter):
-    """Appends ' txn:<id>' to a record's message when a request is in progress.
+    """Notes on a record the txn of the request in progress, as ``brim_txn``.
 
     Sits on brim's handlers, so it applies to every record they emit, whoever
-    logged it. A record is tagged once, however many handlers see it.
+    logged it; the handler writes it (' txn:<id>' in text, a field in JSON).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -66,16 +109,16 @@ class _TxnFilter(logging.Filter):
             record.brim_txn_done = True
             txn = _txn.get()
             if txn:
-                record.msg = f'{record.msg} txn:{txn}'
+                record.brim_txn = txn
         return True
 
 
 class _TxnAdapter(logging.LoggerAdapter):
     """The logger apps get as env['brim.logger'].
 
-    Tags each message with the current txn itself, so the txn appears even
-    when the underlying logger's handlers were not set up by brim. Adds
-    notice() for the NOTICE level.
+    Notes the current txn on each record for brim's handlers, and writes it
+    into the message itself when the logger's handlers were not set up by
+    brim, so the txn appears either way. Adds notice() for the NOTICE level.
     """
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
@@ -83,10 +126,17 @@ class _TxnAdapter(logging.LoggerAdapter):
         extra = kwargs.get('extra')
         extra = dict(extra) if extra else {}
         extra['brim_txn_done'] = True
-        kwargs['extra'] = extra
         if txn:
-            msg = f'{msg} txn:{txn}'
+            extra['brim_txn'] = txn
+            if not self._brim_handlers():
+                msg = f'{msg} txn:{txn}'  # a foreign handler: tag the text itself
+        kwargs['extra'] = extra
         return msg, kwargs
+
+    def _brim_handlers(self) -> bool:
+        logger = self.logger
+        return isinstance(logger, logging.Logger) and any(
+            isinstance(h, SinkHandler) for h in logger.handlers)
 
     def notice(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         self.log(NOTICE, msg, *args, **kwargs)
@@ -99,49 +149,171 @@ def txn_logger(logger: logging.Logger | logging.LoggerAdapter) -> logging.Logger
     return _TxnAdapter(logger, {})
 
 
-#: Longest message sent to syslog, in characters (at most 4 bytes each in
-#: UTF-8, so a message always fits one UDP datagram).
-MAX_SYSLOG_MESSAGE = 16000
-
-
-class _SysLogHandler(logging.handlers.SysLogHandler):
-    """SysLogHandler that maps NOTICE to syslog's notice priority and clips long lines.
-
-    Why clip: a datagram over the transport's limit is not sent at all
-    (EMSGSIZE), and logging then prints a traceback to stderr instead of
-    the line. A client controls the length of request-log fields (a 414's
-    path, a User-Agent), so without a clip it could make its own request
-    vanish from the log.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        if len(text) > MAX_SYSLOG_MESSAGE:
-            text = text[:MAX_SYSLOG_MESSAGE] + '...(clipped)'
-        return text
-
-    def mapPriority(self, levelName: str) -> str:
-        if levelName == 'NOTICE':
-            return 'notice'
-        return super().mapPriority(levelName)
-
-
-class _Formatter(logging.Formatter):
-    """A Formatter that formats the timestamp once per second, not once per line.
+class _Clock:
+    """Timestamps for log lines, with the seconds part formatted once a second.
 
     Under load the request log writes thousands of lines a second; strftime
     for each was a visible share of a request's cost.
     """
 
-    _sec = -1
-    _stamp = ''
+    def __init__(self) -> None:
+        self._sec = -1
+        self._text = ''
+        self._iso = ''
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        sec = int(record.created)
+    def _refresh(self, sec: int) -> None:
+        self._sec = sec
+        local = time.localtime(sec)
+        self._text = time.strftime('%Y-%m-%d %H:%M:%S', local)
+        self._iso = time.strftime('%Y-%m-%dT%H:%M:%S', local)
+        offset = time.strftime('%z', local)
+        self._zone = offset[:3] + ':' + offset[3:] if offset else ''
+
+    def text(self, now: float) -> str:
+        """'2026-11-26 01:26:40,650', local time."""
+        sec = int(now)
         if sec != self._sec:
-            self._stamp = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(sec))
-            self._sec = sec
-        return f'{self._stamp},{int(record.msecs):03d}'
+            self._refresh(sec)
+        return f'{self._text},{int((now - sec) * 1000):03d}'
+
+    def iso(self, now: float) -> str:
+        """'2026-11-26T01:26:40.650+00:00', local time with its offset."""
+        sec = int(now)
+        if sec != self._sec:
+            self._refresh(sec)
+        return f'{self._iso}.{int((now - sec) * 1000):03d}{self._zone}'
+
+
+_clock = _Clock()
+
+
+class SinkHandler(logging.Handler):
+    """Sends log records to a sink, as text or JSON lines, and flushes each one.
+
+    Records are the rare lines (app messages, warnings, tracebacks), so each
+    is delivered at once rather than waiting for the next flush.
+    """
+
+    def __init__(self, sink: Sink, name: str, fmt: str = 'text') -> None:
+        super().__init__()
+        self.sink = sink
+        self.fmt = fmt
+        self.log_name = name
+        self.brim_handler = True
+        self.addFilter(_TxnFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            txn = getattr(record, 'brim_txn', None)
+            if txn and self.fmt != 'json':
+                message = f'{message} txn:{txn}'
+            if record.exc_info:
+                message = f'{message}\n{logging.Formatter().formatException(record.exc_info)}'
+            if record.stack_info:
+                message = f'{message}\n{record.stack_info}'
+            if self.fmt == 'json':
+                line = json.dumps({
+                    'time': _clock.iso(record.created), 'name': self.log_name,
+                    'level': record.levelname, 'message': message, 'txn': txn})
+            elif isinstance(self.sink, SyslogSink):
+                line = message
+            else:
+                line = (f'{_clock.text(record.created)} {self.log_name} {record.levelname} '
+                        f'{message}')
+            self.sink.write(line, record.levelno)
+            self.sink.flush()
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        try:
+            self.sink.close()
+        finally:
+            super().close()
+
+
+class RequestLog:
+    """The request log: one line per request, formatted once, written to each sink.
+
+    Made by :func:`request_log` from the handlers brim put on a logger. Text
+    lines are the fields of :func:`format_request_line`; JSON lines carry
+    the same fields by name, each value escaped by the JSON encoder.
+    """
+
+    def __init__(self, sinks: list[Sink], name: str, fmt: str = 'text') -> None:
+        self.sinks = sinks
+        self.name = name
+        self.fmt = fmt
+        self._syslog = [isinstance(s, SyslogSink) for s in sinks]
+
+    def write(self, client: str, method: str | None, path: str | None, status: int,
+              bytes_in: int, bytes_out: int, duration: float, txn: str,
+              user_agent: str | None, referer: str | None, extra: list[str] | None = None,
+              headers: list[tuple[str, str]] | None = None) -> None:
+        """Log one request."""
+        now = time.time()
+        if self.fmt == 'json':
+            fields: dict[str, Any] = {
+                'time': _clock.iso(now), 'name': self.name, 'client': client,
+                'method': method, 'path': path, 'status': status, 'bytes_in': bytes_in,
+                'bytes_out': bytes_out, 'duration': round(duration, 5), 'txn': txn,
+                'user_agent': user_agent, 'referer': referer, 'extra': extra or []}
+            if headers is not None:
+                fields['headers'] = [[k, v] for k, v in headers]
+            line = json.dumps(fields)
+            for sink in self.sinks:
+                sink.write(line, NOTICE)
+            return
+        text = format_request_line(client, method, path, status, bytes_in, bytes_out,
+                                   duration, txn, user_agent, referer, extra, headers)
+        stamped = None
+        for sink, syslog in zip(self.sinks, self._syslog, strict=True):
+            if syslog:
+                sink.write(text, NOTICE)
+            else:
+                if stamped is None:
+                    stamped = f'{_clock.text(now)} {self.name} NOTICE {text}'
+                sink.write(stamped, NOTICE)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+
+class _RecordRequestLog(RequestLog):
+    """The request log for a logger brim did not set up: one LogRecord per request."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__([], logger.name)
+        self.logger = logger
+
+    def write(self, client: str, method: str | None, path: str | None, status: int,
+              bytes_in: int, bytes_out: int, duration: float, txn: str,
+              user_agent: str | None, referer: str | None, extra: list[str] | None = None,
+              headers: list[tuple[str, str]] | None = None) -> None:
+        line = format_request_line(client, method, path, status, bytes_in, bytes_out,
+                                   duration, txn, user_agent, referer, extra, headers)
+        record = self.logger.makeRecord(self.logger.name, NOTICE, '', 0, line, (), None)
+        record.brim_txn_done = True  # the txn is one of the line's fields already
+        self.logger.handle(record)
+
+
+def request_log(logger: logging.Logger) -> RequestLog | None:
+    """The RequestLog for logger, or None when NOTICE lines are not logged.
+
+    With brim's own handlers (setup_logging), lines go to their sinks
+    directly; any other logger gets one LogRecord per request.
+    """
+    if not logger.isEnabledFor(NOTICE):
+        return None
+    handlers = [h for h in logger.handlers if isinstance(h, SinkHandler)]
+    if handlers and len(handlers) == len(logger.handlers):
+        return RequestLog([h.sink for h in handlers], handlers[0].log_name, handlers[0].fmt)
+    return _RecordRequestLog(logger)
 
 
 _LEVELS = {'DEBUG': logging.DEBUG, 'INFO': logging.INFO, 'NOTICE': NOTICE,
@@ -159,17 +331,6 @@ def _parse_level(level: str | int) -> int:
             f'invalid log_level {level!r}; use one of {", ".join(_LEVELS)}') from None
 
 
-def _parse_facility(facility: str) -> int:
-    name = facility.strip().lower()
-    if name.startswith('log_'):
-        name = name[4:]
-    try:
-        return logging.handlers.SysLogHandler.facility_names[name]
-    except KeyError:
-        names = ', '.join(n.upper() for n in logging.handlers.SysLogHandler.facility_names)
-        raise ValueError(f'invalid log_facility {facility!r}; use one of {names}') from None
-
-
 def _parse_address(address: str) -> str | tuple[str, int]:
     """'/path' is a unix socket; 'host:port' is UDP syslog."""
     if address.startswith('/'):
@@ -181,22 +342,40 @@ def _parse_address(address: str) -> str | tuple[str, int]:
 
 
 _warned_no_dev_log = False
+_open_sinks: list[Sink] = []
 
 
 def setup_logging(name: str = 'brim', level: str = 'INFO', facility: str = 'LOCAL0', *,
-                  address: str | None = None, stderr: bool = False,
-                  syslog: bool = True) -> logging.Logger:
-    """Configure and return the logger called name.
+                  address: str | None = None, stderr: bool = False, syslog: bool = True,
+                  stdout: bool = False, file: str | None = None,
+                  fmt: str = 'text') -> logging.Logger:
+    """Configure and return the logger called name, writing to the sinks asked for.
 
-    Replaces the handlers brim put on it before (so a reload does not double
-    the output). syslog goes to address ('/dev/log' when it exists and no
-    address is given); without a syslog socket there is a one-time warning
-    and the lines go to stderr instead. ValueError on a bad level, facility or
-    address, with a message naming the option.
+    syslog goes to address ('/dev/log' when it exists and no address is
+    given); without a syslog socket there is a one-time warning and the
+    lines go to stderr instead. file appends to that path (reopened by
+    :func:`reopen_logs`); stdout and stderr write to those streams. The
+    handlers brim put on the logger before are replaced, so a reload does not
+    double the output. ValueError on a bad level, facility, address or
+    format, with a message naming the option.
     """
     global _warned_no_dev_log
     lvl = _parse_level(level)
-    fac = _parse_facility(facility)
+    fac = parse_facility(facility)
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f'invalid log_format {fmt!r}; use text or json')
+    target: str | tuple[str, int] | None = None
+    if syslog:
+        if address:
+            target = _parse_address(address)
+        elif os.path.exists('/dev/log'):
+            target = '/dev/log'
+        else:
+            if not _warned_no_dev_log:
+                _warned_no_dev_log = True
+                sys.stderr.write('brim: WARNING no syslog socket at /dev/log; logging to '
+                                 'stderr instead\n')
+            stderr = True
     logger = logging.getLogger(name)
     logger.setLevel(lvl)
     logger.propagate = False
@@ -204,34 +383,30 @@ def setup_logging(name: str = 'brim', level: str = 'INFO', facility: str = 'LOCA
         if getattr(handler, 'brim_handler', False):
             logger.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = []
-    if syslog:
-        target: str | tuple[str, int] | None
-        if address:
-            target = _parse_address(address)
-        elif os.path.exists('/dev/log'):
-            target = '/dev/log'
-        else:
-            target = None
-            if not _warned_no_dev_log:
-                _warned_no_dev_log = True
-                warnings.warn('no syslog socket at /dev/log; logging to stderr instead',
-                              RuntimeWarning, stacklevel=2)
-            stderr = True
-        if target is not None:
-            handler = _SysLogHandler(address=target, facility=fac)
-            handler.setFormatter(logging.Formatter(f'{name}: %(message)s'))
-            handlers.append(handler)
+            if isinstance(handler, SinkHandler) and handler.sink in _open_sinks:
+                _open_sinks.remove(handler.sink)
+    sinks: list[Sink] = []
+    if target is not None:
+        sinks.append(SyslogSink(target, fac, name))
+    if file:
+        sinks.append(FileSink(file))
+    if stdout:
+        sinks.append(StreamSink(sys.stdout))
     if stderr:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_Formatter(f'%(asctime)s {name} %(levelname)s %(message)s'))
-        handlers.append(handler)
-    txn_filter = _TxnFilter()
-    for handler in handlers:
-        handler.brim_handler = True  # type: ignore[attr-defined]
-        handler.addFilter(txn_filter)
-        logger.addHandler(handler)
+        sinks.append(StreamSink(sys.stderr))
+    for sink in sinks:
+        _open_sinks.append(sink)
+        logger.addHandler(SinkHandler(sink, name, fmt))
     return logger
+
+
+def reopen_logs() -> None:
+    """Have every log file of this process reopened at its next flush (brimd: on SIGUSR1).
+
+    Safe from a signal handler: it only sets a flag on each sink.
+    """
+    for sink in list(_open_sinks):
+        sink.reopen()
 
 
 def _quote_char(ch: str) -> str:

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from . import green
+from .log import RequestLog, request_log
 from .settings import HTTPSettings
+from .sinks import FLUSH_EVERY
 
 __all__ = ['DRAIN_IDLE', 'Counters', 'ServerState', 'Shed']
 
@@ -85,6 +87,8 @@ class ServerState:
         self.app = app
         self.logger = logger
         self.counters = Counters(stats, settings.count_status_codes)
+        #: Where each request's line goes; None when NOTICE lines are off.
+        self.request_log: RequestLog | None = request_log(logger)
         #: The environ items every request starts from.
         self.base_env = base_env
         self.draining = False
@@ -123,7 +127,23 @@ class ServerState:
         """
         self.draining = True
         self.drain_deadline = time.monotonic() + DRAIN_IDLE
+        self.flush_log()
         green.spawn(self._close_idle_later)
+
+    def flush_log(self) -> None:
+        """Write out the request lines waiting in a buffered sink."""
+        if self.request_log is not None:
+            self.request_log.flush()
+
+    def flush_log_forever(self) -> None:
+        """Flush the request log every FLUSH_EVERY seconds (a green thread's loop).
+
+        So a worker that is killed loses at most the lines of its last
+        FLUSH_EVERY seconds.
+        """
+        while True:
+            green.sleep(FLUSH_EVERY)
+            self.flush_log()
 
     def _close_idle_later(self) -> None:
         green.sleep(DRAIN_IDLE)

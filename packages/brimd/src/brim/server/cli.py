@@ -39,6 +39,7 @@ from brim.supervisor import (
     fetch_sockets,
     parse_umask,
     status,
+    user_ids,
 )
 
 from . import options
@@ -361,6 +362,9 @@ def run_master(server: Server, path: str | None, args: argparse.Namespace, *, st
     if path:
         sup.prepare_handover()  # while still allowed to create files beside the pid file
     if server.user or server.group:
+        uid, gid = user_ids(server.user, server.group)
+        for target in {server.log, *(sub.log for sub in server.subservers)}:
+            target.hand_file_to(uid, gid)
         drop_privileges(server.user, server.group, server.umask)
     else:
         os.umask(parse_umask(server.umask))

@@ -24,8 +24,10 @@ from brim.supervisor import (
     raise_open_files_limit,
     server_ssl_context,
 )
+from brim.wsgi.log import reopen_logs
 
 from . import options
+from .logtarget import LogTarget
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
 
 #: Default conf files, read in this order when no -c is given.
@@ -64,18 +66,15 @@ class Server:
         self.worker_timeout: float = read("worker_timeout")
         self.pid_file_option: str | None = read("pid_file")
         self._check_umask()
-        self.log_name = read("log_name")
-        self.log_level = read("log_level")
-        self.log_facility = read("log_facility")
-        self.log_address = read("log_address")
+        self.log = LogTarget.read(conf, MAIN_SECTION, MAIN_SECTION)
         self.stats: StatsStore | None = None
         self.supervisor: Supervisor | None = None
-        self.logger = logging.getLogger(self.log_name)
+        self.logger = logging.getLogger(self.log.name)
         self.start_time = time.time()
         #: Where logs go; set by setup_logging and followed by every worker.
         self.log_to_stderr = True
         self.log_to_syslog = True
-        self._worker_loggers: dict[str, logging.Logger] = {}
+        self._worker_loggers: dict[LogTarget, logging.Logger] = {}
         self._preload()
 
     def _preload(self) -> None:
@@ -155,31 +154,23 @@ class Server:
         return self.stats
 
     def setup_logging(self, *, stderr: bool, syslog: bool = True) -> logging.Logger:
-        """Log to syslog (when daemonized), to stderr (foreground, no-daemon or -o), or both."""
-        from brim.wsgi.log import setup_logging
-
+        """Log to syslog (when daemonized), to stderr (foreground, no-daemon or -o), or both,
+        unless the conf's log_sink says otherwise."""
         self.log_to_stderr, self.log_to_syslog = stderr, syslog
-        try:
-            self.logger = setup_logging(
-                self.log_name, self.log_level, self.log_facility, address=self.log_address,
-                stderr=stderr, syslog=syslog,
-            )
-        except ValueError as err:
-            raise ConfError(f"[brim] {err}") from None
+        self.logger = self.log.setup(stderr=stderr, syslog=syslog)
         return self.logger
+
+    def _reopen_logs(self, sup: Supervisor) -> None:
+        """SIGUSR1 in the master: reopen its log files (the supervisor then tells the workers)."""
+        reopen_logs()
+        self.logger.info("%s: reopening log files (SIGUSR1)", sup.name)
 
     def worker_logger(self, sub: Subserver) -> logging.Logger:
         """The logger of a subserver's worker, set up in the worker itself."""
-        from brim.wsgi.log import setup_logging
-
-        key = f"{sub.log_name}|{sub.log_level}|{sub.log_facility}|{sub.log_address}"
-        logger = self._worker_loggers.get(key)
+        logger = self._worker_loggers.get(sub.log)
         if logger is None:
-            logger = setup_logging(
-                sub.log_name, sub.log_level, sub.log_facility, address=sub.log_address,
-                stderr=self.log_to_stderr, syslog=self.log_to_syslog,
-            )
-            self._worker_loggers[key] = logger
+            logger = sub.log.setup(stderr=self.log_to_stderr, syslog=self.log_to_syslog)
+            self._worker_loggers[sub.log] = logger
         return logger
 
     def supervise(self, *, handover_path: str | None = None, on_reload: Any = None,
@@ -194,6 +185,7 @@ class Server:
             handover_path=handover_path,
             on_reload=on_reload,
             on_started=on_started,
+            on_reopen=self._reopen_logs,
         )
         self.add_groups(sup)
         return sup

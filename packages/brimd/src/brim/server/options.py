@@ -49,6 +49,13 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            choices=_FACILITIES),
     Option("log_address", "str", None, "Syslog socket: a unix socket path or host:port for "
            "UDP. Default: /dev/log.", inherit=True),
+    Option("log_sink", "str", None, "Where log lines go: syslog, file (see log_file), stdout "
+           "or stderr. Default: syslog when daemonized (start), stderr in foreground and "
+           "no-daemon.", inherit=True, choices=("syslog", "file", "stdout", "stderr")),
+    Option("log_file", "path", None, "The file log_sink = file appends to; brimd reopens it "
+           "on SIGUSR1 (logrotate's postrotate).", inherit=True),
+    Option("log_format", "str", "text", "Log lines as text or as JSON objects, one a line.",
+           inherit=True, choices=("text", "json")),
     Option("eventlet_hub", "str", None, "Eventlet hub to use in workers (epolls, poll or "
            "selects). Default: eventlet's choice.", inherit=True,
            choices=("epolls", "poll", "selects")),

@@ -30,6 +30,7 @@ class LocalContext:
 
 def run_single(server: Server) -> int:
     from brim.wsgi import green
+    from brim.wsgi.log import reopen_logs
 
     logger = server.setup_logging(stderr=True, syslog=False)
     hubs = [s.hub for s in server.subservers if s.kind != "daemons" and s.hub]
@@ -45,7 +46,8 @@ def run_single(server: Server) -> int:
     # included, as the app's failure and serves on.
     done = green.Event()
     green.install_signal_handlers({signal.SIGINT: lambda _: done.ready() or done.send(True),
-                                   signal.SIGTERM: lambda _: done.ready() or done.send(True)})
+                                   signal.SIGTERM: lambda _: done.ready() or done.send(True),
+                                   signal.SIGUSR1: lambda _: reopen_logs()})
     running = [green.spawn(sub.run, LocalContext(sub.group), server)
                for sub in server.subservers if sub.kind != "daemons"]
     if running:

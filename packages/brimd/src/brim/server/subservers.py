@@ -9,18 +9,20 @@ goes through :mod:`brim.wsgi.green`.
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError
 from brim.stats import server_stats
 from brim.wsgi.chain import app_stats, build_chain, load_apps, load_class, parse_app_conf
+from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
 
 from . import options
+from .logtarget import LogTarget
 
 if TYPE_CHECKING:
     from .core import Server
@@ -39,10 +41,8 @@ class Subserver:
         self.group = section
         self.workers = 1
         self.stats: list[tuple[str, str]] = [("start_time", "worker"), ("start_count", "sum")]
-        self.log_name = options.value(conf, self.kind, section, "log_name")
-        self.log_level = options.value(conf, self.kind, section, "log_level")
-        self.log_facility = options.value(conf, self.kind, section, "log_facility")
-        self.log_address = options.value(conf, self.kind, section, "log_address")
+        #: Where this subserver's workers log (read once, set up in each worker).
+        self.log = LogTarget.read(conf, self.kind, section)
         self.hub = (None if self.kind == "daemons"
                     else options.value(conf, self.kind, section, "eventlet_hub"))
         self.json_dumps = json_function(conf, section, "json_dumps")
@@ -163,9 +163,9 @@ class SocketSubserver(ListeningSubserver):
                  *args: Any) -> None:
         """``app(*args, env)`` with a fresh txn; a failure is logged, never raised."""
         from brim.wsgi import green
-        from brim.wsgi.log import set_txn
+        from brim.wsgi.log import new_txn, set_txn
 
-        txn = uuid.uuid4().hex
+        txn = new_txn()
         set_txn(txn)
         env = dict(base_env)
         env["brim.txn"] = txn
@@ -306,6 +306,11 @@ class DaemonSubserver(Subserver):
         from brim.wsgi.log import txn_logger
 
         logger = server.worker_logger(self)
+        if not getattr(ctx, "single", False):
+            # A plain process: the handler runs between bytecodes of the
+            # daemon's main thread. Its sinks write whole blocks, so a
+            # reopen there costs at most the order of two lines.
+            signal.signal(signal.SIGUSR1, lambda *_: reopen_logs())
         bucket = server.stats.bucket(self.group, 0)
         bucket.mark_started()
         daemon = self.cls(self.section, self.conf)
@@ -320,15 +325,14 @@ def _drain_on_signals(green: Any, drain: Callable[[], None], ctx: Any) -> None:
     TERM is graceful too, as in gunicorn: the master follows it with KILL
     after ``grace`` seconds, so a worker that cannot finish is still ended.
     SIGINT is ignored: a Ctrl-C reaches the whole process group and the
-    master turns it into an orderly stop.
+    master turns it into an orderly stop. USR1 reopens the log files.
     """
-    import signal
-
     if getattr(ctx, "single", False):
         return  # no-daemon mode: one process, Ctrl-C ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     green.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
-                                   signal.SIGTERM: lambda _: drain()})
+                                   signal.SIGTERM: lambda _: drain(),
+                                   signal.SIGUSR1: lambda _: reopen_logs()})
 
     def _watch_master() -> None:
         while not ctx.draining:

@@ -1,0 +1,319 @@
+"""Where log lines go: syslog, a file, or stdout/stderr.
+
+A sink takes finished lines (already formatted, one per call) and delivers
+them without the per-record machinery of :mod:`logging`: the request log
+writes to a sink directly, and app and server messages reach the same sink
+through :class:`brim.wsgi.log.SinkHandler`.
+
+What a sink promises:
+
+* It never stops a request: a syslog line is one non-blocking send (dropped
+  when the socket is full or the daemon is gone), a file write that fails
+  drops the buffer; either gives one warning, then one a minute at most.
+* A file or stream sink buffers lines and is flushed at 64 KiB, by
+  :meth:`FileSink.flush` (which brim's HTTP worker calls every 100 ms), and
+  on close; so a killed worker loses at most its last 100 ms of lines.
+* A file sink reopens its path on :meth:`reopen` (SIGUSR1 in brimd), so
+  logrotate can move the file away and have the next line start a new one.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging.handlers
+import os
+import socket
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ['FLUSH_AT', 'FLUSH_EVERY', 'FileSink', 'Sink', 'StreamSink', 'SyslogSink',
+           'syslog_priority']
+
+#: A buffered sink writes once this many bytes are waiting.
+FLUSH_AT = 64 * 1024
+#: Seconds between flushes of buffered sinks in an HTTP worker.
+FLUSH_EVERY = 0.1
+#: Seconds between two warnings about the same failing sink.
+WARN_EVERY = 60.0
+#: Longest message sent to syslog, in bytes; longer lines are clipped so the
+#: datagram is never refused for its size (a client controls a path's length).
+MAX_SYSLOG_MESSAGE = 16000
+
+
+def syslog_priority(facility: int, level: int) -> int:
+    """The <PRI> number for a facility code and a logging level."""
+    if level >= logging.CRITICAL:
+        severity = 2
+    elif level >= logging.ERROR:
+        severity = 3
+    elif level >= logging.WARNING:
+        severity = 4
+    elif level >= 25:  # NOTICE
+        severity = 5
+    elif level >= logging.INFO:
+        severity = 6
+    else:
+        severity = 7
+    return facility * 8 + severity
+
+
+class Sink:
+    """A destination for finished log lines."""
+
+    #: What the sink is, for warnings ('file /var/log/brim.log').
+    label = 'log'
+
+    def __init__(self) -> None:
+        self._warned_at = -WARN_EVERY
+        #: Lines dropped because the destination failed or was full.
+        self.dropped = 0
+
+    def write(self, line: str, level: int = 25) -> None:
+        """Deliver one line (no trailing newline)."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Deliver what is buffered."""
+
+    def reopen(self) -> None:
+        """Let go of the destination and open it again (log rotation).
+
+        Only asks: the reopen happens at the next flush, so calling this from
+        a signal handler cannot cut into a write that is under way.
+        """
+
+    def close(self) -> None:
+        self.flush()
+
+    def _warn(self, what: str) -> None:
+        """Say on stderr that the sink fails: once, then once a minute at most."""
+        now = time.monotonic()
+        if now - self._warned_at < WARN_EVERY:
+            return
+        self._warned_at = now
+        stream = sys.__stderr__
+        if stream is None:
+            return
+        try:
+            stream.write(f'brim: WARNING {self.label}: {what}; {self.dropped} log '
+                                 f'lines dropped so far (warned at most once a minute)\n')
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class SyslogSink(Sink):
+    """Datagrams to a syslog daemon, on a unix socket (default /dev/log) or UDP.
+
+    Each line is one non-blocking send, so a line never holds a request up.
+    When the daemon's queue is full (its socket backlog is small on many
+    hosts: net.unix.max_dgram_qlen), lines wait in memory, up to
+    MAX_PENDING of them, and go out with the next line or the next flush;
+    only beyond that are the oldest dropped. When the daemon is restarted
+    its socket is new, so sends fail until the sink connects again, which it
+    tries at most once a second.
+    """
+
+    #: Lines kept while the daemon's queue is full; older ones are dropped.
+    MAX_PENDING = 8192
+
+    def __init__(self, address: str | tuple[str, int], facility: int, name: str) -> None:
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.prefix = f'{name}: '
+        self.label = f'syslog {address}'
+        self._sock: socket.socket | None = None
+        self._retry_at = 0.0
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._connect()
+
+    def _connect(self) -> bool:
+        self._retry_at = time.monotonic() + 1.0
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        target: str | tuple[Any, ...]
+        try:
+            if isinstance(self.address, str):
+                family, target = socket.AF_UNIX, self.address
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+            else:
+                host, port = self.address
+                family, _, _, _, target = socket.getaddrinfo(
+                    host, port, type=socket.SOCK_DGRAM)[0]
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as err:
+            self._warn(f'cannot reach the syslog daemon: {err}')
+            return False
+        try:
+            sock.connect(target)
+        except OSError as err:
+            sock.close()
+            self._warn(f'cannot reach the syslog daemon: {err}')
+            return False
+        sock.setblocking(False)
+        self._sock = sock
+        return True
+
+    def write(self, line: str, level: int = 25) -> None:
+        pri = syslog_priority(self.facility, level)
+        data = f'<{pri}>{self.prefix}{line}'.encode('utf-8', 'replace')
+        if len(data) > MAX_SYSLOG_MESSAGE:
+            data = data[:MAX_SYSLOG_MESSAGE] + b'...(clipped)'
+        if self._pending:
+            self._pending.append(data)
+            self.flush()
+            if len(self._pending) > self.MAX_PENDING:
+                self._pending.popleft()
+                self.dropped += 1
+                self._warn('the syslog daemon does not keep up; oldest lines dropped')
+            return
+        if not self._send(data):
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        """Send the lines that waited for the daemon's queue, while it takes them."""
+        pending = self._pending
+        while pending:
+            if not self._send(pending[0]):
+                return
+            pending.popleft()
+
+    def _send(self, data: bytes) -> bool:
+        """One non-blocking send; False when the line should wait (queue full, no daemon)."""
+        sock = self._sock
+        if sock is None:
+            if time.monotonic() < self._retry_at or not self._connect():
+                return False
+            sock = self._sock
+            assert sock is not None
+        try:
+            sock.send(data)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError as err:
+            # ECONNREFUSED / ENOTCONN / ENOENT: the daemon went away or was
+            # restarted with a new socket. Connect again, then send once more.
+            if time.monotonic() >= self._retry_at and self._connect():
+                try:
+                    self._sock.send(data)  # type: ignore[union-attr]
+                    return True
+                except OSError:
+                    pass
+            self._warn(f'cannot send to the syslog daemon: {err}')
+            return False
+
+    def close(self) -> None:
+        self.flush()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class _BufferedSink(Sink):
+    """Lines gathered in memory and written in blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines: list[str] = []
+        self._size = 0
+
+    def write(self, line: str, level: int = 25) -> None:
+        self._lines.append(line)
+        self._size += len(line) + 1
+        if self._size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        text = '\n'.join(self._lines) + '\n'
+        count = len(self._lines)
+        self._lines = []
+        self._size = 0
+        try:
+            self._write_all(text)
+        except (OSError, ValueError) as err:
+            self.dropped += count
+            self._warn(f'write failed: {err}')
+
+    def _write_all(self, text: str) -> None:
+        raise NotImplementedError
+
+
+class FileSink(_BufferedSink):
+    """A log file, appended to; reopened on reopen() for log rotation."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.label = f'file {path}'
+        self._fd = -1
+        self._reopen_wanted = False
+        self._open()
+
+    def _open(self) -> bool:
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o644)
+        except OSError as err:
+            self._fd = -1
+            self._warn(f'cannot open: {err.strerror}')
+            return False
+        return True
+
+    def _write_all(self, text: str) -> None:
+        if self._fd < 0 and not self._open():
+            raise OSError(errno.EBADF, 'the log file is not open')
+        view = memoryview(text.encode('utf-8', 'replace'))
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def reopen(self) -> None:
+        self._reopen_wanted = True
+
+    def flush(self) -> None:
+        super().flush()
+        if self._reopen_wanted:
+            self._reopen_wanted = False
+            old = self._fd
+            if self._open() and old >= 0:
+                os.close(old)
+            elif old >= 0 and self._fd < 0:
+                self._fd = old  # keep writing where we could rather than nowhere
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class StreamSink(_BufferedSink):
+    """stdout or stderr, for containers and systemd's journal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.label = f'stream {getattr(stream, "name", stream)}'
+
+    def _write_all(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def parse_facility(facility: str) -> int:
+    """A syslog facility name (LOCAL0, LOG_DAEMON ...) as its code; ValueError if unknown."""
+    name = facility.strip().lower()
+    if name.startswith('log_'):
+        name = name[4:]
+    try:
+        return logging.handlers.SysLogHandler.facility_names[name]
+    except KeyError:
+        names = ', '.join(n.upper() for n in logging.handlers.SysLogHandler.facility_names)
+        raise ValueError(f'invalid log_facility {facility!r}; use one of {names}') from None
