@@ -160,6 +160,9 @@ class _Clock:
         self._sec = -1
         self._text = ''
         self._iso = ''
+        self._zone = ''
+        self._ms = -1
+        self._ms_text = ''
 
     def _refresh(self, sec: int) -> None:
         self._sec = sec
@@ -171,10 +174,15 @@ class _Clock:
 
     def text(self, now: float) -> str:
         """'2026-11-26 01:26:40,650', local time."""
-        sec = int(now)
+        ms = int(now * 1000)
+        if ms == self._ms:
+            return self._ms_text
+        sec = ms // 1000
         if sec != self._sec:
             self._refresh(sec)
-        return f'{self._text},{int((now - sec) * 1000):03d}'
+        self._ms = ms
+        self._ms_text = text = f'{self._text},{ms % 1000:03d}'
+        return text
 
     def iso(self, now: float) -> str:
         """'2026-11-26T01:26:40.650+00:00', local time with its offset."""

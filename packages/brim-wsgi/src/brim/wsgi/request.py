@@ -216,24 +216,21 @@ def parse_fields(section: bytes, settings: HTTPSettings, *, trailers: bool = Fal
     if len(lines) > settings.max_headers:
         raise HeaderFieldsTooLarge(f'more than max_headers ({settings.max_headers}) {what}s')
     max_field = settings.max_header_field_size
-    match_field = _FIELD.fullmatch
+    good = _good_lines
     for line in lines:
         if len(line) > max_field:
             raise HeaderFieldsTooLarge(
                 f'{what} field over max_header_field_size ({max_field})')
-        match = match_field(line)
-        if match is None:
-            raise BadRequest(_field_problem(line, what))
-        name = match.group(1)
-        value = match.group(2).strip(b' \t')
+        checked = good.get(line)
+        if checked is None:
+            checked = _check_field(line, what)
+        name, value, key, text = checked
         if fields is not None:
             fields.append((name, value))
-        key = _header_key(name)
         if key is None:
             continue
         if trailers and key in _NOT_IN_TRAILERS:
             raise BadRequest(f'{name.decode()} in a trailer section')
-        text = value.decode('latin-1')
         old = env.get(key)
         if old is None:
             env[key] = text
@@ -244,6 +241,24 @@ def parse_fields(section: bytes, settings: HTTPSettings, *, trailers: bool = Fal
         else:
             env[key] = old + ('; ' if key == 'HTTP_COOKIE' else ',') + text
     return env
+
+
+# Field lines already found good, with what they give: most requests repeat
+# the same lines (Host, User-Agent, Accept ...), so most lines cost one lookup.
+_good_lines: dict[bytes, tuple[bytes, bytes, str | None, str]] = {}
+
+
+def _check_field(line: bytes, what: str) -> tuple[bytes, bytes, str | None, str]:
+    """(name, value, environ key or None, value as text) of one field line, or BadRequest."""
+    match = _FIELD.fullmatch(line)
+    if match is None:
+        raise BadRequest(_field_problem(line, what))
+    name = match.group(1)
+    value = match.group(2).strip(b' \t')
+    checked = name, value, _header_key(name), value.decode('latin-1')
+    if len(_good_lines) < 4096:
+        _good_lines[line] = checked
+    return checked
 
 
 def _field_problem(line: bytes, what: str) -> str:
@@ -323,8 +338,14 @@ def _tokens(value: str) -> list[str]:
     return [t.strip(' \t').lower() for t in value.split(',')]
 
 
+# Host values already found good: a server sees the same few all day.
+_good_authorities: set[str] = set()
+
+
 def check_authority(value: str, what: str) -> None:
     """Refuse a Host value (or a target's authority) that is not uri-host [":" port]."""
+    if value in _good_authorities:
+        return
     raw = value.encode('latin-1')
     match = _AUTHORITY.fullmatch(raw)
     if match is None:
@@ -337,6 +358,8 @@ def check_authority(value: str, what: str) -> None:
             raise BadRequest(f'{what} {value!r} has an invalid IPv6 literal') from None
     if port and (len(port) > 5 or int(port) > 65535):
         raise BadRequest(f'{what} {value!r} has a port out of range')
+    if len(_good_authorities) < 1024:
+        _good_authorities.add(value)
 
 
 def _split_target(req: Request, target: bytes) -> None:

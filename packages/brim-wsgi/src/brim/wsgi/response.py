@@ -53,35 +53,28 @@ class ResponseHead:
     close: bool
 
 
+# Statuses and (name, value) pairs already found good. Apps send the same few
+# over and over, so most responses are checked with a dict lookup each.
+_MAX_CACHED = 4096
+_good_statuses: dict[str, int] = {}
+_good_pairs: dict[tuple[str, str], tuple[str, str]] = {}
+
+
 def check_start(status: Any, headers: Any) -> ResponseHead:
     """A ResponseHead from start_response's arguments, or AppError naming the broken rule."""
-    if type(status) is not str:
-        raise AppError(f'status must be a str, not {type(status).__name__}')
-    match = _STATUS.fullmatch(status)
-    if match is None:
-        raise AppError(f'status {status!r} is not three digits (100-599), a space and a '
-                       f'reason without control characters')
-    code = int(match.group(1))
-    if code < 200:
-        raise AppError(f'status {status!r}: a 1xx status cannot be the final response')
+    code = _good_statuses.get(status) if type(status) is str else None
+    if code is None:
+        code = _check_status(status)
     if type(headers) is not list:
         raise AppError(f'headers must be a list, not {type(headers).__name__}')
     lines: list[str] = []
     length: int | None = None
     has_date = close = False
     for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise AppError(f'header {item!r} is not a (name, value) tuple')
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise AppError(f'header {item!r}: name and value must both be str')
-        if _TOKEN.fullmatch(name) is None:
-            raise AppError(f'header name {name!r} is not a token')
-        if _VALUE.fullmatch(value) is None:
-            raise AppError(f'header {name} value {value!r} holds a control character or '
-                           f'a character outside latin-1')
-        value = value.strip(' \t')
-        lname = name.lower()
+        try:
+            lname, value = _good_pairs[item]
+        except (KeyError, TypeError):
+            lname, value = _check_pair(item)
         if lname in HOP_BY_HOP:
             if lname == 'connection' and 'close' in (t.strip(' \t').lower()
                                                      for t in value.split(',')):
@@ -98,8 +91,42 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
             value = str(length)
         elif lname == 'date':
             has_date = True
-        lines.append(f'{name}: {value}\r\n')
+        lines.append(f'{item[0]}: {value}\r\n')
     return ResponseHead(code, status, lines, length, has_date, close)
+
+
+def _check_status(status: Any) -> int:
+    """The code of a status line the app gave, or AppError."""
+    if type(status) is not str:
+        raise AppError(f'status must be a str, not {type(status).__name__}')
+    match = _STATUS.fullmatch(status)
+    if match is None:
+        raise AppError(f'status {status!r} is not three digits (100-599), a space and a '
+                       f'reason without control characters')
+    code = int(match.group(1))
+    if code < 200:
+        raise AppError(f'status {status!r}: a 1xx status cannot be the final response')
+    if len(_good_statuses) < _MAX_CACHED:
+        _good_statuses[status] = code
+    return code
+
+
+def _check_pair(item: Any) -> tuple[str, str]:
+    """(lowercase name, value without surrounding whitespace) of one header, or AppError."""
+    if type(item) is not tuple or len(item) != 2:
+        raise AppError(f'header {item!r} is not a (name, value) tuple')
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        raise AppError(f'header {item!r}: name and value must both be str')
+    if _TOKEN.fullmatch(name) is None:
+        raise AppError(f'header name {name!r} is not a token')
+    if _VALUE.fullmatch(value) is None:
+        raise AppError(f'header {name} value {value!r} holds a control character or '
+                       f'a character outside latin-1')
+    checked = name.lower(), value.strip(' \t')
+    if len(_good_pairs) < _MAX_CACHED:
+        _good_pairs[item] = checked
+    return checked
 
 
 _date_sec = 0
