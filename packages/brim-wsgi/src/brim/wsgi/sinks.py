@@ -7,9 +7,10 @@ through :class:`brim.wsgi.log.SinkHandler`.
 
 What a sink promises:
 
-* It never stops a request: a syslog line is one non-blocking send (dropped
-  when the socket is full or the daemon is gone), a file write that fails
-  drops the buffer; either gives one warning, then one a minute at most.
+* It never stops a request: a syslog line is one non-blocking send (kept in a
+  bounded queue while the daemon's socket is full or the daemon is being
+  restarted), a file write that fails drops the buffer; a failing sink gives
+  one warning, then one a minute at most.
 * A file or stream sink buffers lines and is flushed at 64 KiB, by
   :meth:`FileSink.flush` (which brim's HTTP worker calls every 100 ms), and
   on close; so a killed worker loses at most its last 100 ms of lines.
@@ -42,6 +43,10 @@ WARN_EVERY = 60.0
 MAX_SYSLOG_MESSAGE = 16000
 
 
+# When each destination (by label) was last warned about, for the rate limit.
+_warned_at: dict[str, float] = {}
+
+
 def syslog_priority(facility: int, level: int) -> int:
     """The <PRI> number for a facility code and a logging level."""
     if level >= logging.CRITICAL:
@@ -66,7 +71,6 @@ class Sink:
     label = 'log'
 
     def __init__(self) -> None:
-        self._warned_at = -WARN_EVERY
         #: Lines dropped because the destination failed or was full.
         self.dropped = 0
 
@@ -88,17 +92,22 @@ class Sink:
         self.flush()
 
     def _warn(self, what: str) -> None:
-        """Say on stderr that the sink fails: once, then once a minute at most."""
+        """Say on stderr that the sink fails: once, then once a minute at most.
+
+        The times are kept per destination in this module, so workers forked
+        after their master warned about a file do not warn about it again.
+        """
         now = time.monotonic()
-        if now - self._warned_at < WARN_EVERY:
+        if now - _warned_at.get(self.label, -WARN_EVERY) < WARN_EVERY:
             return
-        self._warned_at = now
+        _warned_at[self.label] = now
         stream = sys.__stderr__
         if stream is None:
             return
+        dropped = f'; {self.dropped} log lines dropped so far' if self.dropped else ''
         try:
-            stream.write(f'brim: WARNING {self.label}: {what}; {self.dropped} log '
-                                 f'lines dropped so far (warned at most once a minute)\n')
+            stream.write(f'brim: WARNING {self.label}: {what}{dropped} (said at most once '
+                         f'a minute)\n')
             stream.flush()
         except (OSError, ValueError):
             pass
@@ -128,6 +137,16 @@ class SyslogSink(Sink):
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._pending: collections.deque[bytes] = collections.deque()
+        # A host name is looked up once, here: a lookup on a reconnect would
+        # block the worker's event loop for as long as DNS takes.
+        self._family = socket.AF_UNIX
+        self._target: str | tuple[Any, ...] = address if isinstance(address, str) else ''
+        if not isinstance(address, str):
+            try:
+                info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_DGRAM)[0]
+                self._family, self._target = info[0], info[4]
+            except OSError as err:
+                self._warn(f'cannot resolve the syslog address: {err}')
         self._connect()
 
     def _connect(self) -> bool:
@@ -135,21 +154,11 @@ class SyslogSink(Sink):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        target: str | tuple[Any, ...]
-        try:
-            if isinstance(self.address, str):
-                family, target = socket.AF_UNIX, self.address
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-            else:
-                host, port = self.address
-                family, _, _, _, target = socket.getaddrinfo(
-                    host, port, type=socket.SOCK_DGRAM)[0]
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-        except OSError as err:
-            self._warn(f'cannot reach the syslog daemon: {err}')
+        if not self._target:
             return False
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
-            sock.connect(target)
+            sock.connect(self._target)
         except OSError as err:
             sock.close()
             self._warn(f'cannot reach the syslog daemon: {err}')
@@ -278,14 +287,16 @@ class FileSink(_BufferedSink):
         self._reopen_wanted = True
 
     def flush(self) -> None:
-        super().flush()
         if self._reopen_wanted:
+            # Before writing: whatever is written from now on belongs in the
+            # file at the path, not in the one logrotate moved away.
             self._reopen_wanted = False
             old = self._fd
             if self._open() and old >= 0:
                 os.close(old)
             elif old >= 0 and self._fd < 0:
                 self._fd = old  # keep writing where we could rather than nowhere
+        super().flush()
 
     def close(self) -> None:
         self.flush()
