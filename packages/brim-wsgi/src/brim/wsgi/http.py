@@ -98,10 +98,14 @@ class HTTPServer:
         shed_one = self.state.shed_one
         while True:
             conn, addr = green.accept(listener)
-            if not pool.free():
+            if not pool.free() and not shed_one():
                 # Full: make room by ending the connection that has waited
-                # longest on its client. If none waits, every slot is in a
-                # request, and spawn_n waits for one to finish.
+                # longest on its client. Connections accepted in a burst
+                # have not run yet, so none is listed as waiting: let them
+                # reach their first read, then look again. If still none
+                # waits, every slot is in a request, and spawn_n waits for
+                # one to finish.
+                green.sleep(0)
                 shed_one()
             spawn_n(handle, conn, addr)
 
