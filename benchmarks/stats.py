@@ -25,8 +25,8 @@ import sys
 import time
 import timeit
 
-from brim.stats import StatsStore, server_stats
-from brim.stats._prometheus import prometheus_text
+from brim.stats import Group, StatsStore, prometheus_text
+from brim.wsgi.stats import server_stats
 
 INCR_TARGET = 2.5
 SNAPSHOT_TARGET_MS = 5.0
@@ -81,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     app_stats = [(f'app.stat{i}', 'sum') for i in range(50 - len(server_stats()))]
-    declared = server_stats() + app_stats
-    store = StatsStore({'wsgi': (64, declared), 'daemon:sample': (1, [('loops', 'sum')])})
+    declared = [*server_stats(), *app_stats]
+    store = StatsStore([Group('wsgi', 64, declared),
+                        Group('sample', 1, [('loops', 'sum')], kind='daemon',
+                              reported_by_all=True)])
     bucket = store.bucket('wsgi', 0)
-    names = [n for n, _ in declared]
+    names = [decl[0] for decl in declared]
     name = 'request_count'
     ns = {
         'd': dict.fromkeys(names, 0),
@@ -140,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             b.set(stat, w * 1000 + len(stat))
 
     def report() -> bytes:
-        snap = store.snapshot('wsgi')
-        snap.update(store.daemons_snapshot())
-        return json.dumps(snap).encode('utf-8')
+        return json.dumps(store.report('wsgi')).encode('utf-8')
 
     snap_ms = _ms(lambda: store.snapshot('wsgi'), 50)
     json_ms = _ms(report, 50)

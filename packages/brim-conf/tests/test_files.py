@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conf_testlib import BRIMD
 
 from brim.conf import Conf, ConfError
 
@@ -18,7 +19,7 @@ def write(path, text: str | bytes) -> str:
 def test_later_file_overrides_earlier_option_by_option(tmp_path):
     a = write(tmp_path / "a.conf", "[brim]\nport = 80\nworkers = 2\n[wsgi]\napps = x\n")
     b = write(tmp_path / "b.conf", "[brimd]\nport = 81\n")
-    conf = Conf.read([a, b])
+    conf = Conf.read([a, b], dialect=BRIMD)
     assert conf.options("brim") == {"port": "81", "workers": "2"}
     assert conf.get("wsgi", "apps") == "x"
     assert conf.files == [a, b]
@@ -69,7 +70,7 @@ def test_additional_confs_are_read_after_and_relative(tmp_path):
         tmp_path / "main.conf",
         "[brim]\nport = 80\nadditional_confs = extra.conf conf.d/*.conf\n",
     )
-    conf = Conf.read([main])
+    conf = Conf.read(main, dialect=BRIMD)
     assert conf.get_int("brim", "port") == 82
     assert conf.get_int("brim", "workers") == 3
     assert conf.get("echo", "call") == "a.B"
@@ -81,7 +82,7 @@ def test_additional_confs_are_read_after_and_relative(tmp_path):
 def test_missing_include_names_both_files(tmp_path):
     main = write(tmp_path / "main.conf", "[brim]\nadditional_confs = gone.conf\n")
     with pytest.raises(ConfError) as info:
-        Conf.read([main])
+        Conf.read([main], dialect=BRIMD)
     assert "gone.conf: conf file not found" in str(info.value)
     assert "named by additional_confs, " in str(info.value) and "main.conf line 2" in str(info.value)
 
@@ -89,14 +90,14 @@ def test_missing_include_names_both_files(tmp_path):
 def test_include_cycle_is_an_error(tmp_path):
     write(tmp_path / "a.conf", "[brim]\nadditional_confs = b.conf\n")
     write(tmp_path / "b.conf", "[brim]\nadditional_confs = a.conf\n")
-    with pytest.raises(ConfError, match="include cycle"):
-        Conf.read([str(tmp_path / "a.conf")])
+    with pytest.raises(ConfError, match="additional_confs include cycle"):
+        Conf.read([str(tmp_path / "a.conf")], dialect=BRIMD)
 
 
 def test_self_include_is_a_cycle(tmp_path):
     write(tmp_path / "a.conf", "[brim]\nadditional_confs = a.conf\n")
-    with pytest.raises(ConfError, match="include cycle"):
-        Conf.read([str(tmp_path / "a.conf")])
+    with pytest.raises(ConfError, match="additional_confs include cycle"):
+        Conf.read([str(tmp_path / "a.conf")], dialect=BRIMD)
 
 
 def _check_as_nobody(path: str, expected: str) -> None:
@@ -131,3 +132,36 @@ def test_a_socket_path_is_a_conf_error(tmp_path):
         sock.bind(path)
         with pytest.raises(ConfError, match="cannot read conf file"):
             Conf.read([path])
+
+
+def test_read_takes_one_path_as_a_string_or_path_like(tmp_path):
+    a = write(tmp_path / "app.conf", "[server]\nport = 80\n")
+    for one in (a, tmp_path / "app.conf", os.fsencode(a)):
+        conf = Conf.read(one)  # type: ignore[arg-type]
+        assert conf.files == [a]
+        assert conf.get_int("server", "port") == 80
+
+
+def test_read_takes_a_list_or_any_iterable_of_paths(tmp_path):
+    a = write(tmp_path / "a.conf", "[server]\nport = 80\n")
+    b = write(tmp_path / "b.conf", "[server]\nport = 81\n")
+    assert Conf.read([tmp_path / "a.conf", b]).get_int("server", "port") == 81
+    assert Conf.read(p for p in (b, a)).get_int("server", "port") == 80
+    assert Conf.read(()).files == []
+
+
+def test_a_missing_single_path_is_named_whole(tmp_path):
+    """A string is one file, not a list of one-letter file names."""
+    path = str(tmp_path / "app.conf")
+    with pytest.raises(ConfError) as info:
+        Conf.read(path)
+    assert str(info.value) == f"{path}: conf file not found"
+    assert Conf.read(path, missing_ok=True).files == []
+
+
+def test_plain_conf_reads_no_includes(tmp_path):
+    write(tmp_path / "extra.conf", "[brim]\nworkers = 3\n")
+    main = write(tmp_path / "main.conf", "[brim]\nadditional_confs = extra.conf\n")
+    conf = Conf.read(main)
+    assert conf.files == [main]
+    assert conf.get("brim", "workers") is None

@@ -1,10 +1,11 @@
-"""Typed getters, defaults, [brim] fallback and the messages of their errors."""
+"""Typed getters, defaults, the defaults-section fallback and the messages of their errors."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from conf_testlib import BRIMD
 
 from brim.conf import Conf, ConfError, Option, check_unknown, read_options
 
@@ -27,7 +28,7 @@ nan = nan
 
 @pytest.fixture
 def conf() -> Conf:
-    return Conf.from_string(TEXT, "brimd.conf")
+    return Conf.from_string(TEXT, "brimd.conf", dialect=BRIMD)
 
 
 def test_missing_options_give_defaults(conf):
@@ -65,7 +66,7 @@ def test_bad_values_say_what_to_fix(conf, call, message):
 
 
 def test_inherited_bad_value_names_brim_section():
-    conf = Conf.from_string("[brim]\nworkers = x\n[wsgi]\n", "b.conf")
+    conf = Conf.from_string("[brim]\nworkers = x\n[wsgi]\n", "b.conf", dialect=BRIMD)
     with pytest.raises(ConfError, match=r"^\[brim\] workers: 'x' is not an integer \(b.conf line 2\)"):
         conf.get_int("wsgi", "workers", 1, inherit=True)
 
@@ -86,7 +87,7 @@ def test_list_and_path(conf):
 
 
 def test_repeated_wsgi_error_points_at_its_own_header():
-    conf = Conf.from_string("[wsgi]\n[wsgi]\nport = x\n", "b.conf")
+    conf = Conf.from_string("[wsgi]\n[wsgi]\nport = x\n", "b.conf", dialect=BRIMD)
     with pytest.raises(ConfError, match=r"^\[wsgi\] port: 'x' is not an integer \(b.conf line 3\)"):
         conf.get_int("wsgi#2", "port")
 
@@ -97,11 +98,11 @@ def test_options_table_reads_and_rejects_unknown():
         Option("log_level", "str", "INFO", "Level.", inherit=True, choices=("DEBUG", "INFO")),
         Option("apps", "list", (), "Apps."),
     ]
-    conf = Conf.from_string("[brim]\nport = 81\nlog_level = debug\n[wsgi]\napps = a\nprot = 2\n", "c")
+    conf = Conf.from_string("[brim]\nport = 81\nlog_level = debug\n[wsgi]\napps = a\nprot = 2\n", "c", dialect=BRIMD)
     assert read_options(conf, "wsgi", options) == {"port": 81, "log_level": "DEBUG", "apps": ["a"]}
     with pytest.raises(ConfError, match=r"^\[wsgi\] prot: unknown option \(did you mean 'port'\?\) \(c line 6\)"):
         check_unknown(conf, "wsgi", [o.name for o in options])
-    bad = Conf.from_string("[brim]\nlog_level = loud\n", "c")
+    bad = Conf.from_string("[brim]\nlog_level = loud\n", "c", dialect=BRIMD)
     with pytest.raises(ConfError, match=r"\[brim\] log_level: 'loud' is not one of DEBUG, INFO"):
         read_options(bad, "wsgi", options)
     assert options[0].sample() == "# port = 80"

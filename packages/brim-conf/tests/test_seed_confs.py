@@ -1,14 +1,16 @@
-"""Every conf in the seed document parses to what a reader would expect."""
+"""Every conf in the seed document parses, in brimd's dialect, to what a reader would expect."""
 
 from __future__ import annotations
 
 import textwrap
 
+from conf_testlib import BRIMD
+
 from brim.conf import Conf
 
 
 def parse(text: str) -> Conf:
-    return Conf.from_string(textwrap.dedent(text), "brimd.conf")
+    return Conf.from_string(textwrap.dedent(text), "brimd.conf", dialect=BRIMD)
 
 
 def test_wsgi_usage_example():

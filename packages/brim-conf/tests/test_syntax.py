@@ -5,12 +5,13 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from conf_testlib import BRIMD
 
 from brim.conf import Conf, ConfError
 
 
 def parse(text: str) -> Conf:
-    return Conf.from_string(textwrap.dedent(text).lstrip("\n"), "brimd.conf")
+    return Conf.from_string(textwrap.dedent(text).lstrip("\n"), "brimd.conf", dialect=BRIMD)
 
 
 def test_comments_whitespace_and_both_separators():
@@ -98,7 +99,7 @@ def test_repeat_numbering_skips_names_spelled_out():
 )
 def test_syntax_errors_name_the_problem_and_line(text, message):
     with pytest.raises(ConfError) as info:
-        Conf.from_string(text, "brimd.conf")
+        Conf.from_string(text, "brimd.conf", dialect=BRIMD)
     assert message in str(info.value)
     assert "brimd.conf line" in str(info.value)
     assert "\n" not in str(info.value)
@@ -133,7 +134,7 @@ def test_shorthand_agreeing_with_wsgi_section_is_fine():
 
 
 def test_conf_built_from_a_dict():
-    conf = Conf({"brimd": {"Port": 80, "wsgi": "a b"}})
+    conf = Conf({"brimd": {"Port": 80, "wsgi": "a b"}}, dialect=BRIMD)
     assert conf.get_int("brim", "port") == 80
     assert conf.get_list("wsgi", "apps") == ["a", "b"]
     assert "brimd.conf" not in str(conf.error("brim", "port", "bad"))

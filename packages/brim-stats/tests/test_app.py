@@ -12,7 +12,13 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from brim.stats import Stats, StatsError, StatsStore, prometheus_text, server_stats
+from brim.stats import Group, Stats, StatsError, StatsStore, prometheus_text
+
+# What a web server might declare for itself (brim-wsgi's own list is brim.wsgi.stats).
+SERVER = [('start_count', 'sum', 'Times a worker started'),
+          ('request_count', 'sum', 'Requests answered'),
+          *((f'status_{n}xx_count', 'sum') for n in range(2, 6)),
+          *((f'status_{c}_count', 'sum') for c in (404, 408, 499, 501))]
 
 
 class _Conf:
@@ -32,12 +38,14 @@ def _next_app(env, start_response):
 
 @pytest.fixture
 def store():
-    s = StatsStore({
-        'wsgi': (3, [*server_stats(), ('helloworld.requests', 'sum'),
-                     ('helloworld.last_called', 'max'), ('helloworld.fastest', 'min'),
-                     ('helloworld.mine', 'worker')]),
-        'daemon:sample': (1, [('sample.loops', 'sum')]),
-    }, start_time=1326585797)
+    s = StatsStore([
+        Group('wsgi', 3, [*SERVER, ('helloworld.requests', 'sum'),
+                          ('helloworld.last_called', 'max'), ('helloworld.fastest', 'min'),
+                          ('helloworld.mine', 'worker')], labels={'subserver': 'wsgi'}),
+        Group('daemon:sample', 1, [('sample.loops', 'sum', 'Loops the sampler ran')],
+              kind='daemon', labels={'daemon': 'sample'}, key='daemon_sample',
+              reported_by_all=True),
+    ], start_time=1326585797)
     for i in range(3):
         b = s.bucket('wsgi', i)
         b.mark_started(1326585797 + i)
@@ -96,7 +104,8 @@ def test_json_report(store):
     assert report['worker_2']['helloworld.mine'] == 2
     assert report['worker_1']['start_time'] == 1326585798
     assert report['daemon_sample'] == {'start_time': 0, 'sample.loops': 1}
-    assert report == {**store.snapshot('wsgi'), **store.daemons_snapshot()}
+    assert report == {**store.snapshot('wsgi'), 'daemon_sample': store.snapshot('daemon:sample')}
+    assert report == store.report('wsgi')
 
 
 def test_head_has_headers_no_body(store):
@@ -158,19 +167,17 @@ def test_prometheus_parses_and_matches_json(store):
     # counters: the parser strips _total from the family name and keeps it on the samples
     requests = families['brim_request_count']
     assert requests.type == 'counter'
-    values = {s.labels.get('worker'): s.value for s in requests.samples}
     assert {s.name for s in requests.samples} == {'brim_request_count_total'}
-    assert values == {None: report['request_count'],
-                      **{str(i): report[f'worker_{i}']['request_count'] for i in range(3)}}
-    assert all(s.labels['subserver'] == 'wsgi' for s in requests.samples)
-    # every JSON number appears as a sample, and nothing else does
-    expected = {}
+    # one series per worker and no rolled-up one beside them: sum() is the true total
+    assert [s.labels for s in requests.samples] == [
+        {'subserver': 'wsgi', 'worker': str(i)} for i in range(3)]
+    assert sum(s.value for s in requests.samples) == report['request_count'] == 9
+    # every per-worker and daemon number of the JSON appears as a sample, and nothing else does
+    expected = {('brim_store_start_time', None): report['start_time']}
     for stat, typ in store.declared('wsgi'):
         name = 'brim_' + stat.replace('.', '_')
         if typ == 'sum' and stat.endswith('_count'):
             name += '_total'
-        if stat in report:
-            expected[(name, None)] = report[stat]
         for i in range(3):
             expected[(name, str(i))] = report[f'worker_{i}'][stat]
     expected[('brim_sample_loops', 'daemon:sample')] = 1
@@ -180,10 +187,33 @@ def test_prometheus_parses_and_matches_json(store):
         for s in family.samples:
             key = s.labels.get('worker') or (
                 f'daemon:{s.labels["daemon"]}' if 'daemon' in s.labels else None)
+            assert (s.name, key) not in got
             got[(s.name, key)] = s.value
     assert got == expected
     assert families['brim_helloworld_last_called'].type == 'gauge'
     assert families['brim_helloworld_requests'].type == 'gauge'  # sum, but not *_count
+    assert families['brim_sample_loops'].samples[0].labels == {'daemon': 'sample'}
+
+
+def test_prometheus_help_comes_from_the_declaration(store):
+    text = prometheus_text(store, 'wsgi')
+    assert '# HELP brim_request_count_total Requests answered\n' in text
+    assert '# HELP brim_sample_loops Loops the sampler ran\n' in text
+    assert ('# HELP brim_helloworld_requests helloworld.requests '
+            '(sum stat; declared without a description)\n') in text
+    assert '# HELP brim_start_time When this process last started' in text
+    assert '# HELP brim_store_start_time When the stats store was made' in text
+    families = _families(text)
+    assert families['brim_request_count'].documentation == 'Requests answered'
+    assert families['brim_store_start_time'].samples[0].value == 1326585797
+
+
+def test_prometheus_help_is_escaped():
+    s = StatsStore([Group('g', 1, [('odd', 'max', 'line one\nline two \\ done')])])
+    text = prometheus_text(s)
+    assert '# HELP brim_odd line one\\nline two \\\\ done\n' in text
+    assert _families(text)['brim_odd'].documentation == 'line one\nline two \\ done'
+    s.close()
 
 
 @pytest.mark.parametrize('accept', [
@@ -204,7 +234,8 @@ def test_accept_header_selects_prometheus(store, accept):
 def test_prometheus_text_for_a_whole_store(store):
     families = _families(prometheus_text(store))
     assert families['brim_sample_loops'].samples[0].labels == {'daemon': 'sample'}
-    assert len(families['brim_start_time'].samples) == 1 + 3 + 1
+    assert len(families['brim_start_time'].samples) == 3 + 1  # three workers, one daemon
+    assert prometheus_text(store) == prometheus_text(store, 'wsgi')  # the daemon is in both
 
 
 def test_prometheus_names_and_labels_are_sanitised():
@@ -213,7 +244,7 @@ def test_prometheus_names_and_labels_are_sanitised():
     s.bucket('tcp#a"b\\c', 0).set('9 lives/é', 3)
     text = prometheus_text(s)
     families = _families(text)
-    assert families['brim_9_lives__'].samples[0].labels['subserver'] == 'tcp#a"b\\c'
+    assert families['brim_9_lives__'].samples[0].labels == {'group': 'tcp#a"b\\c', 'worker': '0'}
     assert families['brim_9_lives__'].samples[0].value == 3
     assert 'brim_a_b' in families  # a.b and a_b are both gauges: they share the family
     assert families['brim_x_count'].type == 'counter'
@@ -256,7 +287,7 @@ def _serve(server):
 
 
 def test_real_http_from_forked_workers(forker):
-    store = StatsStore({'wsgi': (2, server_stats())})
+    store = StatsStore({'wsgi': (2, SERVER)})
     ports, pids = [], []
     for i in range(2):
         server = wsgiref.simple_server.make_server(
@@ -285,16 +316,15 @@ def test_real_http_from_forked_workers(forker):
     assert report['worker_1']['request_count'] == 2
     _, ctype, body = get(ports[0], '/stats?format=prometheus')
     families = _families(body.decode())
-    overall = [s for s in families['brim_request_count'].samples if 'worker' not in s.labels]
-    assert overall[0].value == 6
+    assert sum(s.value for s in families['brim_request_count'].samples) == 6
     for pid in pids:
         forker.close_one(pid)
     store.close()
 
 
-def test_all_subservers_reports_sibling_wsgi_groups_too():
-    store = StatsStore({'wsgi': (1, server_stats()), 'wsgi#2': (2, server_stats()),
-                        'tcp#t': (1, [('connection_count', 'sum')])})
+def test_all_subservers_reports_sibling_groups_too():
+    store = StatsStore([Group('wsgi', 1, SERVER), Group('wsgi#2', 2, SERVER),
+                        Group('tcp#t', 1, [('connection_count', 'sum')], reported_by_all=True)])
     store.bucket('wsgi#2', 1).incr('request_count')
     env = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/stats', 'brim.stats': store.bucket('wsgi', 0)}
     seen = {}
@@ -308,3 +338,7 @@ def test_all_subservers_reports_sibling_wsgi_groups_too():
     data = json.loads(b''.join(everything(dict(env), start_response)))
     assert data['wsgi#2']['request_count'] == 1 and data['wsgi#2']['worker_1']['request_count'] == 1
     assert 'tcp#t' in data and data['request_count'] == 0
+    text = b''.join(everything(dict(env, QUERY_STRING='format=prometheus'), start_response))
+    groups = {s.labels['group'] for f in _families(text.decode()).values() for s in f.samples
+              if 'group' in s.labels}
+    assert groups == {'wsgi', 'wsgi#2', 'tcp#t'}

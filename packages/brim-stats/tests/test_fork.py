@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-from brim.stats import StatsStore, server_stats
+from brim.stats import Group, StatsStore
+
+# What a web server might declare for itself (brim-wsgi's own list is brim.wsgi.stats).
+SERVER = [('start_count', 'sum'), ('request_count', 'sum'),
+          *((f'status_{n}xx_count', 'sum') for n in range(2, 6)),
+          *((f'status_{c}_count', 'sum') for c in (404, 408, 499, 501))]
 
 INCREMENTS = 100_000
 
@@ -18,7 +23,7 @@ def _count(store: StatsStore, index: int) -> None:
 
 
 def test_four_processes_incrementing_at_once_sum_exactly(forker):
-    store = StatsStore({'wsgi': (4, server_stats())})
+    store = StatsStore({'wsgi': (4, SERVER)})
     pids = [forker.start(_count, store, i, gated=True) for i in range(4)]
     forker.release(4)
     # Read while they write: the overall count only ever goes up.
@@ -72,7 +77,7 @@ def _restart(store: StatsStore, started: float) -> None:
 
 
 def test_restarted_worker_keeps_counters_and_shows_later_start(forker):
-    store = StatsStore({'wsgi': (2, server_stats())}, start_time=5000)
+    store = StatsStore({'wsgi': (2, SERVER)}, start_time=5000)
     assert forker.wait(forker.start(_restart, store, 5001)) == 0
     assert forker.wait(forker.start(_restart, store, 5100)) == 0  # the "restarted" worker
     snap = store.snapshot('wsgi')
@@ -85,15 +90,16 @@ def test_restarted_worker_keeps_counters_and_shows_later_start(forker):
 
 
 def _daemon(store: StatsStore) -> None:
-    bucket = store.bucket('daemon:sample', 0)
+    bucket = store.bucket('sampler', 0)
     bucket.mark_started(4242)
     bucket.set('last_run', 4243.9)
     bucket.incr('loops')
 
 
 def test_daemon_bucket_written_by_its_own_process(forker):
-    store = StatsStore({'wsgi': (1, server_stats()),
-                        'daemon:sample': (1, [('loops', 'sum'), ('last_run', 'max')])})
+    store = StatsStore([Group('web', 1, SERVER),
+                        Group('sampler', 1, [('loops', 'sum'), ('last_run', 'max')],
+                              kind='daemon', key='daemon_sample', reported_by_all=True)])
     assert forker.wait(forker.start(_daemon, store)) == 0
-    assert store.daemons_snapshot() == {
-        'daemon_sample': {'start_time': 4242, 'loops': 1, 'last_run': 4243}}
+    assert store.report('web')['daemon_sample'] == {'start_time': 4242, 'loops': 1,
+                                                    'last_run': 4243}

@@ -17,5 +17,7 @@ def test_readme_example_runs():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == ['3000 30 1', '1000']
-    assert lines[2].startswith('{"start_time": ')
-    assert lines[3] == '# HELP brim_start_time brim stat start_time'
+    assert lines[2] == '{"start_time":'
+    assert lines[3].startswith("{'start_time': ") and lines[3].endswith(", 'sweeps': 5}")
+    shown = re.search(r'The last lines print:\n\n```\n(.*?)```', README.read_text(), re.S)
+    assert lines[4:] == shown.group(1).splitlines()

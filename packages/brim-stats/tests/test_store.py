@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from brim.stats import StatsError, StatsStore, server_stats
+from brim.stats import Group, StatsError, StatsStore
+
+# What a web server might declare for itself (brim-wsgi's own list is brim.wsgi.stats).
+SERVER = [('start_count', 'sum'), ('request_count', 'sum'),
+          *((f'status_{n}xx_count', 'sum') for n in range(2, 6)),
+          *((f'status_{c}_count', 'sum') for c in (404, 408, 499, 501))]
 
 
 def test_layout_pads_buckets_to_cache_lines():
-    # header (64 bytes) + wsgi 3 buckets x 10 stats -> 16 words each + daemon 1 x 2 -> 8 words
-    s = StatsStore({'wsgi': (3, server_stats()), 'daemon:d': (1, [('x', 'sum')])})
+    # header (64 bytes) + wsgi 3 buckets x 11 stats -> 16 words each + other 1 x 2 -> 8 words
+    s = StatsStore({'wsgi': (3, SERVER), 'other': (1, [('x', 'sum')])})
     assert s.size == 64 + 3 * 128 + 64
     s.close()
 
@@ -17,6 +22,9 @@ def test_layout_pads_buckets_to_cache_lines():
 def test_groups_and_buckets():
     s = StatsStore({'wsgi': (2, []), 'wsgi#admin': (1, []), 'daemon:a': (1, [])}, start_time=7.9)
     assert s.groups() == ['wsgi', 'wsgi#admin', 'daemon:a']
+    # a mapping gives plain groups of workers, whatever their names look like
+    assert s.group('daemon:a') == Group('daemon:a', 1, (('start_time', 'worker'),),
+                                        labels={'group': 'daemon:a'}, key='daemon:a')
     assert s.start_time == 7
     assert s.bucket_count('wsgi') == 2
     assert s.bucket('wsgi', 1) is s.bucket('wsgi', 1)
@@ -32,7 +40,7 @@ def test_groups_and_buckets():
 
 
 def test_snapshot_shape_and_rollups():
-    s = StatsStore({'wsgi': (3, [*server_stats(), ('lo', 'min'), ('hi', 'max'),
+    s = StatsStore({'wsgi': (3, [*SERVER, ('lo', 'min'), ('hi', 'max'),
                                  ('mine', 'worker')])}, start_time=100)
     for i, (lo, hi) in enumerate([(5, 1), (3, 9), (8, 4)]):
         b = s.bucket('wsgi', i)
@@ -68,14 +76,36 @@ def test_max_of_all_zero_is_zero_and_min_over_all_when_none_started():
     s.close()
 
 
-def test_daemons_snapshot():
-    s = StatsStore({'wsgi': (1, []), 'daemon:a': (1, [('n', 'sum')]),
-                    'daemon:b': (2, [('n', 'sum')])})
-    s.bucket('daemon:a', 0).incr('n')
-    s.bucket('daemon:b', 1).incr('n')
-    d = s.daemons_snapshot()
-    assert d['daemon_a'] == {'start_time': 0, 'n': 1}
-    assert d['daemon_b']['n'] == 1
-    assert d['daemon_b']['worker_1'] == {'start_time': 0, 'n': 1}
-    assert StatsStore({'wsgi': (1, [])}).daemons_snapshot() == {}
+def test_daemon_group_is_its_bucket_as_it_is():
+    s = StatsStore([Group('web', 2), Group('d', 1, [('n', 'sum')], kind='daemon')],
+                   start_time=50)
+    s.bucket('d', 0).mark_started(60)
+    s.bucket('d', 0).incr('n')
+    assert s.snapshot('d') == {'start_time': 60, 'n': 1}  # its own start, no worker_0
+    assert s.values('d') == [{'start_time': 60, 'n': 1}]
+    assert s.values('web') == [{'start_time': 0}, {'start_time': 0}]
+    s.close()
+
+
+def test_report_covers_the_group_and_those_reported_by_all():
+    s = StatsStore([
+        Group('web', 2, [('hits', 'sum')]),
+        Group('admin', 1, [('hits', 'sum')], labels={'listener': 'admin'}),
+        Group('pool', 2, [('jobs', 'sum')], key='job pool', reported_by_all=True),
+        Group('cron', 1, [('runs', 'sum')], kind='daemon', key='daemon_cron',
+              reported_by_all=True),
+    ], start_time=9)
+    s.bucket('pool', 1).incr('jobs')
+    s.bucket('cron', 0).incr('runs')
+    assert s.report_groups('web') == ['web', 'pool', 'cron']
+    assert s.report_groups('admin') == ['admin', 'pool', 'cron']
+    assert s.report_groups('admin', everything=True) == ['admin', 'web', 'pool', 'cron']
+    report = s.report('web')
+    assert list(report) == ['start_time', 'hits', 'worker_0', 'worker_1', 'job pool',
+                            'daemon_cron']
+    assert report['job pool']['jobs'] == 1 and report['job pool']['worker_1']['jobs'] == 1
+    assert report['daemon_cron'] == {'start_time': 0, 'runs': 1}
+    assert 'admin' in s.report('web', everything=True)
+    with pytest.raises(StatsError, match="no stats group 'nope'"):
+        s.report_groups('nope')
     s.close()

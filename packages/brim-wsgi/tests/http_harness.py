@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from brim.stats import StatsStore, server_stats
+from brim.stats import StatsStore
+from brim.wsgi.stats import server_stats
 
 WAIT = 10.0
 

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from brim.conf import Conf, ConfError
+from brim.server.dialect import BRIMD_DIALECT
 from brim.wsgi import NotFound, build_chain, load_apps, load_object
 
 # The seed's HelloWorld, exactly as its development guide writes it (Python 2
@@ -76,7 +77,7 @@ def mypackage(tmp_path, monkeypatch):
 
 
 def conf(text: str) -> Conf:
-    return Conf.from_string(textwrap.dedent(text), "brimd.conf")
+    return Conf.from_string(textwrap.dedent(text), "brimd.conf", dialect=BRIMD_DIALECT)
 
 
 def test_seed_helloworld_without_path_refuses_with_its_message(mypackage):
@@ -129,7 +130,7 @@ def test_seed_helloworld_loads_with_path_and_stats(mypackage):
 )
 def test_bad_chains_are_one_line_conf_errors(mypackage, text, message):
     with pytest.raises(ConfError) as info:
-        load_apps(Conf.from_string(text, "brimd.conf"), "wsgi")
+        load_apps(Conf.from_string(text, "brimd.conf", dialect=BRIMD_DIALECT), "wsgi")
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
 

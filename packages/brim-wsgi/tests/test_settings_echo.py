@@ -8,6 +8,7 @@ import json
 import pytest
 
 from brim.conf import Conf, ConfError
+from brim.server.dialect import BRIMD_DIALECT
 from brim.wsgi import http_settings
 from brim.wsgi.settings import status_codes
 from brim.wsgi_echo import WSGIEcho
@@ -16,7 +17,7 @@ from brim.wsgi_echo import WSGIEcho
 def test_settings_inherit_from_brim_and_import_json_functions():
     c = Conf.from_string(
         "[brim]\nclient_timeout = 5\nlog_headers = yes\n[wsgi]\ncount_status_codes = 404 418\n"
-        "json_dumps = json.dumps\n", "brimd.conf",
+        "json_dumps = json.dumps\n", "brimd.conf", dialect=BRIMD_DIALECT,
     )
     s = http_settings(c, "wsgi")
     assert s.client_timeout == 5.0
@@ -36,7 +37,7 @@ def test_settings_inherit_from_brim_and_import_json_functions():
 )
 def test_bad_settings(text, message):
     with pytest.raises(ConfError) as info:
-        http_settings(Conf.from_string(text, "brimd.conf"), "wsgi")
+        http_settings(Conf.from_string(text, "brimd.conf", dialect=BRIMD_DIALECT), "wsgi")
     assert str(info.value).startswith(message)
 
 

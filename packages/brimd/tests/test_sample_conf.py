@@ -15,8 +15,9 @@ import sys
 
 import pytest
 
-from brim.conf import MAIN_SECTION, Conf, check_unknown
+from brim.conf import Conf, check_unknown
 from brim.server import Server
+from brim.server.dialect import BRIMD_DIALECT, MAIN_SECTION, read_conf
 from brim.server.options import SECTION_OPTIONS, reference_rst, sample_conf
 
 SAMPLE = pathlib.Path(__file__).resolve().parents[1] / "brimd.conf-sample"
@@ -57,7 +58,7 @@ def test_module_prints_the_sample():
 
 
 def test_sample_as_it_is_parses_and_configures_nothing():
-    conf = Conf.read([str(SAMPLE)])
+    conf = read_conf([str(SAMPLE)])
     assert conf.sections() == []
 
 
@@ -89,8 +90,8 @@ def test_uncommenting_every_option_gives_the_defaults():
         header, line = chunk.strip().split("\n")
         merged.setdefault(header, []).append(line)
     conf_text = "\n".join(f"{h}\n" + "\n".join(lines) + "\n" for h, lines in merged.items())
-    conf = Conf.from_string(conf_text, "uncommented-sample")
-    empty = Conf.from_string("", "empty")
+    conf = Conf.from_string(conf_text, "uncommented-sample", dialect=BRIMD_DIALECT)
+    empty = Conf.from_string("", "empty", dialect=BRIMD_DIALECT)
     for header, kind in _KINDS.items():
         section = header[1:-1]
         if header not in merged:
@@ -106,7 +107,7 @@ def test_example_at_the_end_is_a_conf_brimd_accepts():
     lines = SAMPLE.read_text().splitlines()
     start = lines.index("#   [brim]")
     example = "\n".join(line[4:] for line in lines[start:] if line.startswith("#   "))
-    conf = Conf.from_string(example, "sample-example")
+    conf = Conf.from_string(example, "sample-example", dialect=BRIMD_DIALECT)
     server = Server(conf)
     assert sorted(s.group for s in server.subservers) == [
         "daemon:sample", "tcp#echo", "udp#echo", "wsgi"]

@@ -3,24 +3,26 @@
 It reads files in order (later ones override earlier ones option by option),
 keeps where each value came from, and converts values only when asked, so
 each part of a program reads just its own options with its own defaults, and
-every error names the line a user has to fix.
+every error names the line a user has to fix. A program's own words (its
+defaults section, the sections that may repeat, an include option,
+shorthands) are given as a :class:`Dialect`; brim-conf has none of its own.
 
 >>> conf = Conf.from_string("[server]\\nport = 8080\\n")
 >>> conf.get_int("server", "port", 80)
 8080
 """
 
-from ._conf import MAIN_SECTION, Conf
+from ._conf import Conf
+from ._dialect import DEFAULT_SECTION, Dialect
 from ._errors import ConfError
 from ._options import KINDS, Option, check_unknown, read_options
-from ._parse import REPEATABLE_KINDS
 
 __all__ = [
+    "DEFAULT_SECTION",
     "KINDS",
-    "MAIN_SECTION",
-    "REPEATABLE_KINDS",
     "Conf",
     "ConfError",
+    "Dialect",
     "Option",
     "check_unknown",
     "read_options",

@@ -4,7 +4,9 @@ A Conf is a plain mapping of section name to option name to string value,
 remembering where each value was written so that every error can point at the
 line to fix. Typed getters turn strings into values at the moment a program
 asks, with the program's own default, so one Conf can serve many readers that
-each know only their own options.
+each know only their own options. What the program calls its defaults
+section, which sections repeat and so on comes from its
+:class:`~brim.conf.Dialect`, never from here.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
+from ._dialect import Dialect
 from ._errors import ConfError, format_error
-from ._parse import ParseError, Source, canonical_section, parse_text
+from ._parse import ParseError, Source, parse_text
 
 T = TypeVar("T")
 _N = TypeVar("_N", int, float)
 
-#: The section whose options are the defaults that subconfigs fall back to.
-MAIN_SECTION = "brim"
+#: What :meth:`Conf.read` accepts: one path, or several in the order to read them.
+PathArg: TypeAlias = str | os.PathLike[str]
+Paths: TypeAlias = PathArg | Iterable[PathArg]
+
+_PLAIN = Dialect()
 
 _TRUE = frozenset(("yes", "true", "on", "1"))
 _FALSE = frozenset(("no", "false", "off", "0"))
@@ -32,8 +38,10 @@ class Conf:
     """Configuration read from one or more INI-style files.
 
     ``store`` maps section names to ``{option: value}`` dicts of strings, for
-    building a Conf in code; most programs use :meth:`read` instead. Section
-    ``[brimd]`` is the same section as ``[brim]``. Option names are
+    building a Conf in code; most programs use :meth:`read` instead.
+    ``dialect`` holds the program's own words (its defaults section, the
+    sections that may repeat, ...); without one, the defaults section is
+    ``[DEFAULT]`` and nothing else is special. Option names are
     case-insensitive (stored lower case); section names are not.
     """
 
@@ -41,13 +49,16 @@ class Conf:
         self,
         store: Mapping[str, Mapping[str, str]] | None = None,
         files: Sequence[str] = (),
+        *,
+        dialect: Dialect | None = None,
     ) -> None:
+        self.dialect: Dialect = dialect if dialect is not None else _PLAIN
         self.store: dict[str, dict[str, str]] = {}
         self.files: list[str] = list(files)
         self._where: dict[tuple[str, str], Source] = {}
         self._headers: dict[str, tuple[str, Source | None]] = {}
         for section, options in (store or {}).items():
-            key = canonical_section(section)
+            key = self.dialect.canonical(section)
             target = self.store.setdefault(key, {})
             self._headers.setdefault(key, (key, None))
             for name, value in options.items():
@@ -57,25 +68,34 @@ class Conf:
     # -- building ---------------------------------------------------------
 
     @classmethod
-    def read(cls, paths: Iterable[str], *, missing_ok: bool = False) -> Conf:
-        """Read ``paths`` in order; a later file overrides an earlier one option by option.
+    def read(
+        cls, paths: Paths, *, missing_ok: bool = False, dialect: Dialect | None = None
+    ) -> Conf:
+        """Read one path, or several in order; a later file overrides an earlier one
+        option by option.
 
         With ``missing_ok`` (for a program's default locations) a file that
         does not exist is skipped; otherwise it is a :class:`ConfError`, as is
-        a file that cannot be read, is a directory, or is not UTF-8. Files
-        named by ``additional_confs`` in a file's ``[brim]`` section are read
-        right after it, relative to its directory.
+        a file that cannot be read, is a directory, or is not UTF-8. If the
+        dialect has an include option, the files it names in a file's
+        defaults section are read right after that file, relative to its
+        directory.
         """
-        conf = cls()
-        for path in paths:
-            conf._read_file(os.path.expanduser(path), missing_ok=missing_ok, chain=())
+        conf = cls(dialect=dialect)
+        # A lone path is one file, never a sequence of one-letter file names.
+        every = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
+        for path in every:
+            name = os.fsdecode(os.fspath(path))
+            conf._read_file(os.path.expanduser(name), missing_ok=missing_ok, chain=())
         conf._apply_shorthands()
         return conf
 
     @classmethod
-    def from_string(cls, text: str, name: str = "<string>") -> Conf:
+    def from_string(
+        cls, text: str, name: str = "<string>", *, dialect: Dialect | None = None
+    ) -> Conf:
         """Build a Conf from the text of one file (its includes are relative to the cwd)."""
-        conf = cls()
+        conf = cls(dialect=dialect)
         conf._merge_text(text, name, chain=(), base=os.getcwd())
         conf._apply_shorthands()
         return conf
@@ -84,7 +104,7 @@ class Conf:
         real = os.path.realpath(path)
         if real in chain:
             cycle = " -> ".join([*chain, real])
-            raise ConfError(f"{path}: additional_confs include cycle ({cycle})")
+            raise ConfError(f"{path}: {self.dialect.include} include cycle ({cycle})")
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -110,11 +130,13 @@ class Conf:
 
     def _merge_text(self, text: str, path: str, *, chain: tuple[str, ...], base: str) -> None:
         try:
-            sections = parse_text(text, path)
+            sections = parse_text(text, path, self.dialect)
         except ParseError as err:
             where = f" ({err.source})" if err.source else ""
             raise ConfError(f"{err.message}{where}") from None
         includes: tuple[str, Source] | None = None
+        include = self.dialect.include
+        defaults = self.dialect.defaults
         for section in sections:
             target = self.store.setdefault(section.key, {})
             if section.key not in self._headers or self._headers[section.key][1] is None:
@@ -122,7 +144,7 @@ class Conf:
             for name, (value, source) in section.options.items():
                 target[name] = value
                 self._where[(section.key, name)] = source
-                if section.key == MAIN_SECTION and name == "additional_confs":
+                if name == include and section.key == defaults:
                     includes = (value, source)
         if includes:
             for pattern in includes[0].split():
@@ -137,26 +159,36 @@ class Conf:
         try:
             self._read_file(pattern, missing_ok=False, chain=chain)
         except ConfError as err:
-            raise ConfError(f"{err} (named by additional_confs, {source})") from None
+            raise ConfError(f"{err} (named by {self.dialect.include}, {source})") from None
 
     def _apply_shorthands(self) -> None:
-        """``wsgi = a b`` in [brim] is a ``[wsgi]`` subconfig with ``apps = a b``."""
-        apps = self.store.get(MAIN_SECTION, {}).get("wsgi")
-        if apps is None:
+        """Copy each shorthand set in the defaults section to the option it stands for.
+
+        With the shorthand ``{"jobs": ("queue", "names")}``, ``jobs = a b``
+        in the defaults section becomes ``names = a b`` in ``[queue]``,
+        remembering the line it came from. Setting both, to different
+        values, is an error rather than a silent choice.
+        """
+        defaults = self.dialect.defaults
+        if defaults is None:
             return
-        section = self.store.setdefault("wsgi", {})
-        existing = section.get("apps")
-        if existing is not None and existing != apps:
-            raise self.error(
-                MAIN_SECTION,
-                "wsgi",
-                "conflicts with 'apps' in [wsgi]; set the app list in one place only",
-            )
-        section["apps"] = apps
-        where = self._where.get((MAIN_SECTION, "wsgi"))
-        if where is not None:
-            self._where[("wsgi", "apps")] = where
-        self._headers.setdefault("wsgi", ("wsgi", where))
+        for short, (target, option) in self.dialect.shorthands.items():
+            value = self.store.get(defaults, {}).get(short)
+            if value is None:
+                continue
+            section = self.store.setdefault(target, {})
+            existing = section.get(option)
+            if existing is not None and existing != value:
+                raise self.error(
+                    defaults,
+                    short,
+                    f"conflicts with {option!r} in [{target}]; set it in one place only",
+                )
+            section[option] = value
+            where = self._where.get((defaults, short))
+            if where is not None:
+                self._where[(target, option)] = where
+            self._headers.setdefault(target, (target, where))
 
     # -- looking things up ------------------------------------------------
 
@@ -165,11 +197,11 @@ class Conf:
         return list(self.store)
 
     def has_section(self, section: str) -> bool:
-        return canonical_section(section) in self.store
+        return self.dialect.canonical(section) in self.store
 
     def options(self, section: str) -> dict[str, str]:
         """A copy of a section's options (empty if the section is absent)."""
-        return dict(self.store.get(canonical_section(section), {}))
+        return dict(self.store.get(self.dialect.canonical(section), {}))
 
     def subconfigs(self, kind: str) -> list[str]:
         """Sections of one kind: ``kind`` itself, its repeats, and ``kind#name`` ones."""
@@ -177,31 +209,43 @@ class Conf:
         return [name for name in self.store if name == kind or name.startswith(prefix)]
 
     def where(self, section: str, option: str) -> str:
-        """``'brimd.conf line 3'`` for a value read from a file, else ``''``."""
-        source = self._where.get((canonical_section(section), option.lower()))
+        """``'app.conf line 3'`` for a value read from a file, else ``''``."""
+        source = self._where.get((self.dialect.canonical(section), option.lower()))
         return str(source) if source else ""
 
     def error(self, section: str, option: str | None, message: str) -> ConfError:
         """A ConfError about ``[section] option`` that names where it was set.
 
         Programs use this for their own checks, so their messages look like
-        brim-conf's: ``[wsgi] port: 'eighty' is not an integer (brimd.conf line 3)``.
+        brim-conf's: ``[server] port: 'eighty' is not an integer (app.conf line 3)``.
+        With no such option set, it names the line of the section's header.
         """
-        key = canonical_section(section)
+        key = self.dialect.canonical(section)
         header, header_source = self._headers.get(key, (key, None))
         where = self.where(key, option) if option else ""
         if not where and header_source is not None:
             where = str(header_source)
         return ConfError(format_error(header, option, message, where))
 
+    def found_in(self, section: str, option: str, *, inherit: bool = False) -> str | None:
+        """The section ``option`` is read from: ``section``, the defaults section
+        (with ``inherit``), or None when it is set in neither.
+
+        For a program's own checks of an inherited value, so its error names
+        the section the user has to edit.
+        """
+        value, found = self._raw(section, option, inherit)
+        return None if value is None else found
+
     def _raw(self, section: str, option: str, inherit: bool) -> tuple[str | None, str]:
-        key = canonical_section(section)
+        key = self.dialect.canonical(section)
         option = option.lower()
         value = self.store.get(key, {}).get(option)
-        if value is None and inherit and key != MAIN_SECTION:
-            value = self.store.get(MAIN_SECTION, {}).get(option)
+        defaults = self.dialect.defaults
+        if value is None and inherit and defaults is not None and key != defaults:
+            value = self.store.get(defaults, {}).get(option)
             if value is not None:
-                return value, MAIN_SECTION
+                return value, defaults
         return value, key
 
     def get(
@@ -210,7 +254,8 @@ class Conf:
         """The option's string value, or ``default`` when it is not set.
 
         With ``inherit``, an option missing from ``section`` is looked up in
-        ``[brim]``, where the server-wide defaults live.
+        the dialect's defaults section (``[DEFAULT]`` unless the program
+        names another), where the values every section shares are kept.
         """
         value, _ = self._raw(section, option, inherit)
         return default if value is None else value

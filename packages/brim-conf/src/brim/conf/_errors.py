@@ -6,17 +6,35 @@ the file), what is wrong with the value, and the file and line it came from.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ConfError(Exception):
-    """A configuration problem a user can fix by editing a file.
+    """One or more configuration problems a user can fix by editing a file.
 
-    ``str(err)`` is a single line, ready to print as it is, for example
+    Each problem is one line, ready to print as it is, for example
     ``[wsgi] port: 'eighty' is not an integer (brimd.conf line 3)``.
+    ``str(err)`` is those lines joined by new lines, so a single problem
+    prints as a single line; :attr:`problems` holds them one by one.
+    Reporting every problem of a section at once saves a user one run of
+    the program per mistake.
     """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+    @classmethod
+    def joined(cls, errors: Iterable[ConfError]) -> ConfError:
+        """One ConfError holding the problems of several, in order."""
+        return cls(*(problem for error in errors for problem in error.problems))
 
 
 def format_error(section: str | None, option: str | None, message: str, where: str = "") -> str:
-    """Build the one-line message every ConfError carries."""
+    """Build the one-line message every ConfError problem is."""
     if section is not None and option is not None:
         text = f"[{section}] {option}: {message}"
     elif section is not None:

@@ -1,20 +1,16 @@
 """Turning the text of one conf file into sections of options.
 
 Kept apart from :mod:`brim.conf._conf` so the rules of the syntax live in one
-small place: comments, continuation lines, section headers and the few
-sections that may repeat in one file.
+small place: comments, continuation lines, section headers and which sections
+may repeat in one file (the last is the program's to say, in its
+:class:`~brim.conf.Dialect`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Section kinds whose header may repeat within one file; each repeat opens a
-#: new subconfig of that kind (``[wsgi]`` twice gives ``wsgi`` and ``wsgi#2``).
-REPEATABLE_KINDS = ("wsgi", "tcp", "udp")
-
-#: Header names that are other spellings of one section.
-ALIASES = {"brimd": "brim"}
+from ._dialect import Dialect
 
 _COMMENT_STARTS = ("#", ";")
 
@@ -35,7 +31,7 @@ class ParsedSection:
     """One section header of a file and the options written beneath it."""
 
     key: str
-    """The name the section is stored under (``wsgi#2`` for a repeated ``[wsgi]``)."""
+    """The name the section is stored under (``job#2`` for a repeated ``[job]``)."""
     header: str
     """The name as the user wrote it, used when reporting errors."""
     source: Source
@@ -51,11 +47,6 @@ class ParseError(ValueError):
         self.source = source
 
 
-def canonical_section(name: str) -> str:
-    """The stored name of a section header (``brimd`` is ``brim``)."""
-    return ALIASES.get(name, name)
-
-
 def _check_section_name(name: str, source: Source) -> None:
     if not name:
         raise ParseError("empty section name", source)
@@ -65,7 +56,8 @@ def _check_section_name(name: str, source: Source) -> None:
         kind, _, sub = name.partition("#")
         if not kind or not sub or "#" in sub:
             raise ParseError(
-                f"bad section name [{name}]: use [kind#name], for example [wsgi#admin]", source
+                f"bad section name [{name}]: use [kind#name], with one '#' and text on both "
+                "sides", source
             )
 
 
@@ -95,7 +87,7 @@ def _split_option(line: str, source: Source) -> tuple[str, str]:
     return name, line[pos + 1 :].strip()
 
 
-def _repeat_keys(headers: list[str]) -> list[str]:
+def _repeat_keys(headers: list[str], repeatable: tuple[str, ...]) -> list[str]:
     """Stored names for each header, numbering repeats of the repeatable kinds.
 
     Names the file spells out itself (``[wsgi#2]``) are never reused for an
@@ -105,7 +97,7 @@ def _repeat_keys(headers: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     keys = []
     for header in headers:
-        if header in REPEATABLE_KINDS and header in counts:
+        if header in repeatable and header in counts:
             counts[header] += 1
             while f"{header}#{counts[header]}" in taken:
                 counts[header] += 1
@@ -118,12 +110,12 @@ def _repeat_keys(headers: list[str]) -> list[str]:
     return keys
 
 
-def parse_text(text: str, path: str) -> list[ParsedSection]:
+def parse_text(text: str, path: str, dialect: Dialect) -> list[ParsedSection]:
     """Parse the text of one conf file named ``path`` into its sections.
 
     Raises :class:`ParseError` for anything that is not valid syntax, for a
-    section (other than the repeatable kinds) opened twice, and for an option
-    set twice in one section.
+    section (other than the dialect's repeatable kinds) opened twice, and for
+    an option set twice in one section.
     """
     sections: list[ParsedSection] = []
     current: ParsedSection | None = None
@@ -142,7 +134,7 @@ def parse_text(text: str, path: str) -> list[ParsedSection]:
             continue
         if stripped.startswith("["):
             name = _header_name(stripped, source)
-            current = ParsedSection(canonical_section(name), name, source)
+            current = ParsedSection(dialect.canonical(name), name, source)
             sections.append(current)
             last_option = None
             continue
@@ -156,12 +148,12 @@ def parse_text(text: str, path: str) -> list[ParsedSection]:
             )
         current.options[name] = (value, source)
         last_option = name
-    _number_and_check_repeats(sections)
+    _number_and_check_repeats(sections, dialect)
     return sections
 
 
-def _number_and_check_repeats(sections: list[ParsedSection]) -> None:
-    keys = _repeat_keys([s.key for s in sections])
+def _number_and_check_repeats(sections: list[ParsedSection], dialect: Dialect) -> None:
+    keys = _repeat_keys([s.key for s in sections], dialect.repeatable)
     seen: dict[str, ParsedSection] = {}
     for section, key in zip(sections, keys, strict=True):
         section.key = key
@@ -169,7 +161,7 @@ def _number_and_check_repeats(sections: list[ParsedSection]) -> None:
             first = seen[key]
             raise ParseError(
                 f"section [{section.header}] appears twice (lines {first.source.line} and "
-                f"{section.source.line}); only [wsgi], [tcp] and [udp] may repeat",
+                f"{section.source.line}){dialect.repeat_hint()}",
                 section.source,
             )
         seen[key] = section

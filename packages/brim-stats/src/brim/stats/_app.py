@@ -3,13 +3,14 @@
 It answers only on its own path and passes every other request down the
 chain, so it can sit in front of any app. It reads the store through the
 worker's own bucket (``env['brim.stats']``), which knows its store and group:
-the report is that subserver's stats plus every daemon's.
+the report is that group's stats plus those of every group the program
+described as ``reported_by_all`` (see :class:`~brim.stats.Group`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
@@ -25,7 +26,7 @@ _FALSE = ('no', 'false', 'off', '0')
 
 
 class StatsConf(NamedTuple):
-    """What Stats.parse_conf read: the path served and whether to report every subserver."""
+    """What Stats.parse_conf read: the path served and whether to report every group."""
 
     path: str
     all_subservers: bool
@@ -59,11 +60,12 @@ class Stats:
     def parse_conf(cls, name: str, conf: _ConfLike) -> StatsConf:
         """``path`` (default /stats) and ``all_subservers`` (default no), checked now.
 
-        ``all_subservers = yes`` adds every other subserver of the store to the
-        report, under its group name; without it a WSGI listener reports only
-        its own subserver (and the TCP, UDP and daemon ones, which have no
-        listener of their own). A subserver that cannot serve its own stats,
-        say one crash-looping, is then still visible from another.
+        ``all_subservers = yes`` adds every other group of the store to the
+        report, under its key; without it the report has the app's own group
+        and the groups described as ``reported_by_all`` (in brimd: the TCP,
+        UDP and daemon ones, which have no listener of their own). A group
+        that cannot serve its own stats, say one crash-looping, is then still
+        visible from another.
         """
         path = conf.get(name, 'path')
         if path is None or path == '':
@@ -99,29 +101,15 @@ class Stats:
             return _reply(start_response, '400 Bad Request', 'text/plain; charset=utf-8',
                           b'format must be json or prometheus\n', method)
         store, group = bucket.store, bucket.group
-        snap = store.snapshot(group)
-        daemons = store.daemons_snapshot()
-        # Socket subservers (brimd names their groups tcp#name / udp#name) have
-        # no HTTP endpoint of their own, so every WSGI Stats app reports them.
-        sockets = {g: store.snapshot(g) for g in store.groups()
-                   if g != group and not g.startswith('daemon:')
-                   and (self.all_subservers or g.split('#')[0] in _SOCKET_KINDS)}
         if fmt == 'prometheus':
-            sources: list[tuple[Mapping[str, str], list[tuple[str, str]], Mapping[str, Any]]]
-            sources = [({'subserver': group}, store.declared(group), snap)]
-            sources.extend(({'subserver': g}, store.declared(g), s) for g, s in sockets.items())
-            sources.extend(_prometheus.daemon_sources(store, daemons))
-            body = _prometheus.render(sources).encode('utf-8')
+            groups = store.report_groups(group, everything=self.all_subservers)
+            body = _prometheus.render(store, groups).encode('utf-8')
             return _reply(start_response, '200 OK', _prometheus.CONTENT_TYPE, body, method)
-        snap.update(sockets)
-        snap.update(daemons)
+        report = store.report(group, everything=self.all_subservers)
         dumps = env.get('brim.json_dumps') or json.dumps
-        dumped = dumps(snap)
+        dumped = dumps(report)
         body = dumped.encode('utf-8') if isinstance(dumped, str) else dumped
         return _reply(start_response, '200 OK', _JSON_TYPE, body, method)
-
-
-_SOCKET_KINDS = ('tcp', 'udp')
 
 
 def _wanted_format(env: dict[str, Any]) -> str | None:

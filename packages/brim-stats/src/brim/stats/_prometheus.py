@@ -1,4 +1,4 @@
-"""The Prometheus text exposition format (version 0.0.4) for a store's snapshot.
+"""The Prometheus text exposition format (version 0.0.4) for a store's groups.
 
 Naming: a stat becomes ``brim_`` + its name with every character outside
 ``[a-zA-Z0-9_:]`` replaced by ``_`` (``helloworld.requests`` ->
@@ -6,114 +6,121 @@ Naming: a stat becomes ``brim_`` + its name with every character outside
 
 Types: a ``sum`` stat whose name ends in ``_count`` is a counter and gets the
 conventional ``_total`` suffix (``request_count`` -> ``brim_request_count_total``):
-brim only ever increments those and never zeroes them when a worker restarts,
-so they behave as Prometheus counters must. Every other stat is a gauge, since
-an app may ``set`` it to anything. (prometheus_client's parser strips ``_total``
-from a counter family's name and keeps it on the samples, which is what it
-expects; a counter without the suffix would get one invented on its samples.)
+only increments are expected of those, and they are never zeroed when a
+worker restarts, so they behave as Prometheus counters must. Every other stat
+is a gauge, since an app may ``set`` it to anything. (prometheus_client's
+parser strips ``_total`` from a counter family's name and keeps it on the
+samples, which is what it expects.)
 
-Labels: ``subserver="<group>"`` on everything from a subserver, plus
-``worker="<n>"`` on per-worker samples; the overall value (for sum/min/max
-stats and start_time) is the sample without a ``worker`` label. So in PromQL
-``brim_request_count_total{worker=""}`` is the subserver total and
-``{worker!=""}`` the per-worker series: do not ``sum()`` over both. Daemon
-stats carry ``daemon="<name>"`` instead.
+Series: one per bucket and nothing else. A ``workers`` group's samples carry
+the group's labels plus ``worker="<n>"``; a ``daemon`` group's carry its
+labels alone. There are no rolled-up samples beside them, so ``sum()`` over
+a metric is the true total and no query has to filter anything out first.
+The roll-ups are left to PromQL (``sum``, ``max``, ``min`` by the group's
+labels); the one overall value PromQL cannot rebuild, when the store was
+made, has a metric of its own: ``brim_store_start_time``.
+
+HELP: the declaration's help text, or one naming the stat and its type.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ._declare import stat_help
+from ._group import WORKER_LABEL, WORKERS
 
 if TYPE_CHECKING:
     from ._store import StatsStore
 
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
+PREFIX = 'brim_'
+"""What every metric name starts with."""
+
+STORE_START_TIME = PREFIX + 'store_start_time'
+STORE_START_TIME_HELP = ('When the stats store was made, in seconds since the epoch '
+                         '(usually when the program started)')
+
 _BAD_CHARS = re.compile(r'[^a-zA-Z0-9_:]')
 
 
+class _Family:
+    """One metric's TYPE, HELP and samples, gathered from every group before writing."""
+
+    __slots__ = ('help', 'kind', 'lines')
+
+    def __init__(self, kind: str, help_text: str) -> None:
+        self.kind = kind
+        self.help = help_text
+        self.lines: list[str] = []
+
+
 def prometheus_text(store: StatsStore, group: str | None = None) -> str:
-    """The store in the Prometheus text format: one group (or every subserver group) and
-    every daemon.
+    """The store in the Prometheus text format: every group, or the report for one.
 
-    Use this to expose a store from a program that is not brimd; the Stats
-    WSGI app calls render() on the snapshots it already took for the request.
+    With ``group``, the groups are those of ``store.report_groups(group)``:
+    the group itself and every group described as ``reported_by_all``, as
+    the Stats app reports them. Use this to expose a store from any program.
     """
-    groups = store.groups() if group is None else [group]
-    sources: list[tuple[Mapping[str, str], list[tuple[str, str]], Mapping[str, Any]]] = []
-    for g in groups:
-        if not g.startswith('daemon:'):
-            sources.append(({'subserver': g}, store.declared(g), store.snapshot(g)))
-    sources.extend(daemon_sources(store, store.daemons_snapshot()))
-    return render(sources)
-
-
-def daemon_sources(
-    store: StatsStore, daemons: Mapping[str, Any]
-) -> list[tuple[Mapping[str, str], list[tuple[str, str]], Mapping[str, Any]]]:
-    """render() sources for a daemons_snapshot() taken from ``store``."""
-    return [
-        ({'daemon': key[len('daemon_'):]}, store.declared('daemon:' + key[len('daemon_'):]), snap)
-        for key, snap in daemons.items()
-    ]
+    groups = store.groups() if group is None else store.report_groups(group)
+    return render(store, groups)
 
 
 def metric_name(stat: str, stat_type: str) -> tuple[str, str]:
     """``(metric name, 'counter' | 'gauge')`` for a stat."""
-    name = 'brim_' + _BAD_CHARS.sub('_', stat)
+    name = PREFIX + _BAD_CHARS.sub('_', stat)
     if stat_type == 'sum' and stat.endswith('_count'):
         return name + '_total', 'counter'
     return name, 'gauge'
 
 
-def render(
-    sources: Iterable[tuple[Mapping[str, str], list[tuple[str, str]], Mapping[str, Any]]],
-) -> str:
-    """Exposition text for ``(labels, declared stats, snapshot)`` sources.
+def render(store: StatsStore, groups: Iterable[str]) -> str:
+    """Exposition text for the named groups of ``store``: one sample per bucket and stat.
 
-    A snapshot is either a subserver's (overall values plus ``worker_N``
-    objects) or a daemon's flat dict. All samples of one metric are written
-    together, as the format requires, even when they come from different
-    sources. Two stats that sanitise to the same metric name with different
-    types cannot share a family: the later one is left out, with a comment.
+    All samples of one metric are written together, as the format requires,
+    even when they come from different groups; the HELP text is that of the
+    first declaration met. Two stats that sanitise to the same metric name
+    with different types cannot share a family: the later one is left out,
+    with a comment.
     """
-    families: dict[str, tuple[str, str, list[str]]] = {}
+    start = _Family('gauge', STORE_START_TIME_HELP)
+    start.lines.append(f'{STORE_START_TIME} {store.start_time}')
+    families = {STORE_START_TIME: start}
     skipped: list[str] = []
-    for labels, declared, snap in sources:
-        overall_labels = _labels(labels)
-        workers = sorted(
-            (int(k[7:]), v) for k, v in snap.items()
-            if k.startswith('worker_') and k[7:].isdigit() and isinstance(v, Mapping)
-        )
-        workers_labelled = [(_labels({**labels, 'worker': str(n)}), values)
-                            for n, values in workers]
-        for stat, typ in declared:
+    for group in groups:
+        desc = store.group(group)
+        base = dict(desc.labels or {})
+        values = store.values(group)
+        if desc.kind == WORKERS:
+            labels = [_labels({**base, WORKER_LABEL: str(n)}) for n in range(len(values))]
+        else:
+            labels = [_labels(base)] * len(values)
+        for decl in desc.stats:
+            stat, typ = decl[0], decl[1]
             name, kind = metric_name(stat, typ)
             family = families.get(name)
             if family is None:
-                family = families[name] = (kind, stat, [])
-            elif family[0] != kind:
-                skipped.append(f'# brim: stat {stat!r} left out: {name} is already a {family[0]}')
+                family = families[name] = _Family(kind, stat_help(decl))
+            elif family.kind != kind:
+                skipped.append(f'# brim: stat {stat!r} left out: {name} is already a {family.kind}')
                 continue
-            lines = family[2]
-            if stat in snap and not isinstance(snap[stat], Mapping):
-                lines.append(f'{name}{overall_labels} {int(snap[stat])}')
-            lines.extend(f'{name}{worker_labels} {int(values[stat])}'
-                         for worker_labels, values in workers_labelled if stat in values)
+            family.lines.extend(f'{name}{label} {bucket[stat]}'
+                                for label, bucket in zip(labels, values, strict=True))
     out = []
-    for name, (kind, stat, lines) in families.items():
-        if not lines:
+    for name, family in families.items():
+        if not family.lines:
             continue
-        out.append(f'# HELP {name} brim stat {_escape_help(stat)}')
-        out.append(f'# TYPE {name} {kind}')
-        out.extend(lines)
+        out.append(f'# HELP {name} {_escape_help(family.help)}')
+        out.append(f'# TYPE {name} {family.kind}')
+        out.extend(family.lines)
     out.extend(skipped)
     return '\n'.join(out) + '\n'
 
 
-def _labels(labels: Mapping[str, str]) -> str:
+def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ''
     return '{' + ','.join(f'{k}="{_escape_label(v)}"' for k, v in labels.items()) + '}'

@@ -23,29 +23,31 @@ from __future__ import annotations
 import logging
 import mmap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._bucket import StatsBucket
-from ._declare import START_TIME, StatsError, check_groups
+from ._declare import START_TIME, StatDecl, StatsError
+from ._group import DAEMON, Group, check_groups
 
 _MAGIC = int.from_bytes(b'BRIMSTAT', 'little')
 _LAYOUT_VERSION = 1
 _HEADER_WORDS = 8
 _LINE_WORDS = 8  # 64-byte cache line
-_DAEMON_PREFIX = 'daemon:'
 
 
 class _Group:
     """Where one group lives in the shared words, and what its stats are."""
 
-    __slots__ = ('base', 'count', 'index', 'name', 'names', 'stride', 'types')
+    __slots__ = ('base', 'count', 'desc', 'index', 'key', 'name', 'names', 'stride', 'types')
 
-    def __init__(self, name: str, count: int, stats: list[tuple[str, str]], base: int):
-        self.name = name
-        self.count = count
-        self.names = tuple(n for n, _ in stats)
-        self.types = tuple(t for _, t in stats)
+    def __init__(self, desc: Group, base: int):
+        self.desc = desc
+        self.name = desc.name
+        self.key = desc.key or desc.name  # check_groups has filled it in
+        self.count = desc.count
+        self.names = tuple(decl[0] for decl in desc.stats)
+        self.types = tuple(decl[1] for decl in desc.stats)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.stride = -(-len(self.names) // _LINE_WORDS) * _LINE_WORDS
         self.base = base
@@ -57,11 +59,14 @@ class StatsStore:
     Build it in the parent before forking: the mapping is anonymous and shared,
     so it is inherited by every child and each child's writes are visible to
     every other process at once, with no file, socket or lock involved.
+
+    ``groups`` is a list of :class:`Group` records, or a mapping of
+    ``name -> (count, stats)`` for plain groups of workers.
     """
 
     def __init__(
         self,
-        groups: Mapping[str, tuple[int, Sequence[tuple[str, str]]]],
+        groups: Iterable[Group] | Mapping[str, tuple[int, Sequence[StatDecl]]],
         *,
         start_time: float | None = None,
         logger: logging.Logger | None = None,
@@ -77,10 +82,10 @@ class StatsStore:
         self.logger = logger if logger is not None else logging.getLogger('brim.stats')
         self._groups: dict[str, _Group] = {}
         words = _HEADER_WORDS
-        for name, count, stats in checked:
-            group = _Group(name, count, stats, words)
-            self._groups[name] = group
-            words += count * group.stride
+        for desc in checked:
+            group = _Group(desc, words)
+            self._groups[desc.name] = group
+            words += group.count * group.stride
         self._mmap = mmap.mmap(
             -1, words * 8, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
@@ -101,10 +106,37 @@ class StatsStore:
         """The group names, in the order they were declared."""
         return list(self._groups)
 
+    def group(self, group: str) -> Group:
+        """The group's description as checked: defaults filled in, stats merged."""
+        return self._group(group).desc
+
     def declared(self, group: str) -> list[tuple[str, str]]:
         """The group's ``(stat_name, stat_type)`` pairs, ``start_time`` first."""
         g = self._group(group)
         return list(zip(g.names, g.types, strict=True))
+
+    def report_groups(self, group: str, *, everything: bool = False) -> list[str]:
+        """The groups a report made for ``group`` covers: itself first, then the others.
+
+        The others are those described as ``reported_by_all``, or every group
+        with ``everything``, in the order they were declared.
+        """
+        self._group(group)
+        return [group, *(name for name, g in self._groups.items() if name != group
+                         and (everything or g.desc.reported_by_all))]
+
+    def report(self, group: str, *, everything: bool = False) -> dict[str, Any]:
+        """``group``'s snapshot, with each other group of report_groups() under its key."""
+        names = self.report_groups(group, everything=everything)
+        out = self.snapshot(group)
+        for name in names[1:]:
+            out[self._groups[name].key] = self.snapshot(name)
+        return out
+
+    def values(self, group: str) -> list[dict[str, int]]:
+        """Every bucket's stats by name, in bucket order, with no roll-up."""
+        g = self._group(group)
+        return [dict(zip(g.names, row, strict=True)) for row in self._rows(g)]
 
     def bucket_count(self, group: str) -> int:
         """How many buckets (workers) the group has."""
@@ -138,14 +170,19 @@ class StatsStore:
     def snapshot(self, group: str) -> dict[str, Any]:
         """The group's overall stats followed by ``worker_N`` objects, as plain ints.
 
-        Overall values: ``start_time`` is the store's (server's) start time;
+        Overall values: ``start_time`` is the store's (program's) start time;
         ``sum``/``max`` stats are over every bucket; ``min`` stats are over the
         buckets whose ``start_time`` is set (a worker that never started holds
         no data), or over every bucket if none has started; ``worker`` stats
         have no overall value.
+
+        A ``daemon`` group is one process: its snapshot is its bucket as it
+        is, ``start_time`` included, with nothing to roll up.
         """
         g = self._group(group)
         rows = self._rows(g)
+        if g.desc.kind == DAEMON:
+            return dict(zip(g.names, rows[0], strict=True))
         overall: dict[str, Any] = {START_TIME: self.start_time}
         started = [row for row in rows if row[0]] or rows
         columns = list(zip(*rows, strict=True))
@@ -161,22 +198,6 @@ class StatsStore:
         for n, row in enumerate(rows):
             overall[f'worker_{n}'] = dict(zip(names, row, strict=True))
         return overall
-
-    def daemons_snapshot(self) -> dict[str, Any]:
-        """``{'daemon_<name>': {stat: value, ...}}`` for every ``daemon:<name>`` group.
-
-        A daemon is one process, so its single bucket is reported as is. A
-        daemon group given more than one bucket is reported like snapshot().
-        """
-        out: dict[str, Any] = {}
-        for name, g in self._groups.items():
-            if name.startswith(_DAEMON_PREFIX):
-                key = 'daemon_' + name[len(_DAEMON_PREFIX):]
-                if g.count == 1:
-                    out[key] = dict(zip(g.names, self._rows(g)[0], strict=True))
-                else:
-                    out[key] = self.snapshot(name)
-        return out
 
     def close(self) -> None:
         """Unmap the shared memory; every bucket handle of this process stops working.

@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 
-from brim.conf import MAIN_SECTION, Conf, ConfError
+from brim.conf import Conf, ConfError
 from brim.supervisor import (
     PidFile,
     SupervisorError,
@@ -44,6 +44,7 @@ from brim.supervisor import (
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
+from .dialect import MAIN_SECTION, read_conf
 
 COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
             "no-daemon", "foreground")
@@ -120,8 +121,8 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
     """
     try:
         if args.conf:
-            return Conf.read(args.conf)
-        return Conf.read(DEFAULT_CONF_FILES, missing_ok=True)
+            return read_conf(args.conf)
+        return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
     except ConfError:
         return None
 

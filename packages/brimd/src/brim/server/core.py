@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-from brim.conf import MAIN_SECTION, Conf, ConfError
+from brim.conf import Conf, ConfError
 from brim.stats import StatsStore
 from brim.supervisor import (
     Supervisor,
@@ -27,6 +27,7 @@ from brim.supervisor import (
 from brim.wsgi.log import reopen_logs
 
 from . import options
+from .dialect import MAIN_SECTION, read_conf
 from .logtarget import LogTarget
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
 
@@ -51,7 +52,9 @@ class Server:
 
     Building one validates the conf completely (options, app imports,
     ``parse_conf``, ``stats_conf``) and raises ConfError on the first problem,
-    before any socket is bound or process started.
+    before any socket is bound or process started. ``conf`` must have been
+    read in brimd's dialect (``brim.server.dialect.read_conf``), or [brim]
+    and the other brimd sections mean nothing to it.
     """
 
     def __init__(self, conf: Conf, *, output: bool = False) -> None:
@@ -94,9 +97,9 @@ class Server:
     def from_files(cls, paths: list[str] | None, *, output: bool = False) -> Server:
         """Read the conf (the -c files, or the default locations) and build a Server."""
         if paths:
-            conf = Conf.read(paths)
+            conf = read_conf(paths)
         else:
-            conf = Conf.read(DEFAULT_CONF_FILES, missing_ok=True)
+            conf = read_conf(DEFAULT_CONF_FILES, missing_ok=True)
             if not conf.files:
                 raise ConfError(
                     f"no conf file found (looked for {', '.join(DEFAULT_CONF_FILES)}); "
@@ -148,8 +151,13 @@ class Server:
         return {s.socket_key: s.sock for s in self.listeners if s.sock is not None}
 
     def allocate_stats(self) -> StatsStore:
-        """The shared stats store; must exist before the first fork."""
-        groups = {sub.group: (sub.workers, sub.stats) for sub in self.subservers}
+        """The shared stats store; must exist before the first fork.
+
+        Each subserver describes its own group (see Subserver.stats_group):
+        brim.stats learns from those which are daemons and which have no
+        Stats app of their own, and knows nothing else about brimd.
+        """
+        groups = [sub.stats_group() for sub in self.subservers]
         self.stats = StatsStore(groups, start_time=self.start_time)
         return self.stats
 

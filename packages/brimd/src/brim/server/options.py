@@ -12,8 +12,10 @@ import os
 import re
 from collections.abc import Iterable
 
-from brim.conf import MAIN_SECTION, Conf, Option, check_unknown
+from brim.conf import Conf, Option, check_unknown
 from brim.wsgi.settings import WSGI_OPTIONS
+
+from .dialect import MAIN_SECTION
 
 _LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
 _FACILITIES = tuple(

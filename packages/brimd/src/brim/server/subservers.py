@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError
-from brim.stats import server_stats
+from brim.stats import DAEMON, Group, StatDecl
 from brim.wsgi.chain import app_stats, build_chain, load_apps, load_class, parse_app_conf
 from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
+from brim.wsgi.stats import server_stats
 
 from . import options
 from .logtarget import LogTarget
@@ -30,17 +31,28 @@ if TYPE_CHECKING:
 #: Seconds between a worker's heartbeats (see the worker_timeout option).
 HEARTBEAT_INTERVAL = 1.0
 
+#: The stats every worker and daemon keeps about its own process.
+PROCESS_STATS: list[StatDecl] = [
+    ("start_time", "worker", "When this worker or daemon process last started, in seconds "
+     "since the epoch (0 if it has not started yet)"),
+    ("start_count", "sum", "Times this worker or daemon process started; more than once "
+     "means it was restarted"),
+]
+
 
 class Subserver:
     """What every kind shares: a conf section, a stats group, logging settings."""
 
     kind = ""
+    #: Whether every Stats app reports this subserver: those with no HTTP
+    #: listener of their own can be seen no other way.
+    reported_by_all = False
 
     def __init__(self, conf: Conf, section: str) -> None:
         self.section = section
         self.group = section
         self.workers = 1
-        self.stats: list[tuple[str, str]] = [("start_time", "worker"), ("start_count", "sum")]
+        self.stats: list[StatDecl] = list(PROCESS_STATS)
         #: Where this subserver's workers log (read once, set up in each worker).
         self.log = LogTarget.read(conf, self.kind, section)
         self.hub = (None if self.kind == "daemons"
@@ -51,6 +63,15 @@ class Subserver:
     @property
     def title(self) -> str:
         return "{group} worker {id}"
+
+    def stats_group(self) -> Group:
+        """This subserver's stats group, described for brim.stats.
+
+        Its samples are labelled ``subserver="<section>"`` in Prometheus,
+        and it is reported under its section name by other Stats apps.
+        """
+        return Group(self.group, self.workers, self.stats, labels={"subserver": self.group},
+                     reported_by_all=self.reported_by_all)
 
     def env(self, server: Server, bucket: Any, logger: Any) -> dict[str, Any]:
         """The brim.* items every kind of app is handed."""
@@ -127,10 +148,8 @@ class WSGISubserver(ListeningSubserver):
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
-        declared = server_stats(self.settings.count_status_codes)
-        for spec in self.specs:
-            declared.extend(spec.stats)
-        self.stats = declared
+        self.stats = [*server_stats(self.settings.count_status_codes),
+                      *(decl for spec in self.specs for decl in spec.stats)]
 
     def run(self, ctx: Any, server: Server) -> int:
         from brim.wsgi.http import HTTPServer
@@ -147,8 +166,10 @@ class WSGISubserver(ListeningSubserver):
 class SocketSubserver(ListeningSubserver):
     """What TCP and UDP subservers share: one app class, called per connection or datagram."""
 
-    #: The stat each worker counts its connections or datagrams in.
+    #: The stat each worker counts its connections or datagrams in, and what it means.
     count_stat = ""
+    count_help = ""
+    reported_by_all = True
     #: What one call of the app handles, for log lines.
     unit = ""
 
@@ -156,7 +177,7 @@ class SocketSubserver(ListeningSubserver):
         super().__init__(conf, section)
         self.cls = load_class(conf, section, referrer=(section, "call"))
         self.conf = parse_app_conf(self.cls, section, conf)
-        self.stats = [("start_time", "worker"), ("start_count", "sum"), (self.count_stat, "sum"),
+        self.stats = [*PROCESS_STATS, (self.count_stat, "sum", self.count_help),
                       *app_stats(self.cls, section, self.conf)]
 
     def call_app(self, app: Any, base_env: dict[str, Any], logger: Any, address: Any,
@@ -206,6 +227,7 @@ class TCPSubserver(SocketSubserver):
 
     kind = "tcp"
     count_stat = "connection_count"
+    count_help = "Connections accepted and handed to the app"
     unit = "connection"
 
     def run(self, ctx: Any, server: Server) -> int:
@@ -247,6 +269,7 @@ class UDPSubserver(SocketSubserver):
     kind = "udp"
     proto = "udp"
     count_stat = "datagram_count"
+    count_help = "Datagrams received and handed to the app"
     unit = "datagram"
 
     def __init__(self, conf: Conf, section: str) -> None:
@@ -295,8 +318,13 @@ class DaemonSubserver(Subserver):
         self.group = f"daemon:{name}"
         self.cls = load_class(conf, name, referrer=("daemons", "daemons"))
         self.conf = parse_app_conf(self.cls, name, conf)
-        self.stats = [("start_time", "worker"), ("start_count", "sum"),
-                      *app_stats(self.cls, name, self.conf)]
+        self.stats = [*PROCESS_STATS, *app_stats(self.cls, name, self.conf)]
+
+    def stats_group(self) -> Group:
+        """One process, labelled ``daemon="<name>"``, reported by every Stats app as
+        ``daemon_<name>``."""
+        return Group(self.group, 1, self.stats, kind=DAEMON, labels={"daemon": self.section},
+                     key=f"daemon_{self.section}", reported_by_all=True)
 
     @property
     def title(self) -> str:
