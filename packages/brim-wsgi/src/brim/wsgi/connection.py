@@ -69,13 +69,10 @@ class Connection:
                 if not Exchange(self, req).serve():
                     return
                 self.served += 1
-                # Let other connections run before reading the next request
-                # when it is already here (pipelined), and every few requests
-                # anyway: a fast client's next request can be in the socket
-                # each time, and without a yield one busy connection would
-                # starve the rest. Otherwise reading it yields by itself.
-                if self.buf or not self.served % 8:
-                    green.sleep(0)
+                # Let other connections run before reading the next request:
+                # with a fast client the next request is often already here,
+                # and without this one busy connection can starve the rest.
+                green.sleep(0)
         finally:
             self.close()
 
