@@ -3,7 +3,7 @@
 Every use of the green-thread engine in brim goes through this module, so a
 later move to another engine (eventlet is in bugfix-only maintenance) means
 rewriting this file and nothing else. Callers get plain functions: spawn,
-sleep, a pool, a timeout, and socket waits that suspend only the calling
+sleep, a pool, an event, and socket waits that suspend only the calling
 green thread.
 
 eventlet announces its deprecation with a warning at import time; brim users
@@ -29,7 +29,6 @@ with warnings.catch_warnings():
     import eventlet.greenpool
     import eventlet.greenthread
     import eventlet.hubs
-    import eventlet.timeout
     from eventlet.green import socket as _green_socket_mod
 # Later warnings from inside eventlet (e.g. about fork) are just as useless to
 # a brim user; keep them out of logs too.
@@ -42,7 +41,6 @@ __all__ = [
     'Event',
     'GreenPool',
     'GreenletExit',
-    'Timeout',
     'accept',
     'current',
     'green_socket',
@@ -59,12 +57,10 @@ __all__ = [
     'tls_handshake',
     'use_hub',
     'wait_read',
-    'wait_write',
 ]
 
 GreenPool = eventlet.greenpool.GreenPool
 Event = eventlet.event.Event
-Timeout = eventlet.timeout.Timeout
 GreenletExit = greenlet.GreenletExit
 sleep = eventlet.greenthread.sleep
 spawn = eventlet.greenthread.spawn
@@ -135,11 +131,6 @@ def wait_read(fd: int, timeout: float | None = None) -> None:
     Raises socket.timeout (TimeoutError) after timeout seconds.
     """
     _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
-
-
-def wait_write(fd: int, timeout: float | None = None) -> None:
-    """Suspend the calling green thread until fd is writable (or TimeoutError)."""
-    _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
 
 
 _WOULD_BLOCK_READ = (BlockingIOError, ssl.SSLWantReadError)
