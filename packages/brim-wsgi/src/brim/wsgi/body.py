@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import BadRequest, ClientError, HeaderFieldsTooLarge, HTTPError, RequestTimeout
-from .request import _BARE_CR_LF, _TOKEN, parse_fields
+from .request import _TOKEN, has_bare_cr_lf, parse_fields
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -251,6 +251,5 @@ class ChunkedBody(Body):
             if what == 'trailer section':
                 raise HeaderFieldsTooLarge('trailer section over max_header_size')
             raise BadRequest(f'{what} too long')
-        bare = _BARE_CR_LF.search(buf)
-        if bare is not None and not (bare.start() == len(buf) - 1 and buf[-1] == 13):
+        if has_bare_cr_lf(buf):
             raise BadRequest(f'bare CR or LF in the {what}')

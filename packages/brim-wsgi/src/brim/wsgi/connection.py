@@ -177,19 +177,15 @@ class Connection:
         """Send all of data; RequestTimeout or ClientGone when the client does not take it."""
         try:
             green.sendall(self.sock, data, self.settings.client_timeout)
-        except TimeoutError:
-            raise RequestTimeout('client did not read the response for client_timeout') from None
         except OSError as err:
-            raise ClientGone(f'client went away: {err}') from None
+            raise _send_failed(err) from None
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send count bytes of a file with os.sendfile; the bytes sent."""
         try:
             return green.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
-        except TimeoutError:
-            raise RequestTimeout('client did not read the response for client_timeout') from None
         except OSError as err:
-            raise ClientGone(f'client went away: {err}') from None
+            raise _send_failed(err) from None
 
     @property
     def tls(self) -> bool:
@@ -223,3 +219,10 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _send_failed(err: OSError) -> HTTPError:
+    """What a send the client did not take means: 408 if it stalled, else 499."""
+    if isinstance(err, TimeoutError):
+        return RequestTimeout('client did not read the response for client_timeout')
+    return ClientGone(f'client went away: {err}')

@@ -400,9 +400,7 @@ class Exchange:
         try:
             sent = self.conn.sendfile(fd, offset, count)
         except HTTPError as err:
-            if self.error is None:
-                self.error = err
-            raise ClientError(err) from None
+            raise self._client_failed(err) from None
         self.bytes_out += sent
         self.left = count - sent
         if self.left:
@@ -414,9 +412,13 @@ class Exchange:
         try:
             self.conn.send(data)
         except HTTPError as err:
-            if self.error is None:
-                self.error = err
-            raise ClientError(err) from None
+            raise self._client_failed(err) from None
+
+    def _client_failed(self, err: HTTPError) -> ClientError:
+        """Record that the client failed a send, and what to raise to the app for it."""
+        if self.error is None:
+            self.error = err
+        return ClientError(err)
 
     def _send_continue(self) -> None:
         """Tell a client that waits (Expect: 100-continue) to send its body."""

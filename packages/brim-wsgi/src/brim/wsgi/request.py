@@ -31,7 +31,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .settings import HTTPSettings
 
-__all__ = ['KNOWN_METHODS', 'HeadScan', 'Request', 'parse_fields', 'parse_head']
+__all__ = ['KNOWN_METHODS', 'HeadScan', 'Request', 'has_bare_cr_lf', 'parse_fields', 'parse_head']
 
 #: Methods brim passes to apps: RFC 9110's, PATCH (RFC 5789), WebDAV's
 #: (RFC 4918), REPORT and MKCALENDAR (RFC 3253, 4791), SEARCH (RFC 5323), the
@@ -135,6 +135,15 @@ class Request:
         return self.chunked or bool(self.content_length)
 
 
+def has_bare_cr_lf(buf: bytes | bytearray, start: int = 0) -> bool:
+    """Whether buf (from start on) holds a CR not before LF, or an LF not after CR.
+
+    A CR as the very last byte is not counted: its LF may be in the next read.
+    """
+    bare = _BARE_CR_LF.search(buf, start)
+    return bare is not None and not (bare.start() == len(buf) - 1 and buf[-1] == 13)
+
+
 class HeadScan:
     """Early checks on a head that is still arriving, each byte scanned once.
 
@@ -155,8 +164,7 @@ class HeadScan:
         """Raise the error the incomplete head in buf has already earned, if any."""
         settings = self.settings
         start = max(0, self.scanned - 1)
-        bare = _BARE_CR_LF.search(buf, start)
-        if bare is not None and not (bare.start() == len(buf) - 1 and buf[-1] == 13):
+        if has_bare_cr_lf(buf, start):
             raise BadRequest('bare CR or LF in the request head (lines end with CRLF)')
         if self.line_end < 0:
             line_end = buf.find(b'\r\n', start)

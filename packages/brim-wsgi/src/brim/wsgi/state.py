@@ -17,6 +17,7 @@ from . import green
 from .log import RequestLog, request_log
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
+from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
 
 __all__ = ['DRAIN_IDLE', 'Counters', 'ServerState', 'Shed']
 
@@ -48,11 +49,11 @@ class Counters:
         self._codes: dict[int, int] = {}
         if stats is None:
             return
-        self._request = stats.index_of('request_count')
+        self._request = stats.index_of(REQUEST_COUNT)
         for n in range(1, 6):
-            self._classes[n] = stats.index_of(f'status_{n}xx_count')
+            self._classes[n] = stats.index_of(status_class_stat(n))
         for code in codes:
-            i = stats.index_of(f'status_{code}_count')
+            i = stats.index_of(status_code_stat(code))
             if i is not None:
                 self._codes[code] = i
 
