@@ -440,7 +440,12 @@ class CrashApp:
 
 @pytest.mark.parametrize("crasher", ["daemon", "wsgi_init"])
 def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crasher):
-    """A daemon raising at once, or an app whose __init__ raises, restarts ever more slowly."""
+    """A daemon raising at once, or an app whose __init__ raises, restarts ever more slowly.
+
+    ``start`` refuses a conf whose workers cannot stay up (test_native_service),
+    so the crasher arrives by reload: reload reports that it cannot stay up,
+    and brimd keeps restarting it with back-off while the rest serves.
+    """
     web = free_port()
     if crasher == "daemon":
         extra, group, stats_key = (
@@ -458,9 +463,14 @@ def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crashe
     brimd.write("crashapp.py", CRASH_APP)
     clock = _LogClock(syslog)
     try:
+        # The running brimd reloads the files it was started with: the same
+        # three names, the middle one empty at first.
+        brimd.use(echo_stats_conf(workers=2), "", brimd.local(port=web))
+        brimd.start()
         brimd.use(echo_stats_conf(workers=2), extra, brimd.local(port=web))
         began = time.monotonic()
-        brimd.start()
+        reloaded = brimd.run("reload")
+        assert reloaded.returncode == 1 and cause in reloaded.stderr, reloaded.stderr
         served, failed, start_counts = 0, 0, []
         failures: dict[str, int] = {}
         for n in range(50):  # ~8 s of normal traffic while the crasher loops

@@ -37,7 +37,7 @@ class Forker:
 
     def release(self, n: int) -> None:
         """Let n gated children go at once."""
-        os.write(self._gate_w, b'x' * n)
+        os.write(self._gate_w, b"x" * n)
 
     def wait(self, pid: int, timeout: float = 30.0) -> int:
         """The child's exit code; fails the test if it is not done within timeout seconds."""
@@ -48,7 +48,7 @@ class Forker:
                 self.pids.remove(pid)
                 return os.waitstatus_to_exitcode(status)
             if time.monotonic() > deadline:
-                pytest.fail(f'child {pid} still running after {timeout}s')
+                pytest.fail(f"child {pid} still running after {timeout}s")
             time.sleep(0.005)
 
     def close_one(self, pid: int, timeout: float = 10.0) -> int:

@@ -7,17 +7,21 @@ import json
 
 import pytest
 
-from brim.conf import Conf, ConfError
-from brim.server.dialect import BRIMD_DIALECT
+from brim.conf import Conf, ConfError, Dialect
 from brim.wsgi import http_settings
 from brim.wsgi.settings import status_codes
 from brim.wsgi_echo import WSGIEcho
+
+# Only a defaults section for [wsgi] to inherit from is needed, built here so
+# brim-wsgi's tests do not need brimd. It is named [brim] because brim.wsgi's
+# settings name that section in the errors they raise for inherited values.
+DEFAULTS = Dialect(defaults="brim")
 
 
 def test_settings_inherit_from_brim_and_import_json_functions():
     c = Conf.from_string(
         "[brim]\nclient_timeout = 5\nlog_headers = yes\n[wsgi]\ncount_status_codes = 404 418\n"
-        "json_dumps = json.dumps\n", "brimd.conf", dialect=BRIMD_DIALECT,
+        "json_dumps = json.dumps\n", "test.conf", dialect=DEFAULTS,
     )
     s = http_settings(c, "wsgi")
     assert s.client_timeout == 5.0
@@ -37,7 +41,7 @@ def test_settings_inherit_from_brim_and_import_json_functions():
 )
 def test_bad_settings(text, message):
     with pytest.raises(ConfError) as info:
-        http_settings(Conf.from_string(text, "brimd.conf", dialect=BRIMD_DIALECT), "wsgi")
+        http_settings(Conf.from_string(text, "test.conf", dialect=DEFAULTS), "wsgi")
     assert str(info.value).startswith(message)
 
 

@@ -76,7 +76,9 @@ def test_every_option_is_in_the_sample_under_a_section_that_accepts_it():
     declared = {o.name for options in SECTION_OPTIONS.values() for o in options}
     assert sorted(set(all_names)) == sorted(declared)
     repeated = {name for name in all_names if all_names.count(name) > 1}
-    assert repeated == {"call"}  # once in [tcp#echo], once in [udp#echo]
+    # Per-subconfig options without a [brim] default: call in [tcp#echo] and
+    # [udp#echo], socket_name in every listening subconfig.
+    assert repeated == {"call", "socket_name"}
 
 
 def test_uncommenting_every_option_gives_the_defaults():

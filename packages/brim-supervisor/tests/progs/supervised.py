@@ -15,6 +15,17 @@ Worker modes:
   print        print a line, then raise RuntimeError("boom")
   serve        accept on the listening socket, answer each connection with
                the master's pid; drain like "drain"
+  fail_init    raise ValueError("cannot start: bad setting") at once
+  recycle      like drain, but ask to be recycled after "recycle_after"
+               seconds (once per process)
+  leak         like sleep, growing by 4 MiB every 50 ms
+  orphan       fork a grandchild that exits after 0.2 s, then sleep; the
+               grandchild's pid is recorded ("orphan" event)
+  dump         like hang, with a handler for the dump signal that records
+               the name of the function it interrupted
+
+Every mode but crash and fail_init calls ctx.ready() once started (after
+"ready_delay" seconds).
 
 With "inherit": PATH the listening socket is fetched from the master that
 serves socket hand-over at PATH instead of being bound anew.
@@ -30,7 +41,15 @@ import socket
 import sys
 import time
 
-from brim.supervisor import PidFile, Supervisor, daemonize, fetch_sockets, listen_tcp
+from brim.supervisor import (
+    DUMP_SIGNAL,
+    PidFile,
+    Recycling,
+    Supervisor,
+    daemonize,
+    fetch_sockets,
+    listen_tcp,
+)
 
 CONF = json.loads(sys.argv[1])
 LISTENER: socket.socket | None = None
@@ -57,9 +76,30 @@ def _disposition(sig: signal.Signals) -> str:
 
 def worker(ctx) -> int | None:
     mode = CONF["modes"][ctx.group]
+    if mode in ("drain", "recycle"):
+        # Before "start" is recorded: a test may send the drain signal as
+        # soon as it sees that event.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     event("start", group=ctx.group, id=ctx.worker_id, ppid=os.getppid())
     if mode == "crash":
         return 3
+    if mode == "fail_init":
+        raise ValueError("cannot start: bad setting")
+    time.sleep(CONF.get("ready_delay", 0))
+    ctx.ready()
+    if mode == "orphan":
+        child = os.fork()
+        if child == 0:
+            time.sleep(0.2)
+            os._exit(0)
+        event("orphan", child=child)
+    if mode == "dump":
+        def on_dump(_signum: int, frame: object) -> None:
+            event("dump", function=getattr(getattr(frame, "f_code", None), "co_name", None))
+
+        signal.signal(DUMP_SIGNAL, on_dump)
+        ctx.heartbeat()
+        stuck_in_a_loop()
     if mode == "print":
         print(f"hello from worker {ctx.worker_id}")
         raise RuntimeError("boom")
@@ -88,20 +128,31 @@ def worker(ctx) -> int | None:
         LISTENER.close()  # stop taking connections; the queue stays with the socket
         event("drained", group=ctx.group, id=ctx.worker_id)
         return 0
-    if mode == "drain":
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if mode == "ignore_term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if mode == "hang":
         ctx.heartbeat()
         while True:
             time.sleep(1)
+    started = time.monotonic()
+    asked = False
+    hoard = []
     while not ctx.draining:
         ctx.heartbeat()
         time.sleep(0.05)
+        if mode == "recycle" and not asked and time.monotonic() - started > CONF["recycle_after"]:
+            ctx.request_recycle("asked by the test")
+            asked = True
+        if mode == "leak":
+            hoard.append(bytearray(4 << 20))
     time.sleep(CONF.get("drain_delay", 0))
     event("drained", group=ctx.group, id=ctx.worker_id)
     return 0
+
+
+def stuck_in_a_loop() -> None:
+    while True:
+        time.sleep(1)
 
 
 def main() -> int:
@@ -146,10 +197,19 @@ def main() -> int:
     def on_started(sup: Supervisor) -> None:
         event("started", workers=len(sup.workers))
 
-    hooks = {}
+    def on_ready(sup: Supervisor) -> None:
+        event("ready", status=sup.status_line())
+
+    def on_start_failed(sup: Supervisor, group: str, worker_id: int, error: str) -> None:
+        event("start_failed", group=group, id=worker_id, error=error)
+
+    def on_recycle(group: str, worker_id: int, pid: int, reason: str) -> None:
+        event("recycle", group=group, id=worker_id, child=pid, reason=reason)
+
+    hooks = {"on_ready": on_ready, "on_start_failed": on_start_failed, "on_recycle": on_recycle}
     if CONF.get("hooks"):
-        hooks = {"on_reload": swap_groups, "after_fork_child": after_fork_child,
-                 "on_child_exit": on_child_exit, "on_started": on_started}
+        hooks.update(on_reload=swap_groups, after_fork_child=after_fork_child,
+                     on_child_exit=on_child_exit, on_started=on_started)
     sup = Supervisor(
         name=CONF.get("name", "supt"),
         logger=log,
@@ -161,6 +221,9 @@ def main() -> int:
         capture_output=CONF.get("capture_output"),
         handover_path=CONF.get("handover_path"),
         handover_replace=bool(CONF.get("inherit")),
+        start_check=CONF.get("start_check", 0.3),
+        dump_wait=CONF.get("dump_wait", 1.0),
+        reap_orphans=CONF.get("reap_orphans", False),
         **hooks,
     )
     if sock is not None:
@@ -168,7 +231,10 @@ def main() -> int:
         host, port = sock.getsockname()[:2]
         event("listening", host=host, port=port, family=int(socket.AF_INET))
     for name, count in CONF["groups"].items():
-        sup.add_group(name, count, target=worker)
+        rules = CONF.get("recycling", {}).get(name)
+        sup.add_group(name, count, target=worker, announces_ready=True,
+                      recycling=Recycling(**rules) if rules else None,
+                      max_workers=CONF.get("max_workers", {}).get(name))
     event("master", pid=os.getpid())
     try:
         return sup.run()

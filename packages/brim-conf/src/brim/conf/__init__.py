@@ -15,6 +15,7 @@ shorthands) are given as a :class:`Dialect`; brim-conf has none of its own.
 from ._conf import Conf
 from ._dialect import DEFAULT_SECTION, Dialect
 from ._errors import ConfError
+from ._objects import load_object
 from ._options import KINDS, Option, check_unknown, read_options
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "Dialect",
     "Option",
     "check_unknown",
+    "load_object",
     "read_options",
 ]

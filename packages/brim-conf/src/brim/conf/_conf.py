@@ -283,8 +283,8 @@ class Conf:
         default: int | None = None,
         *,
         inherit: bool = False,
-        minimum: int | None = None,
-        maximum: int | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
     ) -> int | None:
         value, found = self._raw(section, option, inherit)
         if value is None:

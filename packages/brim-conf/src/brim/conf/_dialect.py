@@ -42,8 +42,9 @@ class Dialect:
         is read with ``inherit``; ``None`` for no such section. A plain
         ``Dialect()`` uses ``DEFAULT``.
     ``aliases``
-        Other spellings of the defaults section; ``[brimd]`` is ``[brim]``
-        in brimd's dialect. A file may use only one spelling.
+        Other spellings of the defaults section: with ``defaults="settings"``
+        and ``aliases=("defaults",)``, ``[defaults]`` is ``[settings]``. A
+        file may use only one spelling.
     ``repeatable``
         Section kinds whose header may repeat within one file, each repeat
         opening another subconfig (``[job]`` twice gives ``job`` and
@@ -55,8 +56,8 @@ class Dialect:
         allowed. ``None`` (the default) reads only the files given.
     ``shorthands``
         Options of the defaults section that stand for an option of another
-        section: ``{"wsgi": ("wsgi", "apps")}`` makes ``wsgi = a b`` in the
-        defaults section mean ``apps = a b`` in ``[wsgi]``. None by default.
+        section: ``{"jobs": ("queue", "names")}`` makes ``jobs = a b`` in the
+        defaults section mean ``names = a b`` in ``[queue]``. None by default.
 
     Every part needs a defaults section except ``repeatable``.
     """

@@ -13,7 +13,7 @@ class ConfError(Exception):
     """One or more configuration problems a user can fix by editing a file.
 
     Each problem is one line, ready to print as it is, for example
-    ``[wsgi] port: 'eighty' is not an integer (brimd.conf line 3)``.
+    ``[server] port: 'eighty' is not an integer (app.conf line 3)``.
     ``str(err)`` is those lines joined by new lines, so a single problem
     prints as a single line; :attr:`problems` holds them one by one.
     Reporting every problem of a section at once saves a user one run of

@@ -99,7 +99,7 @@ class Option:
         if self.kind == "int":
             return conf.get_int(
                 section, self.name, inherit=self.inherit,
-                minimum=self.minimum, maximum=self.maximum,  # type: ignore[arg-type]
+                minimum=self.minimum, maximum=self.maximum,
             )
         if self.kind == "float":
             return conf.get_float(

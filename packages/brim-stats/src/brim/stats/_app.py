@@ -17,12 +17,12 @@ from urllib.parse import parse_qs
 from . import _prometheus
 from ._declare import StatsError
 
-_JSON_TYPE = 'application/json'
-_ALLOWED = 'GET, HEAD'
+_JSON_TYPE = "application/json"
+_ALLOWED = "GET, HEAD"
 
 
-_TRUE = ('yes', 'true', 'on', '1')
-_FALSE = ('no', 'false', 'off', '0')
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
 
 
 class StatsConf(NamedTuple):
@@ -46,7 +46,10 @@ class Stats:
     the 0.0.4 text format, which Prometheus accepts in either case).
     """
 
-    def __init__(self, name: str, conf: Any, next_app: Callable[..., Iterable[bytes]]):
+    def __init__(
+        self, name: str, conf: str | StatsConf | _ConfLike,
+        next_app: Callable[..., Iterable[bytes]],
+    ) -> None:
         self.name = name
         if isinstance(conf, str):  # a bare path, as older callers pass
             conf = StatsConf(conf, False)
@@ -67,15 +70,15 @@ class Stats:
         that cannot serve its own stats, say one crash-looping, is then still
         visible from another.
         """
-        path = conf.get(name, 'path')
-        if path is None or path == '':
-            path = '/stats'
-        if not isinstance(path, str) or not path.startswith('/'):
+        path = conf.get(name, "path")
+        if path is None or path == "":
+            path = "/stats"
+        if not isinstance(path, str) or not path.startswith("/"):
             raise StatsError(f'[{name}] path: must start with "/", got {path!r}')
-        word = conf.get(name, 'all_subservers')
-        word = 'no' if word is None else str(word).strip().lower()
+        word = conf.get(name, "all_subservers")
+        word = "no" if word is None else str(word).strip().lower()
         if word not in _TRUE + _FALSE:
-            raise StatsError(f'[{name}] all_subservers: {word!r} is not yes or no')
+            raise StatsError(f"[{name}] all_subservers: {word!r} is not yes or no")
         return StatsConf(path, word in _TRUE)
 
     @classmethod
@@ -84,47 +87,47 @@ class Stats:
         return []
 
     def __call__(self, env: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if env.get('PATH_INFO') != self.path:
+        if env.get("PATH_INFO") != self.path:
             return self.next_app(env, start_response)
-        method = env.get('REQUEST_METHOD', 'GET')
-        if method not in ('GET', 'HEAD'):
-            return _reply(start_response, '405 Method Not Allowed', 'text/plain; charset=utf-8',
-                          f'{method} not allowed on {self.path}\n'.encode(), method,
-                          [('Allow', _ALLOWED)])
-        bucket = env.get('brim.stats')
-        if bucket is None or not hasattr(bucket, 'store'):
-            return _reply(start_response, '503 Service Unavailable', 'text/plain; charset=utf-8',
+        method = env.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                          f"{method} not allowed on {self.path}\n".encode(), method,
+                          [("Allow", _ALLOWED)])
+        bucket = env.get("brim.stats")
+        if bucket is None or not hasattr(bucket, "store"):
+            return _reply(start_response, "503 Service Unavailable", "text/plain; charset=utf-8",
                           b'no stats store in this server (env["brim.stats"] is missing)\n',
                           method)
         fmt = _wanted_format(env)
         if fmt is None:
-            return _reply(start_response, '400 Bad Request', 'text/plain; charset=utf-8',
-                          b'format must be json or prometheus\n', method)
+            return _reply(start_response, "400 Bad Request", "text/plain; charset=utf-8",
+                          b"format must be json or prometheus\n", method)
         store, group = bucket.store, bucket.group
-        if fmt == 'prometheus':
+        if fmt == "prometheus":
             groups = store.report_groups(group, everything=self.all_subservers)
-            body = _prometheus.render(store, groups).encode('utf-8')
-            return _reply(start_response, '200 OK', _prometheus.CONTENT_TYPE, body, method)
+            body = _prometheus.render(store, groups).encode("utf-8")
+            return _reply(start_response, "200 OK", _prometheus.CONTENT_TYPE, body, method)
         report = store.report(group, everything=self.all_subservers)
-        dumps = env.get('brim.json_dumps') or json.dumps
+        dumps = env.get("brim.json_dumps") or json.dumps
         dumped = dumps(report)
-        body = dumped.encode('utf-8') if isinstance(dumped, str) else dumped
-        return _reply(start_response, '200 OK', _JSON_TYPE, body, method)
+        body = dumped.encode("utf-8") if isinstance(dumped, str) else dumped
+        return _reply(start_response, "200 OK", _JSON_TYPE, body, method)
 
 
 def _wanted_format(env: dict[str, Any]) -> str | None:
     """'json', 'prometheus', or None for a format we do not offer."""
-    query = parse_qs(env.get('QUERY_STRING', ''))
-    if 'format' in query:
-        fmt = query['format'][-1].lower()
-        return fmt if fmt in ('json', 'prometheus') else None
-    for media_range in env.get('HTTP_ACCEPT', '').split(','):
-        parts = [p.strip().lower() for p in media_range.split(';')]
-        if parts[0] == 'application/openmetrics-text':
-            return 'prometheus'
-        if parts[0] == 'text/plain' and 'version=0.0.4' in (p.replace(' ', '') for p in parts):
-            return 'prometheus'
-    return 'json'
+    query = parse_qs(env.get("QUERY_STRING", ""))
+    if "format" in query:
+        fmt = query["format"][-1].lower()
+        return fmt if fmt in ("json", "prometheus") else None
+    for media_range in env.get("HTTP_ACCEPT", "").split(","):
+        parts = [p.strip().lower() for p in media_range.split(";")]
+        if parts[0] == "application/openmetrics-text":
+            return "prometheus"
+        if parts[0] == "text/plain" and "version=0.0.4" in (p.replace(" ", "") for p in parts):
+            return "prometheus"
+    return "json"
 
 
 def _reply(
@@ -135,8 +138,8 @@ def _reply(
     method: str,
     extra: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
-    headers = [('Content-Type', content_type), ('Content-Length', str(len(body)))]
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
     if extra:
         headers.extend(extra)
     start_response(status, headers)
-    return [] if method == 'HEAD' else [body]
+    return [] if method == "HEAD" else [body]

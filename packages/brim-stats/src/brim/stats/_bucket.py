@@ -32,7 +32,7 @@ def _number(name: str, value: object) -> int:
     real = isinstance(value, numbers.Real) or (
         isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex))
     if not real:
-        raise StatsError(f'stat {name!r}: value must be a number, not {value!r}')
+        raise StatsError(f"stat {name!r}: value must be a number, not {value!r}")
     return int(value) & _MASK  # type: ignore[call-overload]  # a Real, checked above
 
 
@@ -48,8 +48,8 @@ class StatsBucket:
     is logged once (as a warning) per process.
     """
 
-    __slots__ = ('_base', '_index', '_names', '_warned', '_words', 'group', 'index', 'logger',
-                 'store')
+    __slots__ = ("_base", "_index", "_names", "_warned", "_words", "group", "index", "logger",
+                 "store")
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class StatsBucket:
         try:
             return self._words[self._index[name]]
         except KeyError:
-            self._unknown(name, 'get')
+            self._unknown(name, "get")
             return 0
 
     def set(self, name: str, value: int | float) -> None:
@@ -90,7 +90,7 @@ class StatsBucket:
                 else _number(name, value)
             )
         except KeyError:
-            self._unknown(name, 'set')
+            self._unknown(name, "set")
         except (ValueError, OverflowError):
             self._set_slow(name, value)
 
@@ -99,7 +99,7 @@ class StatsBucket:
         try:
             self._words[self._index[name]] += 1
         except KeyError:
-            self._unknown(name, 'incr')
+            self._unknown(name, "incr")
         except ValueError:
             self._wrap(self._index[name])
 
@@ -142,21 +142,21 @@ class StatsBucket:
         try:
             number = int(value) & _MASK
         except (ValueError, OverflowError):
-            self._warn_once(name, f'brim.stats: set({name!r}, {value!r}) ignored: not finite')
+            self._warn_once(name, f"brim.stats: set({name!r}, {value!r}) ignored: not finite")
             return
         self._words[self._index[name]] = number
 
     def _wrap(self, i: int) -> None:
         """An increment overflowed (or the store is closed, which re-raises here)."""
         if self._words[i] != _MASK:
-            raise StatsError(f'stats bucket {self.group}[{self.index}] refused a write')
+            raise StatsError(f"stats bucket {self.group}[{self.index}] refused a write")
         self._words[i] = 0
 
     def _unknown(self, name: str, op: str) -> None:
         self._warn_once(
             name,
-            f'brim.stats: {op}({name!r}) on undeclared stat (group {self.group!r}); '
-            'declare it in stats_conf',
+            f"brim.stats: {op}({name!r}) on undeclared stat (group {self.group!r}); "
+            "declare it in stats_conf",
         )
 
     def _warn_once(self, name: str, message: str) -> None:
@@ -165,4 +165,4 @@ class StatsBucket:
             self.logger.warning(message)
 
     def __repr__(self) -> str:
-        return f'<StatsBucket {self.group}[{self.index}]>'
+        return f"<StatsBucket {self.group}[{self.index}]>"

@@ -15,28 +15,28 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
-STAT_TYPES = ('worker', 'sum', 'min', 'max')
+STAT_TYPES = ("worker", "sum", "min", "max")
 """How a stat is rolled up over a group's buckets.
 
 ``worker``: per bucket only, no overall value. ``sum``/``min``/``max``: the
 overall value is the sum, smallest or largest of the buckets' values.
 """
 
-START_TIME = 'start_time'
+START_TIME = "start_time"
 """The one stat every bucket has whether declared or not: when its process started."""
 
-START_TIME_HELP = ('When this process last started, in seconds since the epoch '
-                   '(0 if it has not started yet)')
+START_TIME_HELP = ("When this process last started, in seconds since the epoch "
+                   "(0 if it has not started yet)")
 """What start_time means, unless its declaration says otherwise."""
 
-START_COUNT = 'start_count'
+START_COUNT = "start_count"
 """Times a bucket's process started (StatsBucket.mark_started counts it when declared):
 its value minus the number of workers is how many restarts there were."""
 
 StatDecl = tuple[str, str] | tuple[str, str, str]
 """One stat's declaration: ``(name, type)`` or ``(name, type, help)``."""
 
-_WORKER_KEY = re.compile(r'worker_[0-9]+')
+_WORKER_KEY = re.compile(r"worker_[0-9]+")
 
 
 class StatsError(Exception):
@@ -54,7 +54,7 @@ def stat_help(decl: StatDecl) -> str:
         return decl[2]
     if decl[0] == START_TIME:
         return START_TIME_HELP
-    return f'{decl[0]} ({decl[1]} stat; declared without a description)'
+    return f"{decl[0]} ({decl[1]} stat; declared without a description)"
 
 
 @overload
@@ -78,9 +78,9 @@ def check_stats(stats: Iterable[StatDecl], owner: str) -> list[Any]:
     ``[helloworld] stats_conf``), so the one who declared the stat knows it
     was theirs.
     """
-    merged: dict[str, StatDecl] = {START_TIME: (START_TIME, 'worker')}
+    merged: dict[str, StatDecl] = {START_TIME: (START_TIME, "worker")}
     if isinstance(stats, (str, bytes)) or not isinstance(stats, Iterable):
-        raise StatsError(f'{owner}: stats must be a list of (name, type) pairs')
+        raise StatsError(f"{owner}: stats must be a list of (name, type) pairs")
     for decl in stats:
         name, typ, text = _unpack(decl, owner)
         known = merged.get(name)
@@ -94,7 +94,7 @@ def check_stats(stats: Iterable[StatDecl], owner: str) -> list[Any]:
                     f'declared as type "worker", not {typ!r}'
                 )
             raise StatsError(
-                f'{owner}: stat {name!r} declared twice, as {known[1]!r} and as {typ!r}'
+                f"{owner}: stat {name!r} declared twice, as {known[1]!r} and as {typ!r}"
             )
         if text and not (len(known) == 3 and known[2]):
             merged[name] = (name, typ, text)
@@ -105,20 +105,20 @@ def _unpack(decl: object, owner: str) -> tuple[str, str, str | None]:
     """``(name, type, help)`` from one declaration, each part checked; help None if not given."""
     if isinstance(decl, (str, bytes)) or not isinstance(decl, Sequence) or len(decl) not in (2, 3):
         raise StatsError(
-            f'{owner}: stat declaration {decl!r} is not a (name, type) pair '
-            'or a (name, type, help) triple'
+            f"{owner}: stat declaration {decl!r} is not a (name, type) pair "
+            "or a (name, type, help) triple"
         )
     name, typ = decl[0], decl[1]
     text = decl[2] if len(decl) == 3 else None
     if not isinstance(name, str) or not name:
-        raise StatsError(f'{owner}: stat name must be a non-empty str, not {name!r}')
+        raise StatsError(f"{owner}: stat name must be a non-empty str, not {name!r}")
     if _WORKER_KEY.fullmatch(name):
-        raise StatsError(f'{owner}: stat name {name!r} is reserved for per-worker reports')
+        raise StatsError(f"{owner}: stat name {name!r} is reserved for per-worker reports")
     if typ not in STAT_TYPES:
         raise StatsError(
             f'{owner}: stat {name!r} has unknown type {typ!r} '
             f'(expected one of {", ".join(STAT_TYPES)})'
         )
     if text is not None and not isinstance(text, str):
-        raise StatsError(f'{owner}: stat {name!r}: help must be a str, not {text!r}')
+        raise StatsError(f"{owner}: stat {name!r}: help must be a str, not {text!r}")
     return name, typ, text

@@ -35,22 +35,22 @@ from ._group import WORKER_LABEL, WORKERS
 if TYPE_CHECKING:
     from ._store import StatsStore
 
-CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-PREFIX = 'brim_'
+PREFIX = "brim_"
 """What every metric name starts with."""
 
-STORE_START_TIME = PREFIX + 'store_start_time'
-STORE_START_TIME_HELP = ('When the stats store was made, in seconds since the epoch '
-                         '(usually when the program started)')
+STORE_START_TIME = PREFIX + "store_start_time"
+STORE_START_TIME_HELP = ("When the stats store was made, in seconds since the epoch "
+                         "(usually when the program started)")
 
-_BAD_CHARS = re.compile(r'[^a-zA-Z0-9_:]')
+_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
 
 
 class _Family:
     """One metric's TYPE, HELP and samples, gathered from every group before writing."""
 
-    __slots__ = ('help', 'kind', 'lines')
+    __slots__ = ("help", "kind", "lines")
 
     def __init__(self, kind: str, help_text: str) -> None:
         self.kind = kind
@@ -71,10 +71,10 @@ def prometheus_text(store: StatsStore, group: str | None = None) -> str:
 
 def metric_name(stat: str, stat_type: str) -> tuple[str, str]:
     """``(metric name, 'counter' | 'gauge')`` for a stat."""
-    name = PREFIX + _BAD_CHARS.sub('_', stat)
-    if stat_type == 'sum' and stat.endswith('_count'):
-        return name + '_total', 'counter'
-    return name, 'gauge'
+    name = PREFIX + _BAD_CHARS.sub("_", stat)
+    if stat_type == "sum" and stat.endswith("_count"):
+        return name + "_total", "counter"
+    return name, "gauge"
 
 
 def render(store: StatsStore, groups: Iterable[str]) -> str:
@@ -86,8 +86,8 @@ def render(store: StatsStore, groups: Iterable[str]) -> str:
     with different types cannot share a family: the later one is left out,
     with a comment.
     """
-    start = _Family('gauge', STORE_START_TIME_HELP)
-    start.lines.append(f'{STORE_START_TIME} {store.start_time}')
+    start = _Family("gauge", STORE_START_TIME_HELP)
+    start.lines.append(f"{STORE_START_TIME} {store.start_time}")
     families = {STORE_START_TIME: start}
     skipped: list[str] = []
     for group in groups:
@@ -105,30 +105,30 @@ def render(store: StatsStore, groups: Iterable[str]) -> str:
             if family is None:
                 family = families[name] = _Family(kind, stat_help(decl))
             elif family.kind != kind:
-                skipped.append(f'# brim: stat {stat!r} left out: {name} is already a {family.kind}')
+                skipped.append(f"# brim: stat {stat!r} left out: {name} is already a {family.kind}")
                 continue
-            family.lines.extend(f'{name}{label} {bucket[stat]}'
+            family.lines.extend(f"{name}{label} {bucket[stat]}"
                                 for label, bucket in zip(labels, values, strict=True))
     out = []
     for name, family in families.items():
         if not family.lines:
             continue
-        out.append(f'# HELP {name} {_escape_help(family.help)}')
-        out.append(f'# TYPE {name} {family.kind}')
+        out.append(f"# HELP {name} {_escape_help(family.help)}")
+        out.append(f"# TYPE {name} {family.kind}")
         out.extend(family.lines)
     out.extend(skipped)
-    return '\n'.join(out) + '\n'
+    return "\n".join(out) + "\n"
 
 
 def _labels(labels: dict[str, str]) -> str:
     if not labels:
-        return ''
-    return '{' + ','.join(f'{k}="{_escape_label(v)}"' for k, v in labels.items()) + '}'
+        return ""
+    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items()) + "}"
 
 
 def _escape_label(value: str) -> str:
-    return value.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _escape_help(text: str) -> str:
-    return text.replace('\\', '\\\\').replace('\n', '\\n')
+    return text.replace("\\", "\\\\").replace("\n", "\\n")

@@ -30,7 +30,7 @@ from ._bucket import StatsBucket
 from ._declare import START_TIME, StatDecl, StatsError
 from ._group import DAEMON, Group, check_groups
 
-_MAGIC = int.from_bytes(b'BRIMSTAT', 'little')
+_MAGIC = int.from_bytes(b"BRIMSTAT", "little")
 _LAYOUT_VERSION = 1
 _HEADER_WORDS = 8
 _LINE_WORDS = 8  # 64-byte cache line
@@ -39,13 +39,16 @@ _LINE_WORDS = 8  # 64-byte cache line
 class _Group:
     """Where one group lives in the shared words, and what its stats are."""
 
-    __slots__ = ('base', 'count', 'desc', 'index', 'key', 'name', 'names', 'stride', 'types')
+    __slots__ = ("base", "count", "desc", "index", "key", "listed", "name", "names", "stride",
+                 "types")
 
     def __init__(self, desc: Group, base: int):
         self.desc = desc
         self.name = desc.name
         self.key = desc.key or desc.name  # check_groups has filled it in
-        self.count = desc.count
+        #: Buckets allocated; the first ``listed`` are always reported.
+        self.count = desc.count + desc.spare
+        self.listed = desc.count
         self.names = tuple(decl[0] for decl in desc.stats)
         self.types = tuple(decl[1] for decl in desc.stats)
         self.index = {n: i for i, n in enumerate(self.names)}
@@ -76,10 +79,10 @@ class StatsStore:
         try:
             self.start_time: int = int(now)
         except (TypeError, ValueError, OverflowError):
-            raise StatsError(f'start_time must be a number of seconds, not {now!r}') from None
+            raise StatsError(f"start_time must be a number of seconds, not {now!r}") from None
         if not 0 <= self.start_time < 1 << 64:
-            raise StatsError(f'start_time out of range: {now!r}')
-        self.logger = logger if logger is not None else logging.getLogger('brim.stats')
+            raise StatsError(f"start_time out of range: {now!r}")
+        self.logger = logger if logger is not None else logging.getLogger("brim.stats")
         self._groups: dict[str, _Group] = {}
         words = _HEADER_WORDS
         for desc in checked:
@@ -90,7 +93,7 @@ class StatsStore:
             -1, words * 8, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
         self._raw = memoryview(self._mmap)
-        self._words = self._raw.cast('Q')
+        self._words = self._raw.cast("Q")
         self._words[0] = _MAGIC
         self._words[1] = _LAYOUT_VERSION
         self._words[2] = self.start_time
@@ -136,7 +139,7 @@ class StatsStore:
     def values(self, group: str) -> list[dict[str, int]]:
         """Every bucket's stats by name, in bucket order, with no roll-up."""
         g = self._group(group)
-        return [dict(zip(g.names, row, strict=True)) for row in self._rows(g)]
+        return [dict(zip(g.names, row, strict=True)) for row in self._shown_rows(g)]
 
     def bucket_count(self, group: str) -> int:
         """How many buckets (workers) the group has."""
@@ -154,7 +157,7 @@ class StatsStore:
         g = self._group(group)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < g.count:
             raise StatsError(
-                f'group {group!r} has buckets 0..{g.count - 1}; there is no bucket {index!r}'
+                f"group {group!r} has buckets 0..{g.count - 1}; there is no bucket {index!r}"
             )
         key = (group, index)
         bucket = self._buckets.get(key)
@@ -180,7 +183,7 @@ class StatsStore:
         is, ``start_time`` included, with nothing to roll up.
         """
         g = self._group(group)
-        rows = self._rows(g)
+        rows = self._shown_rows(g)
         if g.desc.kind == DAEMON:
             return dict(zip(g.names, rows[0], strict=True))
         overall: dict[str, Any] = {START_TIME: self.start_time}
@@ -188,15 +191,15 @@ class StatsStore:
         columns = list(zip(*rows, strict=True))
         started_columns = columns if started is rows else list(zip(*started, strict=True))
         for i, (name, typ) in enumerate(zip(g.names, g.types, strict=True)):
-            if typ == 'sum':
+            if typ == "sum":
                 overall[name] = sum(columns[i])
-            elif typ == 'max':
+            elif typ == "max":
                 overall[name] = max(columns[i])
-            elif typ == 'min':
+            elif typ == "min":
                 overall[name] = min(started_columns[i])
         names = g.names
         for n, row in enumerate(rows):
-            overall[f'worker_{n}'] = dict(zip(names, row, strict=True))
+            overall[f"worker_{n}"] = dict(zip(names, row, strict=True))
         return overall
 
     def close(self) -> None:
@@ -225,6 +228,15 @@ class StatsStore:
         words = self._words[g.base:g.base + g.count * stride].tolist()
         return [words[i:i + n] for i in range(0, g.count * stride, stride)]
 
+    def _shown_rows(self, g: _Group) -> list[list[int]]:
+        """The rows reported: the listed buckets, and spare ones up to the last started."""
+        rows = self._rows(g)
+        shown = g.listed
+        for n in range(g.listed, g.count):
+            if rows[n][0]:  # start_time: a process has used it
+                shown = n + 1
+        return rows[:shown]
+
     def __repr__(self) -> str:
-        state = 'closed' if self._mmap.closed else f'{self.size} bytes'
-        return f'<StatsStore groups={list(self._groups)} {state}>'
+        state = "closed" if self._mmap.closed else f"{self.size} bytes"
+        return f"<StatsStore groups={list(self._groups)} {state}>"

@@ -8,7 +8,9 @@ without relying on its own signal handlers.
 
 Layout (16 bytes, one anonymous shared mapping made before each fork):
 offset 0 a double, the worker's last ``time.monotonic()``; offset 8 one byte,
-1 once the master asked the worker to drain. CLOCK_MONOTONIC is system-wide,
+1 once the master asked the worker to drain; offset 9 one byte, 1 once the
+worker said it is up (it also says so on the control pipe, which wakes the
+master; the byte makes sure a dropped message cannot lose it). CLOCK_MONOTONIC is system-wide,
 so the master can compare the worker's timestamps with its own clock.
 """
 
@@ -20,6 +22,7 @@ import time
 
 _STAMP = struct.Struct("d")
 _DRAIN_OFFSET = 8
+_READY_OFFSET = 9
 _SIZE = 16
 
 
@@ -49,6 +52,13 @@ class HeartbeatSlot:
 
     def drain_requested(self) -> bool:
         return self._mm is not None and self._mm[_DRAIN_OFFSET] == 1
+
+    def mark_ready(self) -> None:
+        if self._mm is not None:
+            self._mm[_READY_OFFSET] = 1
+
+    def is_ready(self) -> bool:
+        return self._mm is not None and self._mm[_READY_OFFSET] == 1
 
     def close(self) -> None:
         if self._mm is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 
 from brim.supervisor._linux import process_start_time
 from brim.supervisor.errors import SupervisorError
@@ -55,6 +56,7 @@ class PidFile:
     def __init__(self, path: str | os.PathLike[str], name: str | None = None) -> None:
         self.path = os.fspath(path)
         self.name = name
+        self._fd: int | None = None  # see keep_open
 
     def __repr__(self) -> str:
         return f"PidFile({self.path!r})"
@@ -109,6 +111,28 @@ class PidFile:
                 return self.name in cmdline
         return True
 
+    def running_pid(self) -> int | None:
+        """The pid of the live process this file names, or None (no file, or stale)."""
+        return self.read() if self.is_running() else None
+
+    def signal_and_wait(self, signum: int, timeout: float) -> int | None:
+        """Send *signum* to the running process and wait up to *timeout* s for it to end.
+
+        Returns None when nothing ran, else the pid; raises SupervisorError
+        naming the pid if it is still alive at the deadline. What an init
+        script's ``stop`` does, in one call.
+        """
+        pid = self.running_pid()
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return pid
+        if not wait_gone(pid, timeout):
+            raise SupervisorError(f"pid {pid} did not end within {timeout:g}s")
+        return pid
+
     def write(self, pid: int | None = None) -> None:
         """Write *pid* (default: this process) atomically: temp file, then rename.
 
@@ -118,6 +142,9 @@ class PidFile:
         pid = os.getpid() if pid is None else pid
         start = process_start_time(pid)
         text = f"{pid}\n" if start is None else f"{pid}\n{start}\n"
+        if self._fd is not None:
+            self._rewrite(self._fd, text)
+            return
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             fd, tmp = tempfile.mkstemp(
@@ -139,6 +166,38 @@ class PidFile:
                 os.unlink(tmp)
             except OSError:
                 pass
+            raise SupervisorError(
+                f"cannot write pid file {self.path}: {err.strerror or err}"
+            ) from None
+
+    def keep_open(self) -> None:
+        """Open the file now, so that :meth:`write` can rewrite it in place later.
+
+        For a process that will drop privileges and only then write the
+        file: it may no longer create files in the directory (or even reach
+        it), but a descriptor opened before keeps working. Such a rewrite is
+        in place (write, then truncate), not atomic.
+        """
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as err:
+                raise SupervisorError(
+                    f"cannot open pid file {self.path}: {err.strerror or err}"
+                ) from None
+
+    def close(self) -> None:
+        """Let go of the descriptor :meth:`keep_open` opened (in a forked child, say)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _rewrite(self, fd: int, text: str) -> None:
+        data = text.encode("ascii")
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        except OSError as err:
             raise SupervisorError(
                 f"cannot write pid file {self.path}: {err.strerror or err}"
             ) from None
@@ -180,3 +239,24 @@ def status(path: str | os.PathLike[str], name: str | None = None) -> int:
     if pidfile.exists():
         return STATUS_DEAD_PIDFILE_EXISTS
     return STATUS_NOT_RUNNING
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to *timeout* seconds for *pid* to end; whether it did.
+
+    A zombie counts as gone: it has finished and only waits for its parent.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_exists(pid) or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False

@@ -6,6 +6,9 @@ not installed, titles are silently not set and nothing else changes.
 
 from __future__ import annotations
 
+from types import ModuleType
+
+_setproctitle: ModuleType | None
 try:
     import setproctitle as _setproctitle
 except ImportError:  # the optional extra is not installed

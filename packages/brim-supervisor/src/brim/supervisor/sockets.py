@@ -20,7 +20,10 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from typing import Any
 
+from brim.supervisor._linux import who_listens
 from brim.supervisor.errors import SupervisorError
 
 _RETRY_STEP = 0.25
@@ -34,10 +37,10 @@ def format_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def _candidates(host: str, port: int, socktype: int) -> list[tuple[int, tuple, bool]]:
+def _candidates(host: str, port: int, socktype: int) -> list[tuple[int, tuple[Any, ...], bool]]:
     """(family, sockaddr, dual_stack) choices for *host*, best first."""
     if host in ("*", ""):
-        choices = []
+        choices: list[tuple[int, tuple[Any, ...], bool]] = []
         if socket.has_ipv6:
             choices.append((socket.AF_INET6, ("::", port, 0, 0), True))
         choices.append((socket.AF_INET, ("0.0.0.0", port), False))
@@ -52,7 +55,13 @@ def _candidates(host: str, port: int, socktype: int) -> list[tuple[int, tuple, b
     return [(infos[0][0], infos[0][4], False)]
 
 
-def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float) -> socket.socket:
+#: Called once when a port is found in use and binding will be retried, with
+#: a message naming the address, the holder when visible, and the retry time.
+OnBusy = Callable[[str], object]
+
+
+def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float,
+          on_busy: OnBusy | None = None) -> socket.socket:
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise SupervisorError(f"cannot bind {format_address(host, port)}: invalid port")
     choices = _candidates(host, port, socktype)
@@ -83,6 +92,9 @@ def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float
                 break
         assert last is not None
         if last.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+            if on_busy is not None:
+                on_busy(_busy_message(host, port, socktype, retry))
+                on_busy = None
             time.sleep(min(_RETRY_STEP, max(0.0, deadline - time.monotonic())))
             continue
         reason = (last.strerror or str(last)).lower()
@@ -91,20 +103,29 @@ def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float
         raise SupervisorError(f"cannot bind {format_address(host, port)}: {reason}")
 
 
+def _busy_message(host: str, port: int, socktype: int, retry: float) -> str:
+    holder = who_listens(port, udp=socktype == socket.SOCK_DGRAM)
+    held = f" (held by pid {holder[0]}, {holder[1]})" if holder else ""
+    return f"{format_address(host, port)} is in use{held}; retrying for {retry:g}s"
+
+
 def listen_tcp(
-    host: str, port: int, backlog: int = 4096, retry: float = 30.0
+    host: str, port: int, backlog: int = 4096, retry: float = 30.0,
+    on_busy: OnBusy | None = None,
 ) -> socket.socket:
     """A listening TCP socket on *host*:*port* (port 0: the OS picks one).
 
-    SO_REUSEADDR is set; "address in use" is retried for *retry* seconds;
-    any other failure raises :class:`SupervisorError` at once.
+    SO_REUSEADDR is set; "address in use" is retried for *retry* seconds,
+    calling *on_busy* once with a message naming the holder; any other
+    failure raises :class:`SupervisorError` at once.
     """
-    return _bind(host, port, socket.SOCK_STREAM, backlog, retry)
+    return _bind(host, port, socket.SOCK_STREAM, backlog, retry, on_busy)
 
 
-def listen_udp(host: str, port: int, retry: float = 30.0) -> socket.socket:
+def listen_udp(host: str, port: int, retry: float = 30.0,
+               on_busy: OnBusy | None = None) -> socket.socket:
     """A bound UDP socket on *host*:*port*; same host rules and retries as TCP."""
-    return _bind(host, port, socket.SOCK_DGRAM, None, retry)
+    return _bind(host, port, socket.SOCK_DGRAM, None, retry, on_busy)
 
 
 def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:

@@ -2,8 +2,8 @@
 
 The pieces, each in its own module:
 
-* :mod:`brim.wsgi.chain`: loading apps from a conf (in the master, before
-  fork) and chaining them (in each worker).
+* :mod:`brim.wsgi.chain`: chaining apps in each worker (the launcher loads
+  them from its conf beforehand; brimd in :mod:`brim.server.apps`).
 * :mod:`brim.wsgi.settings`: the options of a ``[wsgi]`` subconfig.
 * :mod:`brim.wsgi.http`: the HTTP/1.1 server a worker runs, built from
   :mod:`~brim.wsgi.connection` (a socket and its buffer),
@@ -20,15 +20,13 @@ Importing this package does not import eventlet; the server modules do, and
 only through :mod:`brim.wsgi.green`.
 """
 
-from .chain import AppSpec, NotFound, build_chain, load_apps, load_object
+from .chain import ChainLink, NotFound, build_chain
 from .settings import WSGI_OPTIONS, http_settings
 
 __all__ = [
     "WSGI_OPTIONS",
-    "AppSpec",
+    "ChainLink",
     "NotFound",
     "build_chain",
     "http_settings",
-    "load_apps",
-    "load_object",
 ]

@@ -1,121 +1,26 @@
-"""Building a subconfig's chain of WSGI apps from the conf.
+"""A subconfig's chain of WSGI apps, built in each worker.
 
-The work is split in two on purpose. :func:`load_apps` runs once in the
-master, before any fork: it imports each ``call`` class and runs its
-``parse_conf`` and ``stats_conf``, so a bad conf stops brimd before anything
-starts, and whatever ``parse_conf`` loads is shared copy-on-write with every
-worker. :func:`build_chain` runs in each worker and only calls constructors.
+Each app is constructed as ``cls(name, parsed_conf, next_app)`` with the app
+after it, the last one getting :class:`NotFound`; so a request goes down the
+chain until an app answers it. What to construct (the class, its name and
+its parsed conf) is loaded beforehand, in the launcher's master (brimd:
+:mod:`brim.server.apps`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-from brim.conf import Conf, ConfError
-from brim.stats import StatsError, check_stats
+from typing import Any, Protocol
 
 WSGIApp = Callable[[dict, Callable], Any]
 
 
-@dataclass
-class AppSpec:
-    """One app of a chain, as loaded in the master."""
+class ChainLink(Protocol):
+    """What build_chain needs of each app: its class, name and parsed conf."""
 
     name: str
     cls: type
     conf: Any
-    """What ``parse_conf`` returned, or the whole Conf for apps without one."""
-    stats: list[tuple[str, str]] = field(default_factory=list)
-
-
-def load_object(dotted: str) -> Any:
-    """Import ``package.module.Name`` and return ``Name``.
-
-    Raises ImportError with a message saying which part failed, so callers
-    can turn it into a one-line conf error.
-    """
-    module_name, _, attr = dotted.strip().rpartition(".")
-    if not module_name or not attr:
-        raise ImportError(f"{dotted!r} is not a dotted name like package.module.Name")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(f"cannot import {module_name!r}: {err}") from None
-    except Exception as err:
-        raise ImportError(
-            f"importing {module_name!r} failed: {type(err).__name__}: {err}"
-        ) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None
-
-
-def load_class(conf: Conf, name: str, *, referrer: tuple[str, str]) -> type:
-    """The class named by ``call`` in section ``[name]``, or a ConfError."""
-    if not conf.has_section(name):
-        raise conf.error(referrer[0], referrer[1], f"{name!r} has no [{name}] section")
-    call = conf.get(name, "call")
-    if not call:
-        raise conf.error(name, "call", "missing; set it to a class, like package.module.Class")
-    try:
-        cls = load_object(call)
-    except ImportError as err:
-        raise conf.error(name, "call", str(err)) from None
-    if not callable(cls):
-        raise conf.error(name, "call", f"{call!r} is not a class or callable")
-    return cls
-
-
-def parse_app_conf(cls: type, name: str, conf: Conf) -> Any:
-    """Run ``cls.parse_conf(name, conf)`` if it has one, turning failures into ConfError.
-
-    An app that rejects its conf raises any exception whose text is meant for
-    the user (the seed's HelloWorld raises ``Exception('[helloworld] you must
-    configure a path to serve.')``); that text becomes the error as it is.
-    """
-    parse = getattr(cls, "parse_conf", None)
-    if parse is None:
-        return conf
-    try:
-        return parse(name, conf)
-    except ConfError:
-        raise
-    except Exception as err:
-        message = str(err) or f"[{name}] parse_conf failed with {type(err).__name__}"
-        raise ConfError(message) from err
-
-
-def app_stats(cls: type, name: str, parsed: Any) -> list[tuple[str, str]]:
-    """The ``(stat_name, stat_type)`` pairs ``cls.stats_conf`` declares, checked."""
-    declare = getattr(cls, "stats_conf", None)
-    if declare is None:
-        return []
-    try:
-        pairs = list(declare(name, parsed) or ())
-    except Exception as err:
-        raise ConfError(f"[{name}] stats_conf failed: {type(err).__name__}: {err}") from err
-    try:
-        checked = check_stats(pairs, f"[{name}] stats_conf")
-    except StatsError as err:
-        raise ConfError(str(err)) from None
-    return [pair for pair in checked if pair in pairs]
-
-
-def load_apps(conf: Conf, section: str) -> list[AppSpec]:
-    """Load the apps listed by ``apps`` in ``section`` (master side, before fork)."""
-    names = conf.get_list(section, "apps")
-    if not names:
-        raise conf.error(section, "apps", "no apps listed; set apps = name1 name2 ...")
-    specs = []
-    for name in names:
-        cls = load_class(conf, name, referrer=(section, "apps"))
-        parsed = parse_app_conf(cls, name, conf)
-        specs.append(AppSpec(name, cls, parsed, app_stats(cls, name, parsed)))
-    return specs
 
 
 class NotFound:
@@ -131,7 +36,7 @@ class NotFound:
         return [self.body]
 
 
-def build_chain(specs: Sequence[AppSpec], last: WSGIApp | None = None) -> WSGIApp:
+def build_chain(specs: Sequence[ChainLink], last: WSGIApp | None = None) -> WSGIApp:
     """Construct the apps, last first, each given the next (worker side)."""
     app: WSGIApp = last if last is not None else NotFound()
     for spec in reversed(specs):

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from . import green
+from .body import NoBody
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
 from .exchange import Exchange
 from .request import HeadScan, Request, parse_head
@@ -50,6 +51,9 @@ class Connection:
         self.base_env = env
         #: Requests answered so far.
         self.served = 0
+        #: The body of every request that has none: a NoBody never changes
+        #: (it is done, and has nothing to fail on), so one serves them all.
+        self.no_body = NoBody(self, self.settings)
 
     # ----- the connection's life ---------------------------------------------
 
@@ -119,7 +123,7 @@ class Connection:
                 if end >= 0:
                     head = bytes(buf[:end])
                     del buf[:end + 4]
-                    return parse_head(head, settings)
+                    return parse_head(head, settings, state.heads)
                 if scan is None:
                     scan = HeadScan(settings)
                     head_deadline = time.monotonic() + settings.client_timeout
@@ -153,6 +157,15 @@ class Connection:
                 waiting.pop(me, None)
             if not data:
                 return None
+            if not buf and data[:2] != b'\r\n':
+                # The usual case: a whole head (and perhaps more) in one read
+                # into an empty buffer. Parse it from the bytes read, without
+                # the trip through the buffer; the loop above would do the same.
+                end = data.find(b'\r\n\r\n')
+                if end >= 0:
+                    if end + 4 < len(data):
+                        buf += memoryview(data)[end + 4:]
+                    return parse_head(data[:end], settings, state.heads)
             buf += data
 
     # ----- I/O for exchanges -------------------------------------------------

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import green
 from ._input import Input
-from .body import Body, ChunkedBody, LengthBody, NoBody
+from .body import Body, ChunkedBody, LengthBody
 from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
 from .file_wrapper import FileWrapper
 from .log import new_txn, set_txn
 from .request import Request
-from .response import ResponseHead, check_start, date_line, error_response
+from .response import ResponseHead, check_start, date_field, error_response
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -70,8 +70,8 @@ class Exchange:
         self.extra: list[str] = []
         self.body: Body
         settings = conn.settings
-        if req is None or not req.has_body:
-            self.body = NoBody(conn, settings)
+        if req is None or not (req.chunked or req.content_length):
+            self.body = conn.no_body
         elif req.chunked:
             self.body = ChunkedBody(conn, settings)
         else:
@@ -86,6 +86,7 @@ class Exchange:
     def serve(self) -> bool:
         """Answer the request (run the app, or send the refusal); True to keep the connection."""
         set_txn(self.txn)
+        self.state.in_flight[self] = None  # listed by stack dumps until finish()
         try:
             if self.error is None:
                 self._run_app()
@@ -167,6 +168,7 @@ class Exchange:
         """Count the request's status and log its line: every request ends here, once."""
         code = self.code or 500
         state = self.state
+        state.in_flight.pop(self, None)
         state.count(code)
         log = state.request_log
         if log is not None:
@@ -188,8 +190,9 @@ class Exchange:
             failed = self.body.error or self.error
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
+            now = time.time()
             log.write(self.conn.client, method, target, code, self.body.wire, self.bytes_out,
-                      time.time() - self.start, self.txn, ua, referer, extra, headers)
+                      now - self.start, self.txn, ua, referer, extra, headers, now)
         set_txn(None)
 
     # ----- the app's side: environ, start_response, write --------------------
@@ -199,12 +202,7 @@ class Exchange:
         req = self.req
         assert req is not None
         env = self.conn.base_env.copy()
-        env.update(req.environ)
-        env['REQUEST_METHOD'] = req.method
-        env['PATH_INFO'] = req.path
-        env['QUERY_STRING'] = req.query
-        env['REQUEST_URI'] = env['RAW_PATH_INFO'] = req.target
-        env['SERVER_PROTOCOL'] = 'HTTP/' + req.version
+        env.update(req.cgi)
         env['wsgi.input'] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
         env['brim.start'] = self.start
         env['brim.txn'] = self.txn
@@ -298,7 +296,8 @@ class Exchange:
 
     def _emit(self, data: bytes, final: bool) -> None:
         """Send a body piece, preceded by the head if it has not gone out."""
-        self._check_going()
+        if self.error is not None or self.body.error is not None:
+            self._check_going()
         head = b''
         if not self.head_sent:
             head = self._head(len(data) if final else None)
@@ -351,35 +350,37 @@ class Exchange:
         if response is None:
             self._broke('app returned a body before calling start_response')
         assert response is not None and req is not None
-        parts = ['HTTP/1.1 ', response.status, '\r\n', *response.lines]
+        # Bytes throughout: the status line and the app's fields were encoded
+        # once, when check_start first saw them.
+        parts = [response.head]
         keep = self.keep and not response.close
-        no_body = self._no_body()
+        no_body = req.method == 'HEAD' or response.code in (204, 304)  # as _no_body()
         if response.content_length is not None:
             self.left = 0 if no_body else response.content_length
         elif no_body:
             self.left = 0
         elif body_len is not None:
-            parts += ('Content-Length: ', str(body_len), '\r\n')
+            parts.append(b'Content-Length: %d\r\n' % body_len)
             self.left = body_len
         elif req.version == '1.1':
-            parts.append('Transfer-Encoding: chunked\r\n')
+            parts.append(b'Transfer-Encoding: chunked\r\n')
             self.framing = _CHUNKED
         else:
             self.framing = _CLOSE
             keep = False  # HTTP/1.0 and no length: the close ends the body
         if not response.has_date:
-            parts.append(date_line(time.time()))
+            parts.append(date_field(time.time()))
         if keep and not self.body.done and req.expect_continue and not self._continue_sent:
             keep = False  # the client holds its body back; it will not come
         if not keep:
-            parts.append('Connection: close\r\n\r\n')
+            parts.append(b'Connection: close\r\n\r\n')
         elif req.version == '1.0':
-            parts.append('Connection: keep-alive\r\n\r\n')
+            parts.append(b'Connection: keep-alive\r\n\r\n')
         else:
-            parts.append('\r\n')
+            parts.append(b'\r\n')
         self.keep = keep
         self.code = response.code
-        return ''.join(parts).encode('latin-1')
+        return b''.join(parts)
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Send a FileWrapper's file with sendfile; False to iterate it instead."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from . import green
 from .connection import Connection
+from .environ import brim_items
 from .file_wrapper import FileWrapper
 from .log import txn_logger
 from .settings import HTTPSettings
@@ -60,17 +61,11 @@ class HTTPServer:
             'wsgi.run_once': False,
             'wsgi.input_terminated': True,
             'wsgi.file_wrapper': FileWrapper,
-            'brim.server': server if server is not None else self,
-            'brim.logger': txn_logger(self.logger),
-            'brim.stats': stats,
-            'brim.json_dumps': settings.json_dumps,
-            'brim.json_loads': settings.json_loads,
+            **brim_items(server=server, stats=stats, logger=txn_logger(self.logger),
+                         json_dumps=settings.json_dumps, json_loads=settings.json_loads),
         }
-        if server is not None:
-            # The seed's env['brim']. PEP 3333 keeps dotless keys for CGI str
-            # values (wsgiref.validate rejects an object there), so it is set
-            # only when a server object is given; 'brim.server' always is.
-            base_env['brim'] = server
+        if server is None:
+            base_env['brim.server'] = self
         #: What every connection shares: settings, app, counters, drain state.
         self.state = ServerState(settings, app, self.logger, stats, base_env)
 

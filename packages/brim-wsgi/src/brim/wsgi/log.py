@@ -54,14 +54,18 @@ LOG_FORMATS = ('text', 'json')
 
 _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar('brim_txn', default=None)
 
-# Random bytes for txn ids, taken 16 at a time and refilled in blocks, so a
-# request costs no system call. Emptied in a forked child, so no two
-# processes ever hand out ids from the same bytes.
-_TXN_BLOCK = 16 * 512
-_txn_bytes = b''
+# Random bytes for txn ids, 16 to an id, refilled in blocks so a request
+# costs no system call; each block gets the version 4 and variant bits of all
+# its ids at once and is turned into hex whole, so an id is one slice of it.
+# Emptied in a forked child, so no two processes ever hand out ids from the
+# same bytes.
+_TXN_IDS = 512
+_TXN_BLOCK = 32 * _TXN_IDS  # hex digits
+_txn_hex = ''
 _txn_at = _TXN_BLOCK
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+# byte 6: version 4 in its high nibble; byte 8: variant 0b10 in its top bits.
+_V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
+_V4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
 
 
 def _forget_txn_bytes() -> None:
@@ -78,13 +82,16 @@ def new_txn() -> str:
     Taken from a block of os.urandom bytes refilled every 512 ids, not one
     system call per request.
     """
-    global _txn_bytes, _txn_at
+    global _txn_hex, _txn_at
     at = _txn_at
     if at >= _TXN_BLOCK:
-        _txn_bytes = os.urandom(_TXN_BLOCK)
+        block = bytearray(os.urandom(16 * _TXN_IDS))
+        block[6::16] = block[6::16].translate(_V4_VERSION)
+        block[8::16] = block[8::16].translate(_V4_VARIANT)
+        _txn_hex = block.hex()
         at = 0
-    _txn_at = at + 16
-    return '%032x' % ((int.from_bytes(_txn_bytes[at:at + 16], 'big') & _V4_CLEAR) | _V4_SET)
+    _txn_at = at + 32
+    return _txn_hex[at:at + 32]
 
 
 def set_txn(txn: str | None) -> None:
@@ -257,13 +264,20 @@ class RequestLog:
         self.name = name
         self.fmt = fmt
         self._syslog = [isinstance(s, SyslogSink) for s in sinks]
+        #: No sink is syslog's: every one takes the same stamped line.
+        self._stamped_only = not any(self._syslog)
+        # The start of a stamped line ('<time> <name> NOTICE '), for the
+        # millisecond it was made in: many requests end within the same one.
+        self._stamp_ms = -1
+        self._stamp = ''
 
     def write(self, client: str, method: str | None, path: str | None, status: int,
               bytes_in: int, bytes_out: int, duration: float, txn: str,
               user_agent: str | None, referer: str | None, extra: list[str] | None = None,
-              headers: list[tuple[str, str]] | None = None) -> None:
-        """Log one request."""
-        now = time.time()
+              headers: list[tuple[str, str]] | None = None, now: float | None = None) -> None:
+        """Log one request; now (time.time()) is when it ended, if the caller has it."""
+        if now is None:
+            now = time.time()
         if self.fmt == 'json':
             fields: dict[str, Any] = {
                 'time': _clock.iso(now), 'name': self.name, 'client': client,
@@ -273,6 +287,28 @@ class RequestLog:
             if headers is not None:
                 fields['headers'] = [[k, v] for k, v in headers]
             line = json.dumps(fields)
+            for sink in self.sinks:
+                sink.write(line, NOTICE)
+            return
+        if self._stamped_only:
+            # The usual case (a file, a stream): the line is built stamped, in one go.
+            ms = int(now * 1000)
+            if ms != self._stamp_ms:
+                self._stamp_ms = ms
+                self._stamp = f'{_clock.text(now)} {self.name} NOTICE '
+            if extra or headers:
+                line = format_request_line(client, method, path, status, bytes_in, bytes_out,
+                                           duration, txn, user_agent, referer, extra,
+                                           headers, self._stamp)
+            else:
+                # format_request_line's fields, written out here: this is
+                # the line of nearly every request, and a call less counts.
+                q = _quoted.get
+                line = (f'{self._stamp}{q(client) or _quote_field(client)} '
+                        f'{q(method) or _quote_field(method)} {q(path) or _quote_field(path)} '
+                        f'{status} {bytes_in} {bytes_out} {duration:.5f} {txn} '
+                        f'{q(user_agent) or _quote_field(user_agent)} '
+                        f'{q(referer) or _quote_field(referer)}')
             for sink in self.sinks:
                 sink.write(line, NOTICE)
             return
@@ -302,7 +338,7 @@ class _RecordRequestLog(RequestLog):
     def write(self, client: str, method: str | None, path: str | None, status: int,
               bytes_in: int, bytes_out: int, duration: float, txn: str,
               user_agent: str | None, referer: str | None, extra: list[str] | None = None,
-              headers: list[tuple[str, str]] | None = None) -> None:
+              headers: list[tuple[str, str]] | None = None, now: float | None = None) -> None:
         line = format_request_line(client, method, path, status, bytes_in, bytes_out,
                                    duration, txn, user_agent, referer, extra, headers)
         record = self.logger.makeRecord(self.logger.name, NOTICE, '', 0, line, (), None)
@@ -439,15 +475,36 @@ def log_quote(value: Any) -> str:
     return ''.join(ch if ('!' <= ch <= '~') else _quote_char(ch) for ch in value)
 
 
+# Request line fields already quoted, by value: a worker logs the same few
+# clients, methods, paths and user agents over and over, so most fields cost
+# one lookup. Only short values are kept, so the memo stays small.
+_MAX_MEMO = 2048
+_MAX_MEMO_LEN = 256
+_quoted: dict[str | None, str] = {None: '-'}
+
+
+def _quote_field(value: str | None) -> str:
+    """log_quote(value), remembered in _quoted when value is a short str."""
+    text = log_quote(value)
+    if type(value) is str and len(value) <= _MAX_MEMO_LEN:
+        if len(_quoted) >= _MAX_MEMO:
+            _quoted.clear()
+            _quoted[None] = '-'
+        _quoted[value] = text
+    return text
+
+
 def format_request_line(client: str, method: str | None, path: str | None, status: int,
                         bytes_in: int,
                         bytes_out: int, duration: float, txn: str, user_agent: str | None,
                         referer: str | None, extra: list[str] | None = None,
-                        headers: list[tuple[str, str]] | None = None) -> str:
-    """The request log line: one string of space-separated, quoted fields."""
-    line = (f'{log_quote(client)} {log_quote(method)} {log_quote(path)} {status} '
-            f'{bytes_in} {bytes_out} {duration:.5f} {txn} {log_quote(user_agent)} '
-            f'{log_quote(referer)}')
+                        headers: list[tuple[str, str]] | None = None, prefix: str = '') -> str:
+    """The request log line: one string of space-separated, quoted fields, after prefix."""
+    q = _quoted.get
+    line = (f'{prefix}{q(client) or _quote_field(client)} {q(method) or _quote_field(method)} '
+            f'{q(path) or _quote_field(path)} {status} {bytes_in} {bytes_out} '
+            f'{duration:.5f} {txn} {q(user_agent) or _quote_field(user_agent)} '
+            f'{q(referer) or _quote_field(referer)}')
     if extra:
         line += ' ' + ' '.join(log_quote(word) for word in extra)
     if headers:

@@ -110,7 +110,7 @@ def _header_key(name: bytes) -> str | None:
 class Request:
     """One request head, checked: what the exchange builds the environ from."""
 
-    __slots__ = ('chunked', 'content_length', 'environ', 'expect_continue', 'fields',
+    __slots__ = ('cgi', 'chunked', 'content_length', 'environ', 'expect_continue', 'fields',
                  'keep_alive', 'method', 'path', 'query', 'target', 'version')
 
     def __init__(self, method: str, target: str, version: str) -> None:
@@ -129,10 +129,22 @@ class Request:
         self.chunked = False
         self.content_length: int | None = None
         self.expect_continue = False
+        #: environ plus the request line's own items (REQUEST_METHOD, PATH_INFO ...):
+        #: all of the PEP 3333 environ that comes from the head, merged once.
+        self.cgi: dict[str, str] = {}
 
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+    def _merge_cgi(self) -> None:
+        cgi = self.environ.copy()
+        cgi['REQUEST_METHOD'] = self.method
+        cgi['PATH_INFO'] = self.path
+        cgi['QUERY_STRING'] = self.query
+        cgi['REQUEST_URI'] = cgi['RAW_PATH_INFO'] = self.target
+        cgi['SERVER_PROTOCOL'] = 'HTTP/' + self.version
+        self.cgi = cgi
 
 
 def has_bare_cr_lf(buf: bytes | bytearray, start: int = 0) -> bool:
@@ -285,8 +297,26 @@ def _field_problem(line: bytes, what: str) -> str:
     return f'control byte in a {what} field value'
 
 
-def parse_head(head: bytes, settings: HTTPSettings) -> Request:
-    """A checked Request from a complete head (request line and fields, no blank line)."""
+#: Heads at most this long are kept in a parse cache (see parse_head).
+MAX_CACHED_HEAD = 4096
+#: Heads a parse cache holds before it starts afresh.
+MAX_CACHED_HEADS = 512
+
+
+def parse_head(head: bytes, settings: HTTPSettings,
+               cache: dict[bytes, Request] | None = None) -> Request:
+    """A checked Request from a complete head (request line and fields, no blank line).
+
+    With a cache (one per server, so one set of limits), a head already
+    parsed is answered by the Request it gave: a client on a keep-alive
+    connection, or a load balancer's health check, sends the same head over
+    and over, and a Request is never changed once parsed. Only heads that
+    passed every rule are kept, so a refusal is always worked out afresh.
+    """
+    if cache is not None:
+        req = cache.get(head)
+        if req is not None:
+            return req
     line_end = head.find(b'\r\n')
     line = head if line_end < 0 else head[:line_end]
     if len(line) > settings.max_request_line:
@@ -302,6 +332,11 @@ def parse_head(head: bytes, settings: HTTPSettings) -> Request:
         err.method = method
         err.target = req.target
         raise
+    req._merge_cgi()
+    if cache is not None and len(head) <= MAX_CACHED_HEAD:
+        if len(cache) >= MAX_CACHED_HEADS:
+            cache.clear()  # the heads of a while ago; the current ones come back at once
+        cache[head] = req
     return req
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from .errors import AppError
 
-__all__ = ['HOP_BY_HOP', 'ResponseHead', 'check_start', 'date_line', 'error_response']
+__all__ = ['HOP_BY_HOP', 'ResponseHead', 'check_start', 'date_field', 'date_line',
+           'error_response']
 
 _STATUS = re.compile(r'([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*')
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -51,6 +52,8 @@ class ResponseHead:
     has_date: bool
     #: The app sent 'Connection: close'.
     close: bool
+    #: The status line and the app's field lines, as they go on the wire.
+    head: bytes = b''
 
 
 # Statuses and (name, value) pairs already found good. Apps send the same few
@@ -58,10 +61,23 @@ class ResponseHead:
 _MAX_CACHED = 4096
 _good_statuses: dict[str, int] = {}
 _good_pairs: dict[tuple[str, str], tuple[str, str]] = {}
+# Whole start_response calls already found good, and the ResponseHead each
+# gave: most apps answer with a few fixed (status, headers) pairs, so the
+# common response costs one lookup. A ResponseHead is never changed once made.
+_good_starts: dict[tuple[str, tuple[Any, ...]], ResponseHead] = {}
 
 
 def check_start(status: Any, headers: Any) -> ResponseHead:
     """A ResponseHead from start_response's arguments, or AppError naming the broken rule."""
+    key: tuple[str, tuple[Any, ...]] | None = None
+    if type(status) is str and type(headers) is list:
+        key = (status, tuple(headers))
+        try:
+            response = _good_starts.get(key)
+        except TypeError:  # an unhashable item: not a good header, as checked below
+            key = response = None
+        if response is not None:
+            return response
     code = _good_statuses.get(status) if type(status) is str else None
     if code is None:
         code = _check_status(status)
@@ -92,7 +108,13 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
         elif lname == 'date':
             has_date = True
         lines.append(f'{item[0]}: {value}\r\n')
-    return ResponseHead(code, status, lines, length, has_date, close)
+    head = ''.join(('HTTP/1.1 ', status, '\r\n', *lines)).encode('latin-1')
+    response = ResponseHead(code, status, lines, length, has_date, close, head)
+    if key is not None:
+        if len(_good_starts) >= _MAX_CACHED:
+            _good_starts.clear()  # an app whose headers vary: keep the recent ones
+        _good_starts[key] = response
+    return response
 
 
 def _check_status(status: Any) -> int:
@@ -131,16 +153,25 @@ def _check_pair(item: Any) -> tuple[str, str]:
 
 _date_sec = 0
 _date_line = ''
+_date_field = b''
 
 
 def date_line(now: float) -> str:
     """'Date: ...\\r\\n' for now, formatted once a second rather than once a response."""
-    global _date_sec, _date_line
+    global _date_sec, _date_line, _date_field
     sec = int(now)
     if sec != _date_sec:
         _date_line = 'Date: ' + email.utils.formatdate(sec, usegmt=True) + '\r\n'
+        _date_field = _date_line.encode('ascii')
         _date_sec = sec
     return _date_line
+
+
+def date_field(now: float) -> bytes:
+    """date_line(now) as bytes, for a head assembled as bytes."""
+    if int(now) != _date_sec:
+        date_line(now)
+    return _date_field
 
 
 def error_response(status: int, title: str, detail: str | None,

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from brim.conf import Conf, Option, read_options
-
-from .chain import load_object
+from brim.conf import Conf, Option, load_object, read_options
 
 
 @dataclass
@@ -64,7 +62,8 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            "iterable before writing a chunk of a chunked response.", inherit=True, minimum=1),
     Option("log_headers", "bool", False, "Add every request header to the request log line.",
            inherit=True),
-    Option("count_status_codes", "list", ("404", "408", "499", "501"), "Status codes that "
+    Option("count_status_codes", "list",
+           tuple(str(code) for code in HTTPSettings.count_status_codes), "Status codes that "
            "get a stat of their own (status_<code>_count).", inherit=True),
     Option("json_dumps", "str", "json.dumps", "Dotted name of the JSON encoder apps get as "
            "env['brim.json_dumps'] (e.g. orjson.dumps).", inherit=True),
@@ -83,10 +82,10 @@ WSGI_OPTIONS: tuple[Option, ...] = (
 
 def status_codes(conf: Conf, section: str) -> tuple[int, ...]:
     """``count_status_codes`` as ints, each a real HTTP status code."""
-    found = section if conf.get(section, "count_status_codes") is not None else "brim"
+    found = conf.found_in(section, "count_status_codes", inherit=True) or section
     codes = []
-    for word in conf.get_list(section, "count_status_codes", ("404", "408", "499", "501"),
-                              inherit=True):
+    default = tuple(str(code) for code in HTTPSettings.count_status_codes)
+    for word in conf.get_list(section, "count_status_codes", default, inherit=True):
         if not word.isdigit() or not 100 <= int(word) <= 999:
             raise conf.error(found, "count_status_codes", f"{word!r} is not an HTTP status code")
         codes.append(int(word))
@@ -99,7 +98,7 @@ def json_function(conf: Conf, section: str, option: str) -> Any:
     try:
         function = load_object(dotted)
     except ImportError as err:
-        found = section if conf.get(section, option) is not None else "brim"
+        found = conf.found_in(section, option, inherit=True) or section
         raise conf.error(found, option, str(err)) from None
     if not callable(function):
         raise conf.error(section, option, f"{dotted!r} is not callable")

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import green
 from .log import RequestLog, request_log
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
 from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+    from .request import Request
 
 __all__ = ['DRAIN_IDLE', 'Counters', 'ServerState', 'Shed']
 
@@ -47,6 +52,8 @@ class Counters:
         self._request: int | None = None
         self._classes: list[int | None] = [None] * 10
         self._codes: dict[int, int] = {}
+        #: The positions each status code is counted at, worked out on its first use.
+        self._by_code: dict[int, tuple[int, ...]] = {}
         if stats is None:
             return
         self._request = stats.index_of(REQUEST_COUNT)
@@ -59,18 +66,18 @@ class Counters:
 
     def count(self, code: int) -> None:
         """Count one finished request with this status."""
-        stats = self._stats
-        if stats is None:
-            return
-        incr_at = stats.incr_at
-        if self._request is not None:
-            incr_at(self._request)
-        i = self._classes[code // 100] if 0 < code < 1000 else None
-        if i is not None:
-            incr_at(i)
-        i = self._codes.get(code)
-        if i is not None:
-            incr_at(i)
+        at = self._by_code.get(code) if self._stats is not None else ()
+        if at is None:
+            at = self._by_code[code] = self._positions(code)
+        if at:
+            incr_at = self._stats.incr_at
+            for i in at:
+                incr_at(i)
+
+    def _positions(self, code: int) -> tuple[int, ...]:
+        found = (self._request, self._classes[code // 100] if 0 < code < 1000 else None,
+                 self._codes.get(code))
+        return tuple(i for i in found if i is not None)
 
 
 class ServerState:
@@ -99,9 +106,50 @@ class ServerState:
         self.waiting_head: dict[Any, float] = {}
         #: Connections shed to make room, since the worker started.
         self.shed_count = 0
+        #: Request heads already parsed, and the Request each gave (parse_head's cache).
+        self.heads: dict[bytes, Request] = {}
+        #: Requests until on_request_limit is called (see limit_requests).
+        self.requests_left: int | None = None
+        self.on_request_limit: Callable[[], None] | None = None
+        #: The exchanges being served, oldest first (values unused): each
+        #: registers itself when it starts serving and leaves in finish().
+        self.in_flight: dict[Exchange, None] = {}
 
     def count(self, code: int) -> None:
         self.counters.count(code)
+        if self.requests_left is not None:
+            self.requests_left -= 1
+            if self.requests_left == 0 and self.on_request_limit is not None:
+                self.on_request_limit()
+
+    def limit_requests(self, count: int, then: Callable[[], None]) -> None:
+        """Call ``then`` once, when the ``count``-th request from now has finished.
+
+        How ``max_requests`` recycles a worker: ``then`` asks the master for
+        a replacement, and this worker serves on until it is told to drain.
+        """
+        self.requests_left = count
+        self.on_request_limit = then
+
+    def requests_in_flight(self) -> list[str]:
+        """One line per request being served now, oldest first, for a stack dump.
+
+        Method, target, txn, seconds since it arrived, and the client.
+        """
+        now = time.time()
+        lines = []
+        for ex in list(self.in_flight):
+            req = ex.req
+            method: str | None
+            target: str | None
+            if req is not None:
+                method, target = req.method, req.target
+            else:  # refused before an app saw it
+                method = ex.error.method if ex.error else None
+                target = ex.error.target if ex.error else None
+            lines.append(f'{method or "-"} {target or "-"} txn:{ex.txn} '
+                         f'for {now - ex.start:.2f}s from {ex.conn.client or "-"}')
+        return lines
 
     def shed_one(self) -> bool:
         """End the longest-idle waiting connection to free a slot; False if none waits.

@@ -1,63 +1,61 @@
-"""The brimd command: init.d-style control of one brimd.
+"""The brimd command: argparse and the commands, init.d style.
 
-Commands map onto signals to the master named by the pid file:
-
-========== =============================================================
-start      validate the conf, bind, daemonize, run (default command)
-stop       TERM: workers finish what they hold within ``grace``, then exit
-shutdown   QUIT: the master lets go of the ports and exits at once; its
-           workers finish their connections and exit on their own
-restart    start a new brimd that takes the listening sockets over from
-           the running one, which then shuts down gracefully
-reload     HUP: re-read the conf and gracefully replace every worker
-status     report whether brimd runs (LSB exit codes: 0 yes, 1 stale pid
-           file, 3 no)
-no-daemon  one process in the foreground, no workers; for debugging
-foreground all workers and daemons, not daemonized, logging to stderr;
-           for systemd and containers (TERM drains and exits)
-========== =============================================================
+Each command either becomes the master (start, restart, foreground,
+no-daemon; see :class:`brim.server.master.Master`) or signals the running
+master named by the pid file (stop, shutdown, reload, status). The list of
+commands, in plain words, is ``brimd -h``'s epilog (COMMAND_HELP below).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import select
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from importlib import metadata
 
 from brim.conf import Conf, ConfError
-from brim.supervisor import (
-    PidFile,
-    SupervisorError,
-    daemonize,
-    drop_privileges,
-    fetch_sockets,
-    parse_umask,
-    status,
-    user_ids,
-)
+from brim.supervisor import PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
 from .dialect import MAIN_SECTION, read_conf
+from .master import START_TIMEOUT, Master, handover_path, version
+from .statusfile import StatusFile, status_path
 
 COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
             "no-daemon", "foreground")
 
-#: How long the command waits for a daemonized brimd to say it started.
-START_TIMEOUT = 60.0
+#: The commands as ``brimd -h`` lists them (plain text: a terminal shows it as is).
+COMMAND_HELP = """\
+commands:
+  start         check the conf, bind the ports, start in the background, and
+                return once every worker stayed up for start_check seconds
+                (prints one line per subserver; exit 1 with the error if a
+                worker cannot stay up). The default command.
+  stop          end brimd: workers get grace seconds to finish, then are
+                killed (SIGTERM to the master)
+  shutdown      the master lets go of the ports and exits at once; workers
+                finish their connections and exit on their own (SIGQUIT)
+  restart       start a new brimd that takes the ports over from the
+                running one; the old one shuts down once the new workers
+                stayed up (nothing is refused in between)
+  reload        re-read the conf and replace every worker gracefully
+                (SIGHUP); waits and reports like start
+  force-reload  the same as reload
+  status        whether brimd runs, and its workers up per subserver (exit
+                0 running, 1 stale pid file, 3 not running, 4 unknown)
+  foreground    run in the foreground with all workers, logging to stderr:
+                for systemd (Type=notify-reload) and containers (as PID 1 it
+                reaps orphans); SIGTERM drains and exits
+  no-daemon     one process, no workers, for debugging
 
-
-def _version() -> str:
-    try:
-        return metadata.version("brimd")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a tree
-        return "unknown"
+signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
+log files, TTIN/TTOU one WSGI worker more/fewer, USR2 to a worker: log its
+stacks.
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="brimd",
         description="Launch and control WSGI, TCP and UDP apps and daemons described by "
                     "a conf file.",
-        epilog=__doc__.split("\n\n", 1)[1].split("\"\"\"")[0],
+        epilog=COMMAND_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="start", choices=COMMANDS,
@@ -79,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                              "/var/run/brimd.pid as root or ~/.brimd.pid)")
     parser.add_argument("-o", "--output", action="store_true",
                         help="keep stdout and stderr open and log to stderr too")
-    parser.add_argument("-v", "--version", action="version", version=f"brimd {_version()}")
+    parser.add_argument("-v", "--version", action="version", version=f"brimd {version()}")
     parser.add_argument("-x", "--traceback", action="store_true",
                         help="show the full stack trace of a start-up error")
     return parser
@@ -127,44 +125,10 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
         return None
 
 
-def _pid_path(args: argparse.Namespace, conf: Conf | None) -> str | None:
+def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
     configured = conf.get_path(MAIN_SECTION, "pid_file") if conf is not None else None
-    return pid_file_path(args.pid_file, configured)
-
-
-def _running_pid(path: str | None) -> int | None:
-    if path is None:
-        return None
-    pidfile = PidFile(path, name="brimd")
-    return pidfile.read() if pidfile.is_running() else None
-
-
-def handover_path(pid_path: str, pid: int) -> str:
-    """Where the master with ``pid`` offers its sockets to a successor."""
-    return f"{pid_path}.{pid}.sock"
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        if _is_zombie(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+    path = pid_file_path(args.pid_file, configured)
+    return PidFile(path, name="brimd") if path else None
 
 
 def _grace(conf: Conf | None) -> float:
@@ -175,20 +139,29 @@ def _grace(conf: Conf | None) -> float:
         return declared.default
 
 
+def _say_busy(message: str) -> None:
+    """Told once per busy port while binding retries: who holds it."""
+    print(f"brimd: {message}", file=sys.stderr, flush=True)
+
+
 # -- the commands -------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    path = _pid_path(args, _lenient_conf(args))
-    if path is None:
+    pidfile = _pidfile(args, _lenient_conf(args))
+    if pidfile is None:
         print("brimd: no pid file (-p -), cannot tell", file=sys.stderr)
         return 4
-    code = status(path, name="brimd")
-    pid = PidFile(path).read()
+    code = status(pidfile.path, name="brimd")
     if code == 0:
-        print(f"brimd is running (pid {pid})")
+        print(f"brimd is running (pid {pidfile.read()})")
+        state = StatusFile(status_path(pidfile.path)).read() or {}
+        for sub in state.get("subservers", ()):
+            print(f"  {sub['line']}, {sub['up']} up")
+        if state.get("state") == "failed" and state.get("error"):
+            print(f"  last reload: {state['error']}")
     elif code == 1:
-        print(f"brimd is not running (stale pid file {path})")
+        print(f"brimd is not running (stale pid file {pidfile.path})")
     else:
         print("brimd is not running")
     return code
@@ -196,84 +169,113 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     conf = _lenient_conf(args)
-    return _signal_and_wait(_pid_path(args, conf), signal.SIGTERM, _grace(conf) + 15.0, "stop")
+    return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM, _grace(conf) + 15.0)
 
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
-    return _signal_and_wait(_pid_path(args, _lenient_conf(args)), signal.SIGQUIT, 15.0,
-                            "shut down")
+    return _signal_and_wait(_pidfile(args, _lenient_conf(args)), signal.SIGQUIT, 15.0)
 
 
-def _signal_and_wait(path: str | None, signum: int, timeout: float, what: str) -> int:
-    pid = _running_pid(path)
-    if pid is None:
+def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float) -> int:
+    if pidfile is None or pidfile.signal_and_wait(signum, timeout) is None:
         print("brimd is not running", file=sys.stderr)
-        return 0
-    os.kill(pid, signum)
-    if not _wait_gone(pid, timeout):
-        print(f"brimd: pid {pid} did not {what} within {timeout:g}s", file=sys.stderr)
-        return 1
     return 0
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
+    """HUP, then wait for the master's verdict in its status file."""
     server = Server.from_files(args.conf)  # refuse to signal with a conf that won't load
-    pid = _running_pid(server.pid_file(args.pid_file))
-    if pid is None:
+    path = server.pid_file(args.pid_file)
+    pidfile = PidFile(path, name="brimd") if path else None
+    pid = pidfile.running_pid() if pidfile is not None else None
+    if pid is None or pidfile is None:
         print("brimd is not running", file=sys.stderr)
         return 7
+    state_file = StatusFile(status_path(pidfile.path))
+    before = (state_file.read() or {}).get("generation", 0)
     os.kill(pid, signal.SIGHUP)
-    return 0
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        state = state_file.read() or {}
+        if state.get("generation", 0) > before and state.get("state") in ("running", "failed"):
+            if state["state"] == "failed":
+                print(state.get("error") or "brimd: reload failed (see the log)",
+                      file=sys.stderr)
+                return 1
+            print("\n".join(sub["line"] for sub in state.get("subservers", ())))
+            return 0
+        if not pidfile.is_running():
+            print("brimd: the master exited during the reload", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"brimd: reload sent; no verdict within {START_TIMEOUT:g}s (see the log)",
+          file=sys.stderr)
+    return 1
 
 
-def _load(args: argparse.Namespace, output: bool) -> tuple[Server, str | None, int | None]:
-    """The validated Server, its pid file path, and the pid of a brimd already running."""
+def _load(args: argparse.Namespace, output: bool) -> tuple[Server, PidFile | None]:
+    """The validated Server and its pid file."""
     server = Server.from_files(args.conf, output=output)
     path = server.pid_file(args.pid_file)
-    return server, path, _running_pid(path)
+    return server, (PidFile(path, name="brimd") if path else None)
 
 
-def _ready(server: Server, inherited: dict | None = None) -> None:
+def _prepare(server: Server, inherited: dict | None = None) -> None:
     """Bind (or adopt) the listening sockets and allocate stats: all before any fork."""
-    for sock in server.bind(inherited).values():
+    for sock in server.bind(inherited, on_busy=_say_busy).values():
         sock.close()
     server.allocate_stats()
 
 
+def _master(server: Server, pidfile: PidFile | None, args: argparse.Namespace, *,
+            foreground: bool = False, predecessor: int | None = None) -> Master:
+    return Master(server, pidfile, stderr=foreground or args.output, syslog=not foreground,
+                  reload_conf=args.reload_conf, foreground=foreground,
+                  predecessor=predecessor)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
-    server, path, pid = _load(args, args.output)
+    server, pidfile = _load(args, args.output)
+    pid = pidfile.running_pid() if pidfile is not None else None
     if pid is not None:
         print(f"brimd is already running (pid {pid})", file=sys.stderr)
         return 0
-    _ready(server)
-    return _daemon_start(server, path, args, old_pid=None)
+    _prepare(server)
+    return _master(server, pidfile, args).start_daemon(keep_std=args.output)
 
 
 def cmd_foreground(args: argparse.Namespace) -> int:
-    server, path, pid = _load(args, True)
+    server, pidfile = _load(args, True)
+    pid = pidfile.running_pid() if pidfile is not None else None
     if pid is not None:
         print(f"brimd is already running (pid {pid})", file=sys.stderr)
         return 1
-    _ready(server)
-    return run_master(server, path, args, stderr=True, syslog=False)
+    _prepare(server)
+    return _master(server, pidfile, args, foreground=True).run()
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    server, path, old_pid = _load(args, args.output)
+    server, pidfile = _load(args, args.output)
+    old_pid = pidfile.running_pid() if pidfile is not None else None
     inherited = {}
-    if old_pid is not None and path is not None:
+    if old_pid is not None and pidfile is not None:
+        # Under systemd the running master was told where to notify; its
+        # successor takes that over (the old one names it with MAINPID=).
+        state = StatusFile(status_path(pidfile.path)).read() or {}
+        for name, value in (state.get("notify") or {}).items():
+            os.environ.setdefault(name, value)
         try:
-            inherited = fetch_sockets(handover_path(path, old_pid))
+            inherited = fetch_sockets(handover_path(pidfile.path, old_pid))
         except SupervisorError as err:
             print(f"brimd: {err}; binding anew once the running brimd lets go",
                   file=sys.stderr)
         if not inherited:
             # No hand-over: the old brimd must release the ports before we bind.
-            os.kill(old_pid, signal.SIGQUIT)
-            _wait_gone(old_pid, 15.0)
+            pidfile.signal_and_wait(signal.SIGQUIT, 15.0)
             old_pid = None
-    _ready(server, inherited)
-    return _daemon_start(server, path, args, old_pid=old_pid)
+    _prepare(server, inherited)
+    return _master(server, pidfile, args, predecessor=old_pid).start_daemon(
+        keep_std=args.output)
 
 
 def cmd_no_daemon(args: argparse.Namespace) -> int:
@@ -282,111 +284,8 @@ def cmd_no_daemon(args: argparse.Namespace) -> int:
     server = Server.from_files(args.conf, output=True)
     for sub in server.subservers:
         sub.workers = 1
-    _ready(server)
+    _prepare(server)
     return run_single(server)
-
-
-def _daemon_start(server: Server, path: str | None, args: argparse.Namespace,
-                  old_pid: int | None) -> int:
-    """Daemonize, and report back whether the daemon came up."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_end)
-        server.close_sockets()
-        message = _read_report(read_end, START_TIMEOUT)
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        if message == "ok":
-            return 0
-        print(message or "brimd: the daemon exited before it started", file=sys.stderr)
-        return 1
-    os.close(read_end)
-    try:
-        daemonize(keep_std=args.output)
-        return run_master(server, path, args, stderr=args.output, syslog=True,
-                          ready_fd=write_end, old_pid=old_pid)
-    except BaseException as err:
-        if isinstance(err, SystemExit):
-            raise
-        text = str(err) if isinstance(err, ConfError) else f"brimd: {err}"
-        try:
-            os.write(write_end, text.encode())
-        except OSError:
-            pass
-        os._exit(1)
-
-
-def _read_report(fd: int, timeout: float) -> str:
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return "brimd: the daemon did not report in time"
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        data = os.read(fd, 4096)
-        if not data:
-            return b"".join(chunks).decode(errors="replace")
-        chunks.append(data)
-
-
-def run_master(server: Server, path: str | None, args: argparse.Namespace, *, stderr: bool,
-               syslog: bool, ready_fd: int | None = None, old_pid: int | None = None) -> int:
-    """Become the master: pid file, privileges, logging, supervisor loop."""
-    pidfile = PidFile(path, name="brimd") if path else None
-    if pidfile is not None:
-        pidfile.write()
-    logger = server.setup_logging(stderr=stderr, syslog=syslog)
-    state = {"server": server}
-
-    def on_reload(sup) -> None:
-        from .reload import reload_server
-
-        state["server"] = reload_server(state["server"], sup, args)
-
-    def on_started(sup) -> None:
-        # Restart: the new workers are up on the handed-over sockets, so the
-        # old brimd may now let go; its workers finish what they hold.
-        if old_pid is not None:
-            try:
-                os.kill(old_pid, signal.SIGQUIT)
-            except ProcessLookupError:
-                pass
-
-    sup = server.supervise(
-        handover_path=handover_path(path, os.getpid()) if path else None,
-        on_reload=on_reload, on_started=on_started,
-    )
-    if path:
-        sup.prepare_handover()  # while still allowed to create files beside the pid file
-    if server.user or server.group:
-        uid, gid = user_ids(server.user, server.group)
-        for target in {server.log, *(sub.log for sub in server.subservers)}:
-            target.hand_file_to(uid, gid)
-        drop_privileges(server.user, server.group, server.umask)
-    else:
-        os.umask(parse_umask(server.umask))
-    if ready_fd is not None:
-        os.write(ready_fd, b"ok")
-        os.close(ready_fd)
-    logger.info("brimd %s started: %s", _version(),
-                ", ".join(f"{s.group} x{s.workers}" for s in server.subservers))
-    try:
-        return sup.run()
-    except Exception:
-        # Once daemonized, stderr is gone: the log is the only place left.
-        logger.exception("brimd master failed")
-        return 1
-    finally:
-        if pidfile is not None:
-            try:
-                pidfile.remove()
-            except SupervisorError as err:
-                logger.warning("%s", err)
-        logger.info("brimd stopped")
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {

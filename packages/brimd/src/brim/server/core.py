@@ -7,17 +7,22 @@ it runs in.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from brim.conf import Conf, ConfError
-from brim.stats import StatsStore
+from brim.stats import StatsBucket, StatsStore
 from brim.supervisor import (
+    ActivatedSocket,
     Supervisor,
     SupervisorError,
+    activated_sockets,
+    describe_socket,
     listen_tcp,
     listen_udp,
     parse_umask,
@@ -47,6 +52,53 @@ def pid_file_path(override: str | None, configured: str | None) -> str | None:
     return options.default_pid_file()
 
 
+def _describe_passed(passed: ActivatedSocket) -> str:
+    return f"{passed.name!r} ({describe_socket(passed.sock)})"
+
+
+def _serves_address(sub: ListeningSubserver, sock: socket.socket) -> bool:
+    """Whether ``sock`` is bound where ``sub``'s ip and port say, with its protocol."""
+    want = socket.SOCK_STREAM if sub.proto == "tcp" else socket.SOCK_DGRAM
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != want:
+        return False
+    try:
+        host, port = sock.getsockname()[:2]
+        bound = ipaddress.ip_address(host)
+    except (OSError, ValueError):
+        return False
+    if port != sub.port:
+        return False
+    ip = sub.ip[1:-1] if sub.ip.startswith("[") and sub.ip.endswith("]") else sub.ip
+    if ip in ("", "*"):
+        return bound.is_unspecified
+    try:
+        return ipaddress.ip_address(ip) == bound
+    except ValueError:  # a host name: any of its addresses
+        try:
+            infos = socket.getaddrinfo(ip, port, sock.family, want)
+        except OSError:
+            return False
+        return any(ipaddress.ip_address(info[4][0]) == bound for info in infos)
+
+
+def _check_passed(conf: Conf, sub: ListeningSubserver, passed: ActivatedSocket) -> None:
+    """Refuse a socket chosen by name that ``sub`` cannot serve, saying why."""
+    sock = passed.sock
+    what = f"systemd's socket {_describe_passed(passed)}"
+    problem = None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        problem = f"{what} is not an IPv4 or IPv6 socket"
+    elif sub.proto == "tcp" and sock.type != socket.SOCK_STREAM:
+        problem = f"{what} is not a stream socket, and [{sub.section}] serves TCP"
+    elif sub.proto == "udp" and sock.type != socket.SOCK_DGRAM:
+        problem = f"{what} is not a datagram socket, and [{sub.section}] serves UDP"
+    elif sub.proto == "tcp" and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        problem = (f"{what} is not listening (a .socket unit with Accept=yes passes "
+                   "connections; brimd needs Accept=no)")
+    if problem:
+        raise conf.error(sub.section, "socket_name", problem)
+
+
 class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
@@ -67,11 +119,15 @@ class Server:
         self.umask: str = read("umask")
         self.grace: float = read("grace")
         self.worker_timeout: float = read("worker_timeout")
+        self.start_check: float = read("start_check")
         self.pid_file_option: str | None = read("pid_file")
         self._check_umask()
         self.log = LogTarget.read(conf, MAIN_SECTION, MAIN_SECTION)
         self.stats: StatsStore | None = None
         self.supervisor: Supervisor | None = None
+        #: The sockets systemd passed (socket activation), all of them in use;
+        #: reload matches the new conf against them again.
+        self.activated: list[ActivatedSocket] = []
         self.logger = logging.getLogger(self.log.name)
         self.start_time = time.time()
         #: Where logs go; set by setup_logging and followed by every worker.
@@ -83,15 +139,18 @@ class Server:
     def _preload(self) -> None:
         """Import in the master everything workers import, so a privilege drop cannot
         leave a worker unable to read its own code."""
-        hubs = [s.hub for s in self.subservers if s.kind != "daemons"]
-        if not hubs:
+        green_subs = [s for s in self.subservers if s.kind != "daemons"]
+        if not green_subs:
             return
         from brim.wsgi import green, http, log  # noqa: F401
 
-        try:
-            green.preload(hubs)
-        except ValueError as err:
-            raise ConfError(f"[brim] eventlet_hub: {err}") from None
+        for sub in green_subs:
+            try:
+                green.preload([sub.hub])
+            except ValueError as err:
+                # Named where the value was set, with its file and line.
+                found = self.conf.found_in(sub.section, "eventlet_hub", inherit=True)
+                raise self.conf.error(found or sub.section, "eventlet_hub", str(err)) from None
 
     @classmethod
     def from_files(cls, paths: list[str] | None, *, output: bool = False) -> Server:
@@ -119,23 +178,52 @@ class Server:
     def listeners(self) -> list[ListeningSubserver]:
         return [s for s in self.subservers if isinstance(s, ListeningSubserver)]
 
-    def bind(self, inherited: dict[str, socket.socket] | None = None) -> dict[str, socket.socket]:
-        """Give every listening subserver its socket: inherited if offered, else bound now.
+    def bind(self, inherited: dict[str, socket.socket] | None = None, *,
+             activated: list[ActivatedSocket] | None = None,
+             on_busy: Callable[[str], object] | None = None) -> dict[str, socket.socket]:
+        """Give every listening subserver its socket: systemd's, inherited, or bound now.
 
-        Sockets handed over by a running brimd (on restart) are used for the
-        addresses they match; any left unused are returned, for the caller to
-        close. Also builds the TLS contexts, so a bad cert fails here.
+        Socket activation: when systemd passed sockets (``activated``; read
+        from the environment when None), every listening subserver serves one
+        of them, the one named by its ``socket_name`` or else the one with
+        its ip, port and protocol. A passed socket no subserver takes, or a
+        subserver that finds none, is a ConfError naming them: systemd owns
+        the addresses then, and a socket brimd bound on the side would serve
+        an address the .socket unit does not list (while one it lists would
+        queue connections nobody accepts).
+
+        Otherwise sockets handed over by a running brimd (restart) or kept by
+        reload are used for the subservers they match, by address, or by
+        ``socket_name`` for a socket systemd once passed; the rest are bound
+        now. Inherited sockets left unused are returned, for the caller to
+        close (never one systemd passed). Also builds the TLS contexts, so a
+        bad cert fails here. ``on_busy`` is told, once per address, when a
+        port is in use and binding is being retried (and who holds it).
         """
         inherited = dict(inherited or {})
+        if activated is None:
+            activated = activated_sockets()
+        self.activated = list(activated)
         raise_open_files_limit()  # every connection is a descriptor; workers inherit it
+        passed = self._match_activated() if self.activated else {}
         for sub in self.listeners:
-            sock = inherited.pop(sub.socket_key, None)
+            sub.named_by_systemd = False
+            if self.activated:
+                sock: socket.socket | None = passed[sub.section]
+                sub.named_by_systemd = sub.socket_name is not None
+            elif sub.name_key is not None and sub.name_key in inherited:
+                sock = inherited.pop(sub.name_key)
+                sub.named_by_systemd = True
+            else:
+                sock = inherited.pop(sub.socket_key, None)
             if sock is None:
                 try:
                     if sub.proto == "tcp":
-                        sock = listen_tcp(sub.ip, sub.port, sub.backlog, retry=sub.listen_retry)
+                        sock = listen_tcp(sub.ip, sub.port, sub.backlog, retry=sub.listen_retry,
+                                          on_busy=on_busy)
                     else:
-                        sock = listen_udp(sub.ip, sub.port, retry=sub.listen_retry)
+                        sock = listen_udp(sub.ip, sub.port, retry=sub.listen_retry,
+                                          on_busy=on_busy)
                 except SupervisorError as err:
                     raise ConfError(f"[{sub.section}] {err}") from None
             sub.sock = sock
@@ -144,7 +232,43 @@ class Server:
                     sub.settings.ssl_context = server_ssl_context(sub.certfile, sub.keyfile)
                 except SupervisorError as err:
                     raise ConfError(f"[{sub.section}] certfile: {err}") from None
-        return inherited
+        systemds = {id(a.sock) for a in self.activated}
+        return {key: sock for key, sock in inherited.items() if id(sock) not in systemds}
+
+    def _match_activated(self) -> dict[str, socket.socket]:
+        """Section to socket: which passed socket each listening subserver serves.
+
+        Subservers with a socket_name choose first, so one matched by
+        address cannot take a socket another one asked for by name.
+        """
+        left = list(self.activated)
+        chosen: dict[str, socket.socket] = {}
+        passed_list = ", ".join(_describe_passed(a) for a in self.activated)
+        for sub in sorted(self.listeners, key=lambda s: s.socket_name is None):
+            if sub.socket_name is not None:
+                hit = next((a for a in left if a.name == sub.socket_name), None)
+                if hit is None:
+                    raise self.conf.error(
+                        sub.section, "socket_name",
+                        f"systemd passed no socket named {sub.socket_name!r} "
+                        f"(it passed {passed_list})")
+                _check_passed(self.conf, sub, hit)
+            else:
+                hit = next((a for a in left if _serves_address(sub, a.sock)), None)
+                if hit is None:
+                    raise ConfError(
+                        f"[{sub.section}] systemd passed no socket for {sub.proto} "
+                        f"{sub.address} (it passed {passed_list}); set socket_name to "
+                        "the one to serve, or list this address in the .socket unit")
+            left.remove(hit)
+            chosen[sub.section] = hit.sock
+        if left:
+            raise ConfError(
+                "systemd passed socket(s) no subconfig serves: "
+                + ", ".join(_describe_passed(a) for a in left)
+                + "; name each in a subconfig's socket_name (or give a subconfig its ip "
+                "and port), or remove it from the .socket unit")
+        return chosen
 
     @property
     def sockets(self) -> dict[str, socket.socket]:
@@ -161,6 +285,12 @@ class Server:
         self.stats = StatsStore(groups, start_time=self.start_time)
         return self.stats
 
+    def bucket(self, group: str, index: int) -> StatsBucket:
+        """One worker's stats bucket, in the store allocated before the workers forked."""
+        if self.stats is None:
+            raise RuntimeError("no stats store: Server.allocate_stats() comes before any fork")
+        return self.stats.bucket(group, index)
+
     def setup_logging(self, *, stderr: bool, syslog: bool = True) -> logging.Logger:
         """Log to syslog (when daemonized), to stderr (foreground, no-daemon or -o), or both,
         unless the conf's log_sink says otherwise."""
@@ -168,7 +298,7 @@ class Server:
         self.logger = self.log.setup(stderr=stderr, syslog=syslog)
         return self.logger
 
-    def _reopen_logs(self, sup: Supervisor) -> None:
+    def reopen_logs(self, sup: Supervisor) -> None:
         """SIGUSR1 in the master: reopen its log files (the supervisor then tells the workers)."""
         reopen_logs()
         self.logger.info("%s: reopening log files (SIGUSR1)", sup.name)
@@ -181,32 +311,8 @@ class Server:
             self._worker_loggers[sub.log] = logger
         return logger
 
-    def supervise(self, *, handover_path: str | None = None, on_reload: Any = None,
-                  on_started: Any = None) -> Supervisor:
-        """The Supervisor that keeps every subserver's workers alive."""
-        sup = Supervisor(
-            name="brimd",
-            logger=self.logger,
-            grace=self.grace,
-            timeout=self.worker_timeout or None,
-            sockets=self.sockets,
-            handover_path=handover_path,
-            on_reload=on_reload,
-            on_started=on_started,
-            on_reopen=self._reopen_logs,
-        )
-        self.add_groups(sup)
-        return sup
-
-    def add_groups(self, sup: Supervisor) -> None:
-        """Have ``sup`` keep every subserver's workers alive (daemons get no hang check)."""
-        for sub in self.subservers:
-            timeout: Any = None if sub.kind == "daemons" else (self.worker_timeout or None)
-            sup.add_group(sub.group, sub.workers, self._target(sub), title=sub.title,
-                          timeout=timeout)
-        self.supervisor = sup
-
-    def _target(self, sub: Subserver):
+    def worker_target(self, sub: Subserver) -> Callable[[Any], int]:
+        """What a worker of ``sub`` runs: the subserver, with this Server around it."""
         def run(ctx: Any) -> int:
             self._worker_loggers.clear()
             return sub.run(ctx, self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from brim.conf import Conf, Option, check_unknown
 from brim.wsgi.settings import WSGI_OPTIONS
@@ -36,6 +37,9 @@ PROCESS_OPTIONS: tuple[Option, ...] = (
     Option("worker_timeout", "float", 0.0, "Seconds a worker may go without a heartbeat "
            "(its event loop blocked, say by a CPU-bound app) before it is killed and "
            "replaced. 0 turns the check off.", minimum=0),
+    Option("start_check", "float", 1.0, "Seconds every worker must stay up before start, "
+           "restart and reload report success (and systemd is told READY=1); a worker "
+           "that exits sooner fails the start, with its error printed.", minimum=0),
     Option("wsgi", "list", (), "Shorthand for a [wsgi] section with apps = these names."),
     Option("additional_confs", "list", (), "More conf files to read after this one, "
            "relative to it; globs allowed."),
@@ -63,10 +67,24 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            choices=("epolls", "poll", "selects")),
 )
 
-#: Where a subserver listens and how many workers it has.
+
+def _check_socket_name(name: str) -> None:
+    """systemd joins fd names with ':' in LISTEN_FDNAMES, so no name can hold one."""
+    if ":" in name or not name.isprintable() or len(name) > 255:
+        raise ValueError(f"{name!r} cannot be a systemd socket name (at most 255 printable "
+                         "characters, no ':')")
+
+
+#: Where a subserver listens and how many workers it has. socket_name is
+#: per subconfig only: one passed socket cannot serve two subconfigs.
 LISTEN_OPTIONS: tuple[Option, ...] = (
     Option("ip", "str", "*", "Address to listen on; * for every address.", inherit=True),
     Option("port", "int", 80, "Port to listen on.", inherit=True, minimum=0, maximum=65535),
+    Option("socket_name", "str", None, "Under systemd socket activation: serve the passed "
+           "socket with this name (FileDescriptorName= in the .socket unit), whatever ip and "
+           "port say. Unset: take the passed socket with this subconfig's ip and port. Not "
+           "socket-activated: unused, brimd binds ip and port itself.",
+           validator=_check_socket_name),
     Option("workers", "int", 1, "Worker processes, each with its own stats bucket.",
            inherit=True, minimum=1, maximum=1024),
     Option("backlog", "int", 4096, "Connections the kernel queues before accepting.",
@@ -74,6 +92,29 @@ LISTEN_OPTIONS: tuple[Option, ...] = (
     Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use.",
            inherit=True, minimum=0),
 )
+
+#: When workers are replaced on purpose (see brim.supervisor.Recycling). A
+#: replacement starts first; the old worker drains once it is up.
+RECYCLE_OPTIONS: tuple[Option, ...] = (
+    Option("max_requests", "int", 0, "Requests a WSGI worker serves before it is recycled "
+           "(replaced by a fresh process, for apps that leak). 0: never.", inherit=True,
+           minimum=0),
+    Option("max_requests_jitter", "int", 0, "Up to this many requests more, drawn at random "
+           "per worker, so workers started together are not recycled together.",
+           inherit=True, minimum=0),
+    Option("max_worker_lifetime", "float", 0.0, "Seconds a worker or daemon process runs "
+           "before it is recycled. 0: no limit.", inherit=True, minimum=0),
+    Option("max_worker_rss", "int", 0, "Resident memory, in MiB, past which a worker or "
+           "daemon process is recycled (checked every second). 0: no limit.", inherit=True,
+           minimum=0),
+    Option("recycle_concurrency", "int", 1, "Workers of one subconfig being recycled at "
+           "the same time, at most.", inherit=True, minimum=1),
+    Option("max_workers", "int", 0, "Most workers SIGTTIN may raise a WSGI subconfig to "
+           "(SIGTTOU lowers it, down to 1). 0: twice 'workers'.", inherit=True, minimum=0,
+           maximum=1024),
+)
+_PROCESS_RECYCLE = tuple(o for o in RECYCLE_OPTIONS if o.name in (
+    "max_worker_lifetime", "max_worker_rss", "recycle_concurrency"))
 
 TLS_OPTIONS: tuple[Option, ...] = (
     Option("certfile", "path", None, "PEM certificate (chain) file; set it to serve TLS.",
@@ -104,13 +145,15 @@ _JSON = tuple(o for o in WSGI_OPTIONS if o.name in ("json_dumps", "json_loads"))
 _LOGGING = tuple(o for o in COMMON_OPTIONS if o.name != "eventlet_hub")
 
 SECTION_OPTIONS: dict[str, tuple[Option, ...]] = {
-    MAIN_SECTION: PROCESS_OPTIONS + COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS
+    MAIN_SECTION: PROCESS_OPTIONS + COMMON_OPTIONS
+    + tuple(o for o in LISTEN_OPTIONS if o.name != "socket_name") + TLS_OPTIONS
     + tuple(o for o in WSGI_OPTIONS if o.name != "apps")
-    + tuple(o for o in UDP_OPTIONS if o.inherit),
-    "wsgi": COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS + WSGI_OPTIONS,
-    "tcp": COMMON_OPTIONS + LISTEN_OPTIONS + _CONCURRENT + _JSON + TCP_OPTIONS,
-    "udp": COMMON_OPTIONS + _UDP_LISTEN + _CONCURRENT + _JSON + UDP_OPTIONS,
-    "daemons": _LOGGING + _JSON + DAEMONS_OPTIONS,
+    + tuple(o for o in UDP_OPTIONS if o.inherit) + RECYCLE_OPTIONS,
+    "wsgi": COMMON_OPTIONS + LISTEN_OPTIONS + TLS_OPTIONS + WSGI_OPTIONS + RECYCLE_OPTIONS,
+    "tcp": COMMON_OPTIONS + LISTEN_OPTIONS + _CONCURRENT + _JSON + TCP_OPTIONS
+    + _PROCESS_RECYCLE,
+    "udp": COMMON_OPTIONS + _UDP_LISTEN + _CONCURRENT + _JSON + UDP_OPTIONS + _PROCESS_RECYCLE,
+    "daemons": _LOGGING + _JSON + DAEMONS_OPTIONS + _PROCESS_RECYCLE,
 }
 
 
@@ -122,7 +165,7 @@ def option(kind: str, name: str) -> Option:
     raise KeyError(f"no option {name!r} in [{kind}]")
 
 
-def value(conf: Conf, kind: str, section: str, name: str):
+def value(conf: Conf, kind: str, section: str, name: str) -> Any:
     """Read one declared option of ``section`` (a section of ``kind``)."""
     return option(kind, name).read(conf, section)
 
@@ -335,6 +378,10 @@ def reference_rst() -> str:
          "subserver) to serve HTTPS.", TLS_OPTIONS),
         ("WSGI", "The HTTP server of ``[wsgi]`` subconfigs. All but ``apps`` may be set "
          "in ``[brim]`` as defaults.", WSGI_OPTIONS),
+        ("Recycling", "When workers are replaced by fresh processes on purpose. A "
+         "replacement starts first and the old worker drains once it is up, so no "
+         "connection is refused. Set in ``[brim]`` as defaults, or per subconfig.",
+         RECYCLE_OPTIONS),
         ("TCP", "``[tcp#name]`` sections.", TCP_OPTIONS),
         ("UDP", "``[udp#name]`` sections.", UDP_OPTIONS),
         ("Daemons", "The ``[daemons]`` section.", DAEMONS_OPTIONS),

@@ -11,21 +11,10 @@ import signal
 import threading
 from typing import Any
 
+from brim.supervisor import WorkerContext
+from brim.supervisor.dump import install_dump_handler
+
 from .core import Server
-
-
-class LocalContext:
-    """The worker context of no-daemon mode: worker 0 of its group, in-process."""
-
-    single = True
-    draining = False
-
-    def __init__(self, group: str) -> None:
-        self.group = group
-        self.worker_id = 0
-
-    def heartbeat(self) -> None:
-        """Nobody watches heartbeats here: there is no master."""
 
 
 def run_single(server: Server) -> int:
@@ -48,7 +37,10 @@ def run_single(server: Server) -> int:
     green.install_signal_handlers({signal.SIGINT: lambda _: done.ready() or done.send(True),
                                    signal.SIGTERM: lambda _: done.ready() or done.send(True),
                                    signal.SIGUSR1: lambda _: reopen_logs()})
-    running = [green.spawn(sub.run, LocalContext(sub.group), server)
+    # SIGUSR2 logs what every thread and green thread is doing (a plain
+    # handler, so it works even when an app blocks the loop).
+    install_dump_handler(logger, "brimd no-daemon")
+    running = [green.spawn(sub.run, _context(sub), server)
                for sub in server.subservers if sub.kind != "daemons"]
     if running:
         def _all_returned() -> None:
@@ -66,6 +58,11 @@ def run_single(server: Server) -> int:
 
 def _run_daemon(sub: Any, server: Server, logger: Any) -> None:
     try:
-        sub.run(LocalContext(sub.group), server)
+        sub.run(_context(sub), server)
     except Exception:
         logger.exception("daemon %s failed (no-daemon mode does not restart it)", sub.section)
+
+
+def _context(sub: Any) -> WorkerContext:
+    """Worker 0 of its group, in this process: no master watches or signals it."""
+    return WorkerContext.detached(sub.group, supervisor_name="brimd")

@@ -9,6 +9,8 @@ goes through :mod:`brim.wsgi.green`.
 
 from __future__ import annotations
 
+import logging
+import random
 import signal
 import socket
 import time
@@ -16,13 +18,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError
-from brim.stats import DAEMON, Group, StatDecl
-from brim.wsgi.chain import app_stats, build_chain, load_apps, load_class, parse_app_conf
+from brim.stats import DAEMON, Group, StatDecl, StatsBucket
+from brim.supervisor import Recycling, WorkerContext
+from brim.supervisor.dump import add_dump_source, install_dump_handler
+from brim.supervisor.systemd import describe_socket
+from brim.wsgi.chain import build_chain
+from brim.wsgi.environ import brim_items
 from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
 from brim.wsgi.stats import server_stats
 
 from . import options
+from .apps import app_stats, load_apps, load_class, parse_app_conf
 from .logtarget import LogTarget
 
 if TYPE_CHECKING:
@@ -31,12 +38,18 @@ if TYPE_CHECKING:
 #: Seconds between a worker's heartbeats (see the worker_timeout option).
 HEARTBEAT_INTERVAL = 1.0
 
+#: Counted by the master each time it recycles a process on purpose.
+RECYCLE_STAT: StatDecl = (
+    "recycle_count", "sum", "Times this worker or daemon process was recycled on purpose "
+    "(max_requests, max_worker_lifetime, max_worker_rss)")
+
 #: The stats every worker and daemon keeps about its own process.
 PROCESS_STATS: list[StatDecl] = [
     ("start_time", "worker", "When this worker or daemon process last started, in seconds "
      "since the epoch (0 if it has not started yet)"),
     ("start_count", "sum", "Times this worker or daemon process started; more than once "
      "means it was restarted"),
+    RECYCLE_STAT,
 ]
 
 
@@ -59,6 +72,18 @@ class Subserver:
                     else options.value(conf, self.kind, section, "eventlet_hub"))
         self.json_dumps = json_function(conf, section, "json_dumps")
         self.json_loads = json_function(conf, section, "json_loads")
+        read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
+        #: When its processes are replaced on purpose (the master checks these).
+        self.recycling = Recycling(
+            max_lifetime=read("max_worker_lifetime") or None,
+            max_rss=read("max_worker_rss") * 2**20 or None,
+            concurrency=read("recycle_concurrency"),
+        )
+
+    @property
+    def max_workers(self) -> int:
+        """Stats buckets to allocate: the most workers it may ever have at once."""
+        return self.workers
 
     @property
     def title(self) -> str:
@@ -71,19 +96,15 @@ class Subserver:
         and it is reported under its section name by other Stats apps.
         """
         return Group(self.group, self.workers, self.stats, labels={"subserver": self.group},
+                     spare=self.max_workers - self.workers,
                      reported_by_all=self.reported_by_all)
 
     def env(self, server: Server, bucket: Any, logger: Any) -> dict[str, Any]:
-        """The brim.* items every kind of app is handed."""
-        return {
-            "brim": server,
-            "brim.stats": bucket,
-            "brim.logger": logger,
-            "brim.json_dumps": self.json_dumps,
-            "brim.json_loads": self.json_loads,
-        }
+        """The brim.* items every kind of app is handed (as a WSGI app's are)."""
+        return brim_items(server=server, stats=bucket, logger=logger,
+                          json_dumps=self.json_dumps, json_loads=self.json_loads)
 
-    def run(self, ctx: Any, server: Server) -> int:  # pragma: no cover - abstract
+    def run(self, ctx: WorkerContext, server: Server) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -97,11 +118,16 @@ class ListeningSubserver(Subserver):
         read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
         self.ip: str = read("ip")
         self.port: int = read("port")
+        self.socket_name: str | None = read("socket_name")
         self.workers = read("workers")
         self.listen_retry: float = read("listen_retry")
         self.backlog: int = read("backlog") if self.kind != "udp" else 0
         self.concurrent: int = read("concurrent_per_worker")
         self.sock: socket.socket | None = None
+        #: Set when ``sock`` is the socket systemd passed under ``socket_name``
+        #: (directly, or handed over or kept since): its address is systemd's,
+        #: not ip and port.
+        self.named_by_systemd = False
 
     @property
     def address(self) -> str:
@@ -109,25 +135,54 @@ class ListeningSubserver(Subserver):
         return f"{host}:{self.port}"
 
     @property
+    def name_key(self) -> str | None:
+        """The key of a socket systemd passed under this subconfig's socket_name."""
+        return f"{self.proto} systemd:{self.socket_name}" if self.socket_name else None
+
+    @property
     def socket_key(self) -> str:
-        """The name its socket is handed over under on restart."""
+        """The name its socket is handed over (restart) and kept (reload) under.
+
+        A socket systemd passed by name keeps that name as its key, so a
+        successor finds it by socket_name even when ip or port changed.
+        """
+        if self.named_by_systemd and self.name_key:
+            return self.name_key
         return f"{self.proto} {self.address}"
 
     @property
+    def listener(self) -> socket.socket:
+        """Its bound socket; the master binds it (Server.bind) before any worker starts."""
+        if self.sock is None:
+            raise RuntimeError(f"[{self.section}] has no socket: Server.bind() comes first")
+        return self.sock
+
+    @property
+    def where(self) -> str:
+        """Where it listens: ip and port, or the socket's own address when systemd
+        passed it or the OS chose the port (port 0)."""
+        if self.sock is not None and (self.named_by_systemd or self.port == 0):
+            return describe_socket(self.sock).partition(" ")[2]
+        return self.address
+
+    @property
     def title(self) -> str:
-        return f"{self.section} worker {{id}} {self.address}"
+        return f"{self.section} worker {{id}} {self.where}"
 
 
-def _setup_green_worker(sub: Subserver, ctx: Any, server: Server):
+def _setup_green_worker(sub: Subserver, ctx: WorkerContext,
+                        server: Server) -> tuple[Any, logging.Logger, Any, StatsBucket]:
     """Common start of an eventlet worker: hub, logger, stats bucket, heartbeat."""
     from brim.wsgi import green
     from brim.wsgi.log import txn_logger
 
-    single = getattr(ctx, "single", False)
+    single = ctx.single
     if not single:
         green.use_hub(sub.hub)
     logger = server.worker_logger(sub)
-    bucket = server.stats.bucket(sub.group, ctx.worker_id)
+    _install_dump(ctx, logger)
+    add_dump_source("green threads", lambda: green.green_stacks(_txn_note))
+    bucket = server.bucket(sub.group, ctx.worker_id)
     bucket.mark_started()
 
     def _beat() -> None:
@@ -148,17 +203,38 @@ class WSGISubserver(ListeningSubserver):
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
-        self.stats = [*server_stats(self.settings.count_status_codes),
+        self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
                       *(decl for spec in self.specs for decl in spec.stats)]
+        read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
+        self.max_requests: int = read("max_requests")
+        self.max_requests_jitter: int = read("max_requests_jitter")
+        self._max_workers: int = read("max_workers") or 2 * self.workers
+        if self._max_workers < self.workers:
+            raise conf.error(section, "max_workers", f"must be at least workers "
+                             f"({self.workers}), not {self._max_workers}")
 
-    def run(self, ctx: Any, server: Server) -> int:
+    @property
+    def max_workers(self) -> int:
+        """The most workers SIGTTIN may raise it to (stats buckets are made for these)."""
+        return self._max_workers
+
+    def run(self, ctx: WorkerContext, server: Server) -> int:
         from brim.wsgi.http import HTTPServer
 
         green, logger, _, bucket = _setup_green_worker(self, ctx, server)
         app = build_chain(self.specs)
-        http = HTTPServer(self.sock, app, self.settings, stats=bucket, logger=logger,
+        http = HTTPServer(self.listener, app, self.settings, stats=bucket, logger=logger,
                           server=server, name=self.section)
+        add_dump_source(f"requests in flight in [{self.section}]",
+                        http.state.requests_in_flight)
         _drain_on_signals(green, http.drain, ctx)
+        if self.max_requests:
+            # Jitter drawn per worker: workers started together (at start,
+            # or after a reload) would otherwise all reach the limit at once.
+            limit = self.max_requests + random.randint(0, self.max_requests_jitter)
+            http.state.limit_requests(
+                limit, lambda: ctx.request_recycle(f"max_requests: served {limit}"))
+        ctx.ready()
         http.serve_forever()
         return 0
 
@@ -214,6 +290,7 @@ class SocketSubserver(ListeningSubserver):
                 release()
 
         _drain_on_signals(green, drain, ctx)
+        ctx.ready()
         try:
             main.wait()
         except green.GreenletExit:
@@ -230,11 +307,11 @@ class TCPSubserver(SocketSubserver):
     count_help = "Connections accepted and handed to the app"
     unit = "connection"
 
-    def run(self, ctx: Any, server: Server) -> int:
+    def run(self, ctx: WorkerContext, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.concurrent)
-        listener = self.sock
+        listener = self.listener
         listener.setblocking(False)
         base_env = self.env(server, bucket, logger)
 
@@ -276,11 +353,11 @@ class UDPSubserver(SocketSubserver):
         super().__init__(conf, section)
         self.max_datagram_size = options.value(conf, self.kind, section, "max_datagram_size")
 
-    def run(self, ctx: Any, server: Server) -> int:
+    def run(self, ctx: WorkerContext, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.concurrent)
-        sock = green.green_socket(self.sock)
+        sock = green.green_socket(self.listener)
         base_env = self.env(server, bucket, logger)
         size = self.max_datagram_size
         section = self.section
@@ -330,21 +407,48 @@ class DaemonSubserver(Subserver):
     def title(self) -> str:
         return f"daemon {self.section}"
 
-    def run(self, ctx: Any, server: Server) -> int:
+    def run(self, ctx: WorkerContext, server: Server) -> int:
         from brim.wsgi.log import txn_logger
 
         logger = server.worker_logger(self)
-        if not getattr(ctx, "single", False):
+        _install_dump(ctx, logger)
+        if not ctx.single:
             # A plain process: the handler runs between bytecodes of the
             # daemon's main thread. Its sinks write whole blocks, so a
             # reopen there costs at most the order of two lines.
             signal.signal(signal.SIGUSR1, lambda *_: reopen_logs())
-        bucket = server.stats.bucket(self.group, 0)
+        bucket = server.bucket(self.group, 0)
         bucket.mark_started()
         daemon = self.cls(self.section, self.conf)
+        ctx.ready()
         daemon(self.env(server, bucket, txn_logger(logger)))
         logger.warning("daemon %s returned; it will be started again", self.section)
         return 0
+
+
+def _install_dump(ctx: Any, logger: Any) -> None:
+    """Log a stack dump on DUMP_SIGNAL (SIGUSR2), which the master sends a hung
+    worker before it kills it, and an operator may send any time.
+
+    A plain signal handler, not a green one: it runs even when the worker's
+    loop is blocked, and sees the code that blocks it. In no-daemon mode
+    :func:`brim.server.single.run_single` installs one for the whole process.
+    """
+    if not ctx.single:
+        install_dump_handler(logger, ctx.title)
+
+
+def _txn_note(context: Any) -> str | None:
+    """The txn a green thread serves, read from its context variables, for a dump."""
+    from brim.wsgi.log import current_txn
+
+    if context is None:
+        return None
+    try:
+        txn = context.run(current_txn)
+    except RuntimeError:  # a context entered elsewhere cannot be entered again
+        return None
+    return f"txn:{txn}" if txn else None
 
 
 def _drain_on_signals(green: Any, drain: Callable[[], None], ctx: Any) -> None:
@@ -355,7 +459,7 @@ def _drain_on_signals(green: Any, drain: Callable[[], None], ctx: Any) -> None:
     SIGINT is ignored: a Ctrl-C reaches the whole process group and the
     master turns it into an orderly stop. USR1 reopens the log files.
     """
-    if getattr(ctx, "single", False):
+    if ctx.single:
         return  # no-daemon mode: one process, Ctrl-C ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     green.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
