@@ -25,7 +25,6 @@ from brim.supervisor import (
     describe_socket,
     listen_tcp,
     listen_udp,
-    parse_umask,
     raise_open_files_limit,
     server_ssl_context,
 )
@@ -34,6 +33,7 @@ from brim.wsgi.log import reopen_logs
 from . import options
 from .dialect import MAIN_SECTION, read_conf
 from .logtarget import LogTarget
+from .settings import MasterSettings, read_record
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
 
 #: Default conf files, read in this order when no -c is given.
@@ -66,9 +66,10 @@ def _serves_address(sub: ListeningSubserver, sock: socket.socket) -> bool:
         bound = ipaddress.ip_address(host)
     except (OSError, ValueError):
         return False
-    if port != sub.port:
+    if port != sub.listen.port:
         return False
-    ip = sub.ip[1:-1] if sub.ip.startswith("[") and sub.ip.endswith("]") else sub.ip
+    ip = sub.listen.ip
+    ip = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
     if ip in ("", "*"):
         return bound.is_unspecified
     try:
@@ -113,15 +114,8 @@ class Server:
         self.conf = conf
         self.output = output
         self.subservers: list[Subserver] = build_subservers(conf)
-        read = lambda name: options.value(conf, MAIN_SECTION, MAIN_SECTION, name)  # noqa: E731
-        self.user: str | None = read("user")
-        self.group: str | None = read("group")
-        self.umask: str = read("umask")
-        self.grace: float = read("grace")
-        self.worker_timeout: float = read("worker_timeout")
-        self.start_check: float = read("start_check")
-        self.pid_file_option: str | None = read("pid_file")
-        self._check_umask()
+        #: The master's own options ([brim]), read and checked once.
+        self.settings = read_record(MasterSettings, conf, MAIN_SECTION, MAIN_SECTION)
         self.log = LogTarget.read(conf, MAIN_SECTION, MAIN_SECTION)
         self.stats: StatsStore | None = None
         self.supervisor: Supervisor | None = None
@@ -166,12 +160,6 @@ class Server:
                 )
         return cls(conf, output=output)
 
-    def _check_umask(self) -> None:
-        try:
-            parse_umask(self.umask)
-        except SupervisorError as err:
-            raise self.conf.error(MAIN_SECTION, "umask", str(err)) from None
-
     # -- master side ---------------------------------------------------------
 
     @property
@@ -210,7 +198,7 @@ class Server:
             sub.named_by_systemd = False
             if self.activated:
                 sock: socket.socket | None = passed[sub.section]
-                sub.named_by_systemd = sub.socket_name is not None
+                sub.named_by_systemd = sub.listen.socket_name is not None
             elif sub.name_key is not None and sub.name_key in inherited:
                 sock = inherited.pop(sub.name_key)
                 sub.named_by_systemd = True
@@ -218,11 +206,12 @@ class Server:
                 sock = inherited.pop(sub.socket_key, None)
             if sock is None:
                 try:
+                    where = sub.listen
                     if sub.proto == "tcp":
-                        sock = listen_tcp(sub.ip, sub.port, sub.backlog, retry=sub.listen_retry,
-                                          on_busy=on_busy)
+                        sock = listen_tcp(where.ip, where.port, where.backlog,
+                                          retry=where.listen_retry, on_busy=on_busy)
                     else:
-                        sock = listen_udp(sub.ip, sub.port, retry=sub.listen_retry,
+                        sock = listen_udp(where.ip, where.port, retry=where.listen_retry,
                                           on_busy=on_busy)
                 except SupervisorError as err:
                     raise ConfError(f"[{sub.section}] {err}") from None
@@ -244,13 +233,14 @@ class Server:
         left = list(self.activated)
         chosen: dict[str, socket.socket] = {}
         passed_list = ", ".join(_describe_passed(a) for a in self.activated)
-        for sub in sorted(self.listeners, key=lambda s: s.socket_name is None):
-            if sub.socket_name is not None:
-                hit = next((a for a in left if a.name == sub.socket_name), None)
+        for sub in sorted(self.listeners, key=lambda s: s.listen.socket_name is None):
+            name = sub.listen.socket_name
+            if name is not None:
+                hit = next((a for a in left if a.name == name), None)
                 if hit is None:
                     raise self.conf.error(
                         sub.section, "socket_name",
-                        f"systemd passed no socket named {sub.socket_name!r} "
+                        f"systemd passed no socket named {name!r} "
                         f"(it passed {passed_list})")
                 _check_passed(self.conf, sub, hit)
             else:
@@ -330,7 +320,7 @@ class Server:
 
     def pid_file(self, override: str | None) -> str | None:
         """The pid file path: -p wins, then pid_file in [brim], then the default."""
-        return pid_file_path(override, self.pid_file_option)
+        return pid_file_path(override, self.settings.pid_file)
 
     def __repr__(self) -> str:
         return f"<brim.server.Server {[s.group for s in self.subservers]}>"

@@ -151,10 +151,10 @@ class Master:
         self.notifier = Notifier.from_environment(self.logger)
         path = self.pidfile.path if self.pidfile else None
         sup = Supervisor(
-            name="brimd", logger=self.logger, grace=server.grace,
-            timeout=server.worker_timeout or None, sockets=server.sockets,
+            name="brimd", logger=self.logger, grace=server.settings.grace,
+            timeout=server.settings.worker_timeout or None, sockets=server.sockets,
             handover_path=handover_path(path, os.getpid()) if path else None,
-            start_check=server.start_check, reap_orphans=self.foreground,
+            start_check=server.settings.start_check, reap_orphans=self.foreground,
             notify=self.notifier,
             on_reload=self.reload, on_reopen=server.reopen_logs, on_ready=self._ready,
             on_start_failed=self._start_failed, on_recycle=self._recycled,
@@ -178,15 +178,16 @@ class Master:
 
     def _drop_privileges(self) -> None:
         server = self.server
-        if server.user or server.group:
-            uid, gid = user_ids(server.user, server.group)
+        settings = server.settings
+        if settings.user or settings.group:
+            uid, gid = user_ids(settings.user, settings.group)
             for target in {server.log, *(sub.log for sub in server.subservers)}:
                 target.hand_file_to(uid, gid)
             if self.pidfile is not None and self.predecessor is not None:
                 self.pidfile.keep_open()  # rewritten once this master is up
-            drop_privileges(server.user, server.group, server.umask)
+            drop_privileges(settings.user, settings.group, settings.umask)
         else:
-            os.umask(parse_umask(server.umask))
+            os.umask(parse_umask(settings.umask))
 
     def _finish(self) -> None:
         if self.report is not None:
@@ -307,7 +308,8 @@ class Master:
             return
         self.state, self.error = "reloading", None
         self._write_status(sup)
-        if (new.user, new.group) != (old.user, old.group):
+        if (new.settings.user, new.settings.group) != (old.settings.user,
+                                                       old.settings.group):
             self.logger.warning("reload: user and group changes take effect on restart, "
                                 "not reload")
         new.allocate_stats()
@@ -335,7 +337,7 @@ def add_groups(server: Server, sup: Supervisor) -> None:
     ``max_workers``; daemons get no hang check (they may block as they like).
     """
     for sub in server.subservers:
-        timeout = None if sub.kind == "daemons" else (server.worker_timeout or None)
+        timeout = None if sub.kind == "daemons" else (server.settings.worker_timeout or None)
         sup.add_group(
             sub.group, sub.workers, server.worker_target(sub), title=sub.title,
             timeout=timeout, recycling=sub.recycling, announces_ready=True,

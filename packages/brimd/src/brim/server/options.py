@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from brim.conf import Conf, Option, check_unknown
+from brim.supervisor import SupervisorError, parse_umask
 from brim.wsgi.settings import WSGI_OPTIONS
 
 from .dialect import MAIN_SECTION
@@ -24,12 +25,20 @@ _FACILITIES = tuple(
     + [f"LOCAL{n}" for n in range(8)]
 )
 
+def _check_umask(value: str) -> None:
+    try:
+        parse_umask(value)
+    except SupervisorError as err:
+        raise ValueError(str(err)) from None
+
+
 #: Options only [brim] may set: they concern the one master process.
 PROCESS_OPTIONS: tuple[Option, ...] = (
     Option("user", "str", None, "User to run as after binding the listening sockets "
            "(needs root to start). Default: the user who starts brimd."),
     Option("group", "str", None, "Group to run as. Default: the user's primary group."),
-    Option("umask", "str", "0022", "The umask of every brimd process, in octal."),
+    Option("umask", "str", "0022", "The umask of every brimd process, in octal.",
+           validator=_check_umask),
     Option("pid_file", "path", None, "Where the master's pid is kept. Default: "
            "/var/run/brimd.pid as root, ~/.brimd.pid otherwise; the -p option overrides it."),
     Option("grace", "float", 30.0, "Seconds workers get to finish their requests on stop, "
@@ -155,6 +164,11 @@ SECTION_OPTIONS: dict[str, tuple[Option, ...]] = {
     "udp": COMMON_OPTIONS + _UDP_LISTEN + _CONCURRENT + _JSON + UDP_OPTIONS + _PROCESS_RECYCLE,
     "daemons": _LOGGING + _JSON + DAEMONS_OPTIONS + _PROCESS_RECYCLE,
 }
+
+
+def declares(kind: str, name: str) -> bool:
+    """Whether sections of ``kind`` accept option ``name``."""
+    return any(declared.name == name for declared in SECTION_OPTIONS[kind])
 
 
 def option(kind: str, name: str) -> Option:
@@ -436,6 +450,7 @@ def _rst_text(text: str) -> str:
 __all__ = [
     "SECTION_OPTIONS",
     "check_sections",
+    "declares",
     "default_pid_file",
     "option",
     "reference_rst",

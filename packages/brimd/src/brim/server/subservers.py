@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError
 from brim.stats import DAEMON, Group, StatDecl, StatsBucket
-from brim.supervisor import Recycling, WorkerContext
+from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
 from brim.supervisor.systemd import describe_socket
 from brim.wsgi.chain import build_chain
@@ -31,6 +31,7 @@ from brim.wsgi.stats import server_stats
 from . import options
 from .apps import app_stats, load_apps, load_class, parse_app_conf
 from .logtarget import LogTarget
+from .settings import ListenSettings, RecycleSettings, read_record
 
 if TYPE_CHECKING:
     from .core import Server
@@ -72,13 +73,9 @@ class Subserver:
                     else options.value(conf, self.kind, section, "eventlet_hub"))
         self.json_dumps = json_function(conf, section, "json_dumps")
         self.json_loads = json_function(conf, section, "json_loads")
-        read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
-        #: When its processes are replaced on purpose (the master checks these).
-        self.recycling = Recycling(
-            max_lifetime=read("max_worker_lifetime") or None,
-            max_rss=read("max_worker_rss") * 2**20 or None,
-            concurrency=read("recycle_concurrency"),
-        )
+        #: When its processes are replaced on purpose (the master checks most).
+        self.recycle = read_record(RecycleSettings, conf, self.kind, section)
+        self.recycling = self.recycle.recycling()
 
     @property
     def max_workers(self) -> int:
@@ -115,14 +112,9 @@ class ListeningSubserver(Subserver):
 
     def __init__(self, conf: Conf, section: str) -> None:
         super().__init__(conf, section)
-        read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
-        self.ip: str = read("ip")
-        self.port: int = read("port")
-        self.socket_name: str | None = read("socket_name")
-        self.workers = read("workers")
-        self.listen_retry: float = read("listen_retry")
-        self.backlog: int = read("backlog") if self.kind != "udp" else 0
-        self.concurrent: int = read("concurrent_per_worker")
+        #: Where it listens and how its workers take work, read once.
+        self.listen = read_record(ListenSettings, conf, self.kind, section)
+        self.workers = self.listen.workers  # the current count: TTIN/TTOU and no-daemon
         self.sock: socket.socket | None = None
         #: Set when ``sock`` is the socket systemd passed under ``socket_name``
         #: (directly, or handed over or kept since): its address is systemd's,
@@ -131,13 +123,14 @@ class ListeningSubserver(Subserver):
 
     @property
     def address(self) -> str:
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"{host}:{self.port}"
+        ip, port = self.listen.ip, self.listen.port
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
     @property
     def name_key(self) -> str | None:
         """The key of a socket systemd passed under this subconfig's socket_name."""
-        return f"{self.proto} systemd:{self.socket_name}" if self.socket_name else None
+        name = self.listen.socket_name
+        return f"{self.proto} systemd:{name}" if name else None
 
     @property
     def socket_key(self) -> str:
@@ -161,7 +154,7 @@ class ListeningSubserver(Subserver):
     def where(self) -> str:
         """Where it listens: ip and port, or the socket's own address when systemd
         passed it or the OS chose the port (port 0)."""
-        if self.sock is not None and (self.named_by_systemd or self.port == 0):
+        if self.sock is not None and (self.named_by_systemd or self.listen.port == 0):
             return describe_socket(self.sock).partition(" ")[2]
         return self.address
 
@@ -205,10 +198,7 @@ class WSGISubserver(ListeningSubserver):
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
                       *(decl for spec in self.specs for decl in spec.stats)]
-        read = lambda name: options.value(conf, self.kind, section, name)  # noqa: E731
-        self.max_requests: int = read("max_requests")
-        self.max_requests_jitter: int = read("max_requests_jitter")
-        self._max_workers: int = read("max_workers") or 2 * self.workers
+        self._max_workers = self.recycle.max_workers or 2 * self.workers
         if self._max_workers < self.workers:
             raise conf.error(section, "max_workers", f"must be at least workers "
                              f"({self.workers}), not {self._max_workers}")
@@ -228,10 +218,11 @@ class WSGISubserver(ListeningSubserver):
         add_dump_source(f"requests in flight in [{self.section}]",
                         http.state.requests_in_flight)
         _drain_on_signals(green, http.drain, ctx)
-        if self.max_requests:
+        if self.recycle.max_requests:
             # Jitter drawn per worker: workers started together (at start,
             # or after a reload) would otherwise all reach the limit at once.
-            limit = self.max_requests + random.randint(0, self.max_requests_jitter)
+            limit = self.recycle.max_requests + random.randint(
+                0, self.recycle.max_requests_jitter)
             http.state.limit_requests(
                 limit, lambda: ctx.request_recycle(f"max_requests: served {limit}"))
         ctx.ready()
@@ -310,7 +301,7 @@ class TCPSubserver(SocketSubserver):
     def run(self, ctx: WorkerContext, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
-        pool = green.GreenPool(self.concurrent)
+        pool = green.GreenPool(self.listen.concurrent_per_worker)
         listener = self.listener
         listener.setblocking(False)
         base_env = self.env(server, bucket, logger)
@@ -356,7 +347,7 @@ class UDPSubserver(SocketSubserver):
     def run(self, ctx: WorkerContext, server: Server) -> int:
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
-        pool = green.GreenPool(self.concurrent)
+        pool = green.GreenPool(self.listen.concurrent_per_worker)
         sock = green.green_socket(self.listener)
         base_env = self.env(server, bucket, logger)
         size = self.max_datagram_size
@@ -505,12 +496,13 @@ def build_subservers(conf: Conf) -> list[Subserver]:
 def _check_addresses(subservers: list[Subserver]) -> None:
     seen: dict[str, str] = {}
     for sub in subservers:
-        if not isinstance(sub, ListeningSubserver) or sub.port == 0:
+        if not isinstance(sub, ListeningSubserver) or sub.listen.port == 0:
             continue
-        key = f"{sub.proto} {sub.port}"
-        if key in seen and (sub.ip == "*" or seen[key].split()[1] in ("*", sub.ip)):
+        ip, port = sub.listen.ip, sub.listen.port
+        key = f"{sub.proto} {port}"
+        if key in seen and (ip == "*" or seen[key].split()[1] in ("*", ip)):
             raise ConfError(
-                f"[{sub.section}] port: {sub.proto} port {sub.port} is already used by "
+                f"[{sub.section}] port: {sub.proto} port {port} is already used by "
                 f"[{seen[key].split()[0]}]"
             )
-        seen.setdefault(key, f"{sub.section} {sub.ip}")
+        seen.setdefault(key, f"{sub.section} {ip}")
