@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
+from brim.supervisor.output import flush_std_streams
+
 __all__ = [
     "DUMP_SIGNAL",
     "DumpSource",
@@ -156,12 +158,7 @@ def flush_handlers(logger: logging.Logger | logging.LoggerAdapter) -> None:
             handler.flush()
         except Exception:
             pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
+    flush_std_streams()
 
 
 def install_dump_handler(logger: logging.Logger | logging.LoggerAdapter, label: str = "", *,

@@ -956,6 +956,7 @@ class Supervisor:
                 continue
             silent = now - child.heartbeat.last()
             if silent <= group.timeout:
+                child.dump_at = None  # it recovered: a later hang gets its own dump
                 continue
             if self.dump_signal is not None and child.dump_at is None:
                 # A Python signal handler runs even while the worker's loop is

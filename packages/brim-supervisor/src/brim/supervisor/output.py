@@ -93,3 +93,17 @@ def capture_output(logger: logging.Logger) -> None:
 
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
+
+
+def flush_std_streams() -> None:
+    """Flush stdout and stderr, ignoring any failure.
+
+    For a process about to end, or be killed, whose last words may still sit
+    in a buffer.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from brim.supervisor._linux import set_parent_death_signal
 from brim.supervisor.control import ERROR, READY, RECYCLE, ControlChannel
 from brim.supervisor.daemon import is_daemonized
 from brim.supervisor.heartbeat import HeartbeatSlot
-from brim.supervisor.output import capture_output
+from brim.supervisor.output import capture_output, flush_std_streams
 from brim.supervisor.proctitle import set_process_title
 
 
@@ -220,12 +219,7 @@ def _exit_code(result: Any, log: logging.Logger) -> int:
 
 
 def _flush_all() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
+    flush_std_streams()
     for handler in list(logging.getLogger().handlers) + _all_handlers():
         try:
             handler.flush()
