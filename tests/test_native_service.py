@@ -466,6 +466,18 @@ def test_reload_whose_workers_cannot_stay_up_says_so(brimd):
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith("brimd: wsgi worker 0 could not stay up:"), done.stderr
     assert f"RuntimeError: {message}" in done.stderr
+    # The old workers were kept for exactly this: they serve on while the new
+    # ones keep failing (and being restarted with back-off).
+    for n in range(5):
+        assert _echo(port, f"still here {n}") == f"still here {n}".encode()
+        time.sleep(0.3)
+    # A reload that works then replaces them all.
+    conf.write_text(echo_stats_conf())
+    fixed = brimd.run("reload")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _echo(port, "fixed") == b"fixed"
+    # ... and the old ones kept in reserve drained: one worker, as configured.
+    wait_for(lambda: len(brimd.workers("wsgi")) == 1, 10, what="the kept workers drained")
 
 
 # -- restart ----------------------------------------------------------------------------

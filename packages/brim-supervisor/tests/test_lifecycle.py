@@ -122,3 +122,20 @@ def test_orphans_are_reaped_when_asked(run_prog):
     os.kill(worker, signal.SIGKILL)
     wait_for(lambda: proc_state(orphan) is None, 5.0, "the orphan reaped")
     wait_for(lambda: "reaped orphaned process" in run.log(), 5.0, "the reap logged")
+
+
+def test_a_reload_keeps_the_old_workers_until_the_new_ones_are_up(run_prog):
+    run = run_prog(groups={"w": 2}, modes={"w": "drain"},
+                   reload_modes=["fail_init", "sleep"], start_check=0.3)
+    old = run.wait_workers(2)
+    wait_for(lambda: run.events("ready"), 5.0, "the first start check")
+    run.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: run.events("start_failed"), 5.0, "the reload's check failing")
+    time.sleep(1.0)  # the new workers keep failing, with back-off
+    assert all(alive(pid) for pid in old.values())  # the old ones serve on
+    assert not run.events("drained")
+    # A reload that works retires them once its workers are up.
+    run.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(run.events("ready")) >= 2, 10.0, "the second start check")
+    wait_for(lambda: not any(alive(pid) for pid in old.values()), 5.0, "old workers drained")
+    assert {ev["pid"] for ev in run.events("drained")} >= set(old.values())

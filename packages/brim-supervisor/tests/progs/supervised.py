@@ -25,7 +25,9 @@ Worker modes:
                the name of the function it interrupted
 
 Every mode but crash and fail_init calls ctx.ready() once started (after
-"ready_delay" seconds).
+"ready_delay" seconds). With "reload_modes" (a list), each SIGHUP replaces
+the first group with one whose workers run in the next of those modes
+(remove_group(when_replaced=True)).
 
 With "inherit": PATH the listening socket is fetched from the master that
 serves socket hand-over at PATH instead of being bound anew.
@@ -188,6 +190,15 @@ def main() -> int:
         sup.add_group("extra", 2, target=worker)
         event("reloaded")
 
+    def replace_group(sup: Supervisor) -> None:
+        # on_reload hook: the first group again, its workers now in the next
+        # of CONF["reload_modes"]; the old ones kept until the new ones are up.
+        first = next(iter(CONF["groups"]))
+        sup.remove_group(first, when_replaced=True)
+        CONF["modes"][first] = CONF["reload_modes"].pop(0)
+        sup.add_group(first, CONF["groups"][first], target=worker, announces_ready=True)
+        event("reloaded")
+
     def after_fork_child(ctx) -> None:
         event("after_fork", group=ctx.group, id=ctx.worker_id)
 
@@ -207,6 +218,8 @@ def main() -> int:
         event("recycle", group=group, id=worker_id, child=pid, reason=reason)
 
     hooks = {"on_ready": on_ready, "on_start_failed": on_start_failed, "on_recycle": on_recycle}
+    if CONF.get("reload_modes"):
+        hooks["on_reload"] = replace_group
     if CONF.get("hooks"):
         hooks.update(on_reload=swap_groups, after_fork_child=after_fork_child,
                      on_child_exit=on_child_exit, on_started=on_started)

@@ -181,6 +181,9 @@ class _Child:
     dump_at: float | None = None
     #: The last error it reported through the control pipe.
     last_error: str = ""
+    #: Its group was replaced by a reload; it serves until the replacement
+    #: passes its start check (see Supervisor.remove_group).
+    standby: bool = False
 
 
 class Supervisor:
@@ -385,14 +388,28 @@ class Supervisor:
             self._slots[(name, worker_id)] = _Slot(group, worker_id)
         self._wake()
 
-    def remove_group(self, name: str) -> None:
-        """Stop keeping group *name* alive; its workers are asked to drain."""
+    def remove_group(self, name: str, *, when_replaced: bool = False) -> None:
+        """Stop keeping group *name* alive; its workers are asked to drain.
+
+        With *when_replaced* (a reload, from ``on_reload``), they go on
+        serving until the start check of what replaces them passes, and
+        drain only then: a reload whose new workers cannot stay up leaves
+        the old ones serving (no longer restarted if they die) instead of
+        nobody. Any later start check that passes retires them.
+        """
         if self._groups.pop(name, None) is None:
             raise SupervisorError(f"no group {name!r}")
         for key in [k for k in self._slots if k[0] == name]:
             slot = self._slots.pop(key)
-            if slot.pid is not None and slot.pid in self._children:
-                self._retire(self._children[slot.pid])
+            child = self._children.get(slot.pid) if slot.pid is not None else None
+            for old in [c for c in self._children.values() if c.group == name
+                        and c.worker_id == key[1] and not c.retired and not c.standby]:
+                # The slot's worker and, mid-recycle, the one it replaces.
+                old.replacement = None
+                if when_replaced and old is child:
+                    old.standby = True
+                else:
+                    self._retire(old)
 
     def add_socket(self, name: str, sock: socket.socket) -> None:
         """Register a listening socket under *name* (for hand-over and shutdown)."""
@@ -678,6 +695,11 @@ class Supervisor:
                 return
         self._check_began = None
         self.log.info("%s: every worker is up: %s", self.name, self.status_line())
+        standby = [c for c in self._children.values() if c.standby and not c.retired]
+        for child in standby:
+            self._retire(child)
+        if standby:
+            self.log.info("%s: %d replaced worker(s) asked to drain", self.name, len(standby))
         if self.notify is not None:
             self.notify.ready(self.status_line())
         if self.on_ready is not None:
@@ -1028,7 +1050,7 @@ class Supervisor:
                 how, old.pid)
             self._note_start_failure(child, how)
             return
-        if not (self._stopping or child.retired) and child.recycle is None:
+        if not (self._stopping or child.retired or child.standby) and child.recycle is None:
             self._note_start_failure(child, how)
         if self._stopping or child.retired or slot is None or slot.pid != child.pid:
             self.log.info(

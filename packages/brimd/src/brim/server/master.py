@@ -293,7 +293,10 @@ class Master:
         one is logged and reported (``brimd reload`` prints it) and brimd
         keeps running as it was. Sockets whose address is unchanged are
         kept, so no connection is refused; new addresses are bound, ports no
-        longer configured are closed. ``user`` and ``group`` need a restart.
+        longer configured are closed. The old workers serve on until the new
+        ones stayed up ``start_check`` seconds, and drain then; if the new
+        ones cannot stay up, the old ones go on serving (``brimd reload``
+        says so). ``user`` and ``group`` need a restart.
         """
         old = self.server
         self.generation += 1
@@ -315,7 +318,7 @@ class Master:
         new.allocate_stats()
         self.logger = new.setup_logging(stderr=old.log_to_stderr, syslog=old.log_to_syslog)
         for group in list(sup.groups):
-            sup.remove_group(group)
+            sup.remove_group(group, when_replaced=True)
         sup.set_sockets(new.sockets)
         for sock in unused.values():
             try:
