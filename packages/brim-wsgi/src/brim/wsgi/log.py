@@ -301,12 +301,23 @@ class RequestLog:
                                            duration, txn, user_agent, referer, extra,
                                            headers, self._stamp)
             else:
-                # format_request_line's fields, written out here: this is
-                # the line of nearly every request, and a call less counts.
+                # format_request_line's line, character for character, built
+                # here: it is the line of nearly every request, and a call
+                # less counts, as do the memos for numbers and durations.
                 q = _quoted.get
+                n = _numbers.get
+                seconds: str | None = None
+                if 0 < duration < 1000:
+                    tens = duration * 100000  # the duration in 10 µs
+                    rounded = round(tens)
+                    if abs(tens - rounded) != 0.5:  # a tie is left to the format's rounding
+                        seconds = _durations.get(rounded) or _duration_text(rounded)
+                if seconds is None:
+                    seconds = f'{duration:.5f}'
                 line = (f'{self._stamp}{q(client) or _quote_field(client)} '
                         f'{q(method) or _quote_field(method)} {q(path) or _quote_field(path)} '
-                        f'{status} {bytes_in} {bytes_out} {duration:.5f} {txn} '
+                        f'{n(status) or _number(status)} {n(bytes_in) or _number(bytes_in)} '
+                        f'{n(bytes_out) or _number(bytes_out)} {seconds} {txn} '
                         f'{q(user_agent) or _quote_field(user_agent)} '
                         f'{q(referer) or _quote_field(referer)}')
             for sink in self.sinks:
@@ -491,6 +502,31 @@ def _quote_field(value: str | None) -> str:
             _quoted.clear()
             _quoted[None] = '-'
         _quoted[value] = text
+    return text
+
+
+# Numbers as text, by value: statuses and sizes repeat, and str() of an int
+# costs several lookups. Durations likewise, by their count of 10 µs (what
+# '.5f' shows): the float-to-decimal conversion is the dearest part of a line.
+_numbers: dict[int, str] = {}
+_durations: dict[int, str] = {}
+
+
+def _number(value: int) -> str:
+    """str(value), remembered in _numbers."""
+    text = str(value)
+    if len(_numbers) >= _MAX_MEMO:
+        _numbers.clear()
+    _numbers[value] = text
+    return text
+
+
+def _duration_text(tens: int) -> str:
+    """f'{seconds:.5f}' for a duration of tens * 10 µs, remembered in _durations."""
+    text = f'{tens / 100000:.5f}'
+    if len(_durations) >= _MAX_MEMO:
+        _durations.clear()
+    _durations[tens] = text
     return text
 
 

@@ -64,6 +64,9 @@ _good_pairs: dict[tuple[str, str], tuple[str, str]] = {}
 # Whole start_response calls already found good, and the ResponseHead each
 # gave: most apps answer with a few fixed (status, headers) pairs, so the
 # common response costs one lookup. A ResponseHead is never changed once made.
+# Fewer are kept than pairs: an app whose headers vary (an ETag, a cookie)
+# makes a new one each response, and each holds its whole head.
+_MAX_CACHED_STARTS = 1024
 _good_starts: dict[tuple[str, tuple[Any, ...]], ResponseHead] = {}
 
 
@@ -111,7 +114,7 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
     head = ''.join(('HTTP/1.1 ', status, '\r\n', *lines)).encode('latin-1')
     response = ResponseHead(code, status, lines, length, has_date, close, head)
     if key is not None:
-        if len(_good_starts) >= _MAX_CACHED:
+        if len(_good_starts) >= _MAX_CACHED_STARTS:
             _good_starts.clear()  # an app whose headers vary: keep the recent ones
         _good_starts[key] = response
     return response
