@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ['brim-conf', 'brim-stats', 'brim-supervisor', 'brim-wsgi', 'brimd']
+PACKAGES = ["brim-conf", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd"]
 #: What the venv gets from PyPI besides this repository's packages.
-PEERS = ['gunicorn==23.0.0', 'eventlet', 'granian==2.8.7']
+PEERS = ["gunicorn==23.0.0", "eventlet", "granian==2.8.7"]
 WORKERS = 2
 WARM_UP = 2  # seconds of wrk before each measured run
 
@@ -79,7 +79,7 @@ class Hello:
         return [BODY]
 '''
 
-BRIMD_CONF = '''\
+BRIMD_CONF = """\
 [brim]
 ip = 127.0.0.1
 port = {port}
@@ -88,33 +88,33 @@ wsgi = hello
 {extra}
 [hello]
 call = hello.Hello
-'''
+"""
 
-RSYSLOG_CONF = '''\
+RSYSLOG_CONF = """\
 global(workDirectory="{dir}")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="{socket}" RateLimit.Interval="0")
 *.* action(type="omfile" file="{file}")
-'''
+"""
 
 #: A request line in any of the servers' logs: brim writes ``127.0.0.1 GET /
 #: 200 ...``, gunicorn and granian ``"GET / HTTP/1.1" 200``.
 REQUEST_LINE = re.compile(rb'(?:^|[ "])GET / ')
 
-ROWS = ('brimd-syslog', 'brimd-file', 'brimd-off', 'gunicorn', 'granian')
-EXTRA_ROWS = ('brimd-stderr',)
+ROWS = ("brimd-syslog", "brimd-file", "brimd-off", "gunicorn", "granian")
+EXTRA_ROWS = ("brimd-stderr",)
 #: A row run in another's place when that one cannot run on this brimd yet.
-STAND_INS = {'brimd-file': 'brimd-stderr'}
+STAND_INS = {"brimd-file": "brimd-stderr"}
 
 #: (name, numerator, denominator, target): req/s ratios, each at least target.
 RPS_TARGETS = (
-    ('brimd-file / granian', 'brimd-file', 'granian', 1.5),
-    ('brimd-file / brimd-off', 'brimd-file', 'brimd-off', 0.85),
-    ('brimd-syslog / gunicorn', 'brimd-syslog', 'gunicorn', 2.2),
+    ("brimd-file / granian", "brimd-file", "granian", 1.5),
+    ("brimd-file / brimd-off", "brimd-file", "brimd-off", 0.85),
+    ("brimd-syslog / gunicorn", "brimd-syslog", "gunicorn", 2.2),
 )
 #: brimd's p99 in these rows is to be no higher than either peer's.
-P99_ROWS = ('brimd-file', 'brimd-syslog')
-P99_PEERS = ('gunicorn', 'granian')
+P99_ROWS = ("brimd-file", "brimd-syslog")
+P99_PEERS = ("gunicorn", "granian")
 
 
 class Skip(Exception):
@@ -124,42 +124,42 @@ class Skip(Exception):
 # --- environment ------------------------------------------------------------
 
 def _cache_dir() -> Path:
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return Path(base) / 'brim-bench'
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "brim-bench"
 
 
 def ensure_venv() -> Path:
     """The benchmark's own venv; (re)installs the repo packages every time, cheaply."""
-    venv = _cache_dir() / 'venv'
-    python = venv / 'bin' / 'python'
-    stamp = venv / 'brim-bench-peers.txt'
+    venv = _cache_dir() / "venv"
+    python = venv / "bin" / "python"
+    stamp = venv / "brim-bench-peers.txt"
     if not python.exists():
-        print(f'creating {venv}', flush=True)
-        subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
-        subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--upgrade', 'pip'],
+        print(f"creating {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"],
                        check=True)
-    wanted = '\n'.join(PEERS) + '\n'
+    wanted = "\n".join(PEERS) + "\n"
     if not stamp.exists() or stamp.read_text() != wanted:
         print(f'installing {" ".join(PEERS)} into {venv}', flush=True)
-        subprocess.run([str(python), '-m', 'pip', 'install', '-q', *PEERS], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEERS], check=True)
         stamp.write_text(wanted)
     # One -e per package: pip applies -e only to the path right after it.
-    editable = [arg for p in PACKAGES for arg in ('-e', str(REPO / 'packages' / p))]
-    subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', *editable],
+    editable = [arg for p in PACKAGES for arg in ("-e", str(REPO / "packages" / p))]
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *editable],
                    check=True)
     return python
 
 
 def ensure_tools(rows: list[str]) -> dict[str, str]:
     """wrk, and rsyslogd when a row needs it; exits with the apt-get command if missing."""
-    tools = {'wrk': shutil.which('wrk')}
-    if 'brimd-syslog' in rows:
-        tools['rsyslogd'] = (shutil.which('rsyslogd')
-                             or next((p for p in ('/usr/sbin/rsyslogd', '/sbin/rsyslogd')
+    tools = {"wrk": shutil.which("wrk")}
+    if "brimd-syslog" in rows:
+        tools["rsyslogd"] = (shutil.which("rsyslogd")
+                             or next((p for p in ("/usr/sbin/rsyslogd", "/sbin/rsyslogd")
                                       if os.access(p, os.X_OK)), None))
     missing = sorted(name for name, path in tools.items() if not path)
     if missing:
-        packages = ' '.join('rsyslog' if m == 'rsyslogd' else m for m in missing)
+        packages = " ".join("rsyslog" if m == "rsyslogd" else m for m in missing)
         sys.exit(f'{" and ".join(missing)} not installed; on Debian/Ubuntu: '
                  f'sudo apt-get install -y {packages}')
     return tools  # type: ignore[return-value]
@@ -169,43 +169,43 @@ def _first_line(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except OSError:
-        return '?'
+        return "?"
     lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0].strip() if lines else '?'
+    return lines[0].strip() if lines else "?"
 
 
 def versions(python: Path, tools: dict[str, str]) -> str:
     code = ('import importlib.metadata as m; print(" ".join(f"{p} {m.version(p)}" '
             'for p in ("gunicorn", "eventlet", "granian")))')
-    parts = [f'python {sys.version.split()[0]}', _first_line([str(python), '-c', code]),
-             _first_line([tools['wrk'], '-v']).split(' [')[0]]
-    if 'rsyslogd' in tools:
-        parts.append(' '.join(_first_line([tools['rsyslogd'], '-v']).split()[:2]))
+    parts = [f"python {sys.version.split()[0]}", _first_line([str(python), "-c", code]),
+             _first_line([tools["wrk"], "-v"]).split(" [")[0]]
+    if "rsyslogd" in tools:
+        parts.append(" ".join(_first_line([tools["rsyslogd"], "-v"]).split()[:2]))
         # How many datagrams a unix socket queues for its reader: past that a
         # non-blocking sender (brimd's syslog sink) drops lines. Linux's own
         # default is 10; systemd's sysctl.d raises it to 512.
         try:
-            qlen = Path('/proc/sys/net/unix/max_dgram_qlen').read_text().strip()
+            qlen = Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
         except OSError:
-            qlen = '?'
-        parts.append(f'net.unix.max_dgram_qlen {qlen}')
-    return ', '.join(parts)
+            qlen = "?"
+        parts.append(f"net.unix.max_dgram_qlen {qlen}")
+    return ", ".join(parts)
 
 
 # --- processes ----------------------------------------------------------------
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
+        s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 3) -> str:
     try:
-        text = path.read_text(errors='replace').strip()
+        text = path.read_text(errors="replace").strip()
     except OSError:
-        return ''
-    return ' | '.join(text.splitlines()[-lines:])
+        return ""
+    return " | ".join(text.splitlines()[-lines:])
 
 
 def _wait_port(port: int, proc: subprocess.Popen | None, errors: Path,
@@ -216,14 +216,14 @@ def _wait_port(port: int, proc: subprocess.Popen | None, errors: Path,
         if proc is not None and proc.poll() is not None:
             raise Skip(f'exited with {proc.returncode}: {_tail(errors) or "no output"}')
         try:
-            with socket.create_connection(('127.0.0.1', port), timeout=1) as s:
-                s.sendall(b'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-                if s.recv(100).startswith(b'HTTP/1.1 200'):
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
                     return
         except OSError:
             pass
         time.sleep(0.1)
-    raise Skip(f'did not answer on port {port} within {timeout:g}s: {_tail(errors)}')
+    raise Skip(f"did not answer on port {port} within {timeout:g}s: {_tail(errors)}")
 
 
 def _alive(pid: int) -> bool:
@@ -301,15 +301,15 @@ class Run:
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
-        kw.setdefault('stdout', subprocess.DEVNULL)
-        if 'stderr' not in kw:
-            kw['stderr'] = open(self.errors, 'ab')  # noqa: SIM115 -- closed below
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        if "stderr" not in kw:
+            kw["stderr"] = open(self.errors, "ab")  # noqa: SIM115 -- closed below
         try:
             proc = subprocess.Popen(cmd, start_new_session=True, **kw)
         finally:
-            for stream in ('stdout', 'stderr'):
+            for stream in ("stdout", "stderr"):
                 handle = kw.get(stream)
-                if hasattr(handle, 'close'):
+                if hasattr(handle, "close"):
                     handle.close()  # the child has its own copy
         self.procs.append(proc)
         return proc
@@ -320,7 +320,7 @@ class Run:
             try:
                 step()
             except Exception as err:  # cleanup goes on regardless
-                print(f'  (cleanup: {err})', file=sys.stderr)
+                print(f"  (cleanup: {err})", file=sys.stderr)
         for proc in reversed(self.procs):
             _stop(proc)
 
@@ -334,64 +334,64 @@ class Bench:
 
     # -- brimd --
 
-    def _brimd_conf(self, port: int, name: str, extra: str = '') -> Path:
-        conf = self.tmp / f'{name}.conf'
+    def _brimd_conf(self, port: int, name: str, extra: str = "") -> Path:
+        conf = self.tmp / f"{name}.conf"
         conf.write_text(BRIMD_CONF.format(port=port, workers=WORKERS, extra=extra))
         return conf
 
     def _brimd(self, *args: str) -> list[str]:
-        return [str(self.python), '-m', 'brim.server', *args]
+        return [str(self.python), "-m", "brim.server", *args]
 
-    def _brimd_foreground(self, run: Run, name: str, extra: str = '') -> None:
+    def _brimd_foreground(self, run: Run, name: str, extra: str = "") -> None:
         """brimd foreground; its stderr (start-up errors too) goes to run.logs['stderr']."""
         conf = self._brimd_conf(run.port, name, extra)
-        proc = run.popen(self._brimd('-c', str(conf), '-p', '-', 'foreground'),
-                         stderr=open(run.logs['stderr'], 'ab'), env=self.env)  # noqa: SIM115
-        _wait_port(run.port, proc, run.logs['stderr'])
+        proc = run.popen(self._brimd("-c", str(conf), "-p", "-", "foreground"),
+                         stderr=open(run.logs["stderr"], "ab"), env=self.env)  # noqa: SIM115
+        _wait_port(run.port, proc, run.logs["stderr"])
 
     def brimd_file(self, run: Run) -> None:
-        run.logs['file'] = self.tmp / 'brimd-access.log'
-        run.logs['stderr'] = self.tmp / 'brimd-file.stderr'
+        run.logs["file"] = self.tmp / "brimd-access.log"
+        run.logs["stderr"] = self.tmp / "brimd-file.stderr"
         extra = f'log_sink = file\nlog_file = {run.logs["file"]}\n'
         try:
-            self._brimd_foreground(run, 'brimd-file', extra)
+            self._brimd_foreground(run, "brimd-file", extra)
         except Skip as err:
-            if re.search(r'log_(sink|file)\b.*unknown option', str(err)):
-                raise Skip(f'this brimd has no log_sink/log_file yet ({err})') from None
+            if re.search(r"log_(sink|file)\b.*unknown option", str(err)):
+                raise Skip(f"this brimd has no log_sink/log_file yet ({err})") from None
             raise
 
     def brimd_stderr(self, run: Run) -> None:
-        run.logs['stderr'] = self.tmp / 'brimd-stderr.log'
-        self._brimd_foreground(run, 'brimd-stderr')
+        run.logs["stderr"] = self.tmp / "brimd-stderr.log"
+        self._brimd_foreground(run, "brimd-stderr")
 
     def brimd_off(self, run: Run) -> None:
-        run.logs['stderr'] = self.tmp / 'brimd-off.stderr'
-        self._brimd_foreground(run, 'brimd-off', 'log_level = WARNING\n')
+        run.logs["stderr"] = self.tmp / "brimd-off.stderr"
+        self._brimd_foreground(run, "brimd-off", "log_level = WARNING\n")
 
     def brimd_syslog(self, run: Run) -> None:
-        rdir = self.tmp / 'rsyslog'
+        rdir = self.tmp / "rsyslog"
         rdir.mkdir(exist_ok=True)
-        sock, pidfile = rdir / 'log.sock', rdir / 'rsyslogd.pid'
-        run.logs['syslog'] = rdir / 'messages.log'
-        rconf = rdir / 'rsyslog.conf'
-        rconf.write_text(RSYSLOG_CONF.format(dir=rdir, socket=sock, file=run.logs['syslog']))
-        rsyslogd = run.popen([self.tools['rsyslogd'], '-n', '-f', str(rconf), '-i',
+        sock, pidfile = rdir / "log.sock", rdir / "rsyslogd.pid"
+        run.logs["syslog"] = rdir / "messages.log"
+        rconf = rdir / "rsyslog.conf"
+        rconf.write_text(RSYSLOG_CONF.format(dir=rdir, socket=sock, file=run.logs["syslog"]))
+        rsyslogd = run.popen([self.tools["rsyslogd"], "-n", "-f", str(rconf), "-i",
                               str(pidfile)])
         deadline = time.monotonic() + 10
         while not sock.exists():
             if rsyslogd.poll() is not None or time.monotonic() > deadline:
-                raise Skip(f'rsyslogd did not open {sock}: {_tail(run.errors)}')
+                raise Skip(f"rsyslogd did not open {sock}: {_tail(run.errors)}")
             time.sleep(0.05)
 
-        conf = self._brimd_conf(run.port, 'brimd-syslog', f'log_address = {sock}\n')
-        brim_pid = self.tmp / 'brimd-syslog.pid'
-        brimd = ['-c', str(conf), '-p', str(brim_pid)]
+        conf = self._brimd_conf(run.port, "brimd-syslog", f"log_address = {sock}\n")
+        brim_pid = self.tmp / "brimd-syslog.pid"
+        brimd = ["-c", str(conf), "-p", str(brim_pid)]
 
         def stop_brimd() -> None:
             pid = _read_pid(brim_pid)
             if pid is None:
                 return
-            subprocess.run(self._brimd(*brimd, 'stop'), env=self.env, timeout=60,
+            subprocess.run(self._brimd(*brimd, "stop"), env=self.env, timeout=60,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if _alive(pid):
                 _kill_group(pid)
@@ -406,50 +406,50 @@ class Bench:
                 rsyslogd.wait(10)
 
         run.stoppers += [stop_brimd, stop_rsyslogd]
-        with open(run.errors, 'ab') as err:
-            started = subprocess.run(self._brimd(*brimd, 'start'), env=self.env,
+        with open(run.errors, "ab") as err:
+            started = subprocess.run(self._brimd(*brimd, "start"), env=self.env,
                                      stdout=err, stderr=err, timeout=60)
         if started.returncode:
-            raise Skip(f'brimd start exited with {started.returncode}: {_tail(run.errors)}')
+            raise Skip(f"brimd start exited with {started.returncode}: {_tail(run.errors)}")
         _wait_port(run.port, None, run.errors)
 
     # -- peers --
 
     def gunicorn(self, run: Run) -> None:
-        run.logs['file'] = self.tmp / 'gunicorn-access.log'
-        run.popen([str(self.python.parent / 'gunicorn'), '-w', str(WORKERS), '-k', 'eventlet',
-                   '-b', f'127.0.0.1:{run.port}', '--access-logfile', str(run.logs['file']),
-                   '--chdir', str(self.tmp), 'hello:app'],
-                  stdout=open(run.errors, 'ab'))  # noqa: SIM115
+        run.logs["file"] = self.tmp / "gunicorn-access.log"
+        run.popen([str(self.python.parent / "gunicorn"), "-w", str(WORKERS), "-k", "eventlet",
+                   "-b", f"127.0.0.1:{run.port}", "--access-logfile", str(run.logs["file"]),
+                   "--chdir", str(self.tmp), "hello:app"],
+                  stdout=open(run.errors, "ab"))  # noqa: SIM115
         _wait_port(run.port, run.procs[-1], run.errors)
 
     def granian(self, run: Run) -> None:
         # granian logs through Python's logging, to stdout unless --log-config
         # says otherwise: this one sends the access logger to a file.
-        run.logs['file'] = self.tmp / 'granian-access.log'
-        log_conf = self.tmp / 'granian-log.json'
+        run.logs["file"] = self.tmp / "granian-access.log"
+        log_conf = self.tmp / "granian-log.json"
         log_conf.write_text(json.dumps({
-            'version': 1,
-            'disable_existing_loggers': False,
-            'formatters': {'generic': {'format': '[%(levelname)s] %(message)s'},
-                           'access': {'format': '%(message)s'}},
-            'handlers': {
-                'console': {'class': 'logging.StreamHandler', 'formatter': 'generic',
-                            'stream': 'ext://sys.stderr'},
-                'access': {'class': 'logging.FileHandler', 'formatter': 'access',
-                           'filename': str(run.logs['file'])},
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"generic": {"format": "[%(levelname)s] %(message)s"},
+                           "access": {"format": "%(message)s"}},
+            "handlers": {
+                "console": {"class": "logging.StreamHandler", "formatter": "generic",
+                            "stream": "ext://sys.stderr"},
+                "access": {"class": "logging.FileHandler", "formatter": "access",
+                           "filename": str(run.logs["file"])},
             },
-            'loggers': {
-                '_granian': {'handlers': ['console'], 'level': 'INFO', 'propagate': False},
-                'granian.access': {'handlers': ['access'], 'level': 'INFO',
-                                   'propagate': False},
+            "loggers": {
+                "_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                "granian.access": {"handlers": ["access"], "level": "INFO",
+                                   "propagate": False},
             },
         }))
-        run.popen([str(self.python.parent / 'granian'), '--interface', 'wsgi',
-                   '--workers', str(WORKERS), '--host', '127.0.0.1', '--port', str(run.port),
-                   '--access-log', '--log-config', str(log_conf), '--working-dir',
-                   str(self.tmp), 'hello:app'],
-                  stdout=open(run.errors, 'ab'))  # noqa: SIM115
+        run.popen([str(self.python.parent / "granian"), "--interface", "wsgi",
+                   "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(run.port),
+                   "--access-log", "--log-config", str(log_conf), "--working-dir",
+                   str(self.tmp), "hello:app"],
+                  stdout=open(run.errors, "ab"))  # noqa: SIM115
         _wait_port(run.port, run.procs[-1], run.errors)
 
 
@@ -463,8 +463,8 @@ def _read_pid(path: Path) -> int | None:
 # --- measuring --------------------------------------------------------------
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r'([\d.]+)(us|ms|s)', text).groups()
-    return float(value) * {'us': 0.001, 'ms': 1.0, 's': 1000.0}[unit]
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 @dataclass
@@ -473,29 +473,29 @@ class Result:
     p99: float
     requests: int  # answered, warm-up and probe included
     lines: int  # request lines in the server's log
-    trouble: str = ''  # socket errors or non-2xx answers, if wrk saw any
+    trouble: str = ""  # socket errors or non-2xx answers, if wrk saw any
 
 
 def run_wrk(wrk: str, port: int, duration: int, connections: int) -> tuple[Result, str]:
-    url = f'http://127.0.0.1:{port}/'
-    base = [wrk, '-t2', f'-c{connections}']
-    warm = subprocess.run([*base, f'-d{WARM_UP}s', url], capture_output=True, text=True,
+    url = f"http://127.0.0.1:{port}/"
+    base = [wrk, "-t2", f"-c{connections}"]
+    warm = subprocess.run([*base, f"-d{WARM_UP}s", url], capture_output=True, text=True,
                           check=True, timeout=WARM_UP + 60).stdout
-    out = subprocess.run([*base, f'-d{duration}s', '--latency', url], capture_output=True,
+    out = subprocess.run([*base, f"-d{duration}s", "--latency", url], capture_output=True,
                          text=True, check=True, timeout=duration + 60).stdout
-    answered = sum(int(re.search(r'(\d+) requests in', o).group(1)) for o in (warm, out))
-    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
-    p99 = _ms(re.search(r'^\s+99%\s+(\S+)', out, re.M).group(1))
+    answered = sum(int(re.search(r"(\d+) requests in", o).group(1)) for o in (warm, out))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     trouble = [m.group(0).strip() for m in
-               re.finditer(r'^\s*(Socket errors:.*|Non-2xx or 3xx responses:.*)$', out, re.M)]
-    return Result(rps, p99, answered + 1, 0, '; '.join(trouble)), out
+               re.finditer(r"^\s*(Socket errors:.*|Non-2xx or 3xx responses:.*)$", out, re.M)]
+    return Result(rps, p99, answered + 1, 0, "; ".join(trouble)), out
 
 
 def count_lines(paths: dict[str, Path]) -> dict[str, int]:
     counts = {}
     for kind, path in paths.items():
         try:
-            with open(path, 'rb') as f:
+            with open(path, "rb") as f:
                 counts[kind] = sum(1 for line in f if REQUEST_LINE.search(line))
         except FileNotFoundError:
             counts[kind] = 0
@@ -504,38 +504,38 @@ def count_lines(paths: dict[str, Path]) -> dict[str, int]:
 
 def _ratio_line(label: str, value: float | None, target: float, higher: bool) -> str:
     if value is None:
-        return f'  {label:44s}    n/a'
+        return f"  {label:44s}    n/a"
     ok = value >= target if higher else value <= target
-    sign = '>=' if higher else '<='
+    sign = ">=" if higher else "<="
     return f'  {label:44s} x{value:5.2f}  target {sign} {target:<4g}  {"ok" if ok else "MISSED"}'
 
 
 def print_ratios(med: dict[str, Result], stand_in: dict[str, str]) -> None:
     """The issue's ratios over med (row name -> result); rows missing are n/a."""
     def name(row: str) -> str:
-        return f'{stand_in[row]} (for {row})' if row in stand_in else row
+        return f"{stand_in[row]} (for {row})" if row in stand_in else row
 
     for _, num, den, target in RPS_TARGETS:
         a, b = med.get(num), med.get(den)
-        label = f'req/s {name(num)} / {den}'
+        label = f"req/s {name(num)} / {den}"
         print(_ratio_line(label, a.rps / b.rps if a and b else None, target, True))
     for row in P99_ROWS:
         for peer in P99_PEERS:
             a, b = med.get(row), med.get(peer)
-            label = f'p99   {name(row)} / {peer}'
+            label = f"p99   {name(row)} / {peer}"
             print(_ratio_line(label, a.p99 / b.p99 if a and b else None, 1.0, False))
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--rounds', type=int, default=3)
-    ap.add_argument('--duration', type=int, default=10, help='seconds per wrk run')
-    ap.add_argument('--connections', type=int, default=64)
-    ap.add_argument('--only', metavar='NAMES', default=','.join(ROWS),
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--only", metavar="NAMES", default=",".join(ROWS),
                     help=f'comma-separated rows to run, of {", ".join(ROWS + EXTRA_ROWS)} '
                          f'(default: {",".join(ROWS)})')
     args = ap.parse_args()
-    rows = [r.strip() for r in args.only.split(',') if r.strip()]
+    rows = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS + EXTRA_ROWS]
     if unknown or not rows:
         ap.error(f'--only: unknown row(s) {", ".join(unknown) or "(none given)"}; '
@@ -543,9 +543,9 @@ def main() -> int:
     rows = list(dict.fromkeys(rows))
     tools = ensure_tools(rows)
     python = ensure_venv()
-    print(f'versions: {versions(python, tools)}')
-    print(f'{args.rounds} round(s) of {len(rows)} row(s): {WARM_UP}s warm-up + '
-          f'{args.duration}s of wrk -t2 -c{args.connections}, {WORKERS} workers each\n',
+    print(f"versions: {versions(python, tools)}")
+    print(f"{args.rounds} round(s) of {len(rows)} row(s): {WARM_UP}s warm-up + "
+          f"{args.duration}s of wrk -t2 -c{args.connections}, {WORKERS} workers each\n",
           flush=True)
 
     # A SIGTERM to the script unwinds like ^C does, through every finally below.
@@ -553,9 +553,9 @@ def main() -> int:
     results: dict[str, list[Result]] = {r: [] for r in rows}
     skipped: dict[str, str] = {}
     stand_in: dict[str, str] = {}  # row -> the row run in its place
-    with tempfile.TemporaryDirectory(prefix='brim-bench-') as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="brim-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        (tmp / 'hello.py').write_text(HELLO_APP)
+        (tmp / "hello.py").write_text(HELLO_APP)
         bench = Bench(python, tools, tmp)
         for n in range(args.rounds):
             active = [r for r in rows if r not in skipped]
@@ -566,21 +566,21 @@ def main() -> int:
                 result = one_run(bench, row, args)
                 if isinstance(result, str):
                     skipped[row] = result
-                    print(f'round {n + 1} {row:13s} skipped: {result}', flush=True)
+                    print(f"round {n + 1} {row:13s} skipped: {result}", flush=True)
                     alt = STAND_INS.get(row)
-                    if not alt or alt in rows or 'no log_sink' not in result:
+                    if not alt or alt in rows or "no log_sink" not in result:
                         continue
                     stand_in[row] = alt
                     rows.append(alt)
                     results[alt] = []
-                    print(f'round {n + 1} {alt:13s} runs in place of {row}', flush=True)
+                    print(f"round {n + 1} {alt:13s} runs in place of {row}", flush=True)
                     row, result = alt, one_run(bench, alt, args)
                     if isinstance(result, str):
                         skipped[row] = result
-                        print(f'round {n + 1} {row:13s} skipped: {result}', flush=True)
+                        print(f"round {n + 1} {row:13s} skipped: {result}", flush=True)
                         continue
                 results[row].append(result)
-                print_result(f'round {n + 1}', row, result)
+                print_result(f"round {n + 1}", row, result)
             this_round = {r: rs[-1] for r, rs in results.items()
                           if len(rs) == n + 1}
             print_ratios(_with_stand_ins(this_round, stand_in), stand_in)
@@ -590,9 +590,9 @@ def main() -> int:
                      sum(x.requests for x in rs), sum(x.lines for x in rs))
            for r, rs in results.items() if rs}
     for row, res in med.items():
-        print_result('median ', row, res)
+        print_result("median ", row, res)
     for row, why in skipped.items():
-        print(f'skipped {row:13s} {why}')
+        print(f"skipped {row:13s} {why}")
     print_ratios(_with_stand_ins(med, stand_in), stand_in)
     return 0
 
@@ -609,36 +609,36 @@ def print_result(prefix: str, row: str, res: Result) -> None:
     share = res.lines / res.requests if res.requests else 0.0
     # A request log that kept under 99% of the answered requests lost lines;
     # brimd-off is meant to have none.
-    lost = '  LINES MISSING' if row != 'brimd-off' and share < 0.99 else ''
-    print(f'{prefix} {row:13s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  '
-          f'log lines {res.lines}/{res.requests} answered ({100 * share:5.1f}%){lost}'
-          + (f'  [{res.trouble}]' if res.trouble else ''), flush=True)
+    lost = "  LINES MISSING" if row != "brimd-off" and share < 0.99 else ""
+    print(f"{prefix} {row:13s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  "
+          f"log lines {res.lines}/{res.requests} answered ({100 * share:5.1f}%){lost}"
+          + (f"  [{res.trouble}]" if res.trouble else ""), flush=True)
 
 
 def one_run(bench: Bench, row: str, args: argparse.Namespace) -> Result | str:
     """Start row's server, measure it, stop it, count its log: the Result or why it failed."""
     port = _free_port()
-    run = Run(port=port, logs={}, errors=bench.tmp / f'{row}.errors')
-    start = getattr(bench, row.replace('-', '_'))
+    run = Run(port=port, logs={}, errors=bench.tmp / f"{row}.errors")
+    start = getattr(bench, row.replace("-", "_"))
     try:
         try:
             start(run)
-            result, _ = run_wrk(bench.tools['wrk'], port, args.duration, args.connections)
+            result, _ = run_wrk(bench.tools["wrk"], port, args.duration, args.connections)
         finally:
             run.stop()
     except Skip as err:
         return str(err)
     except (subprocess.SubprocessError, OSError, AttributeError) as err:
-        return f'{type(err).__name__}: {err}'
+        return f"{type(err).__name__}: {err}"
     counts = count_lines(run.logs)
     result.lines = sum(counts.values())
     if sum(1 for c in counts.values() if c) > 1:  # say which file had which
-        result.trouble = ', '.join(filter(None, [result.trouble] + [
-            f'{kind} {c}' for kind, c in counts.items()]))
+        result.trouble = ", ".join(filter(None, [result.trouble] + [
+            f"{kind} {c}" for kind, c in counts.items()]))
     for path in [*run.logs.values(), run.errors]:
         path.unlink(missing_ok=True)
     return result
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

@@ -699,7 +699,7 @@ def test_escaping_round_trips(brimd, fmt):
     sent = []
     for target in RAW_TARGETS:
         head = (b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nUser-Agent: " + RAW_UA
-                + b"\r\nReferer: " + RAW_REFERER + b"\r\nX-Q: \"a\\b\"\r\n"
+                + b"\r\nReferer: " + RAW_REFERER + b'\r\nX-Q: "a\\b"\r\n'
                 + b"Connection: close\r\n\r\n")
         answer = raw_request(port, head)
         assert answer.startswith(b"HTTP/1.1 200 "), (target, answer[:200])

@@ -101,7 +101,7 @@ def test_multi_config_example(brimd):
     assert "echo.requests" not in other and "echo2.requests" not in first
 
 
-HELLO_V1 = '''
+HELLO_V1 = """
 class HelloWorld(object):
 
     def __init__(self, name, conf, next_app):
@@ -113,9 +113,9 @@ class HelloWorld(object):
         body = 'Hello World!\\n'
         start_response('200 OK', [('Content-Length', str(len(body)))])
         return body
-'''
+"""
 
-HELLO_V3 = '''
+HELLO_V3 = """
 from time import time
 
 
@@ -149,7 +149,7 @@ class HelloWorld(object):
         # returns a list of (stat_name, stat_type) tuples.
         return [('%s.requests' % name, 'sum'),
                 ('%s.last_called' % name, 'max')]
-'''
+"""
 
 
 def test_helloworld_development_example(brimd):

@@ -33,10 +33,10 @@ class Running:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def stat(self, name: str) -> int:
-        return self.store.bucket('wsgi', 0).get(name)
+        return self.store.bucket("wsgi", 0).get(name)
 
     def log(self) -> str:
-        with open(self.log_path, encoding='utf-8', errors='replace') as f:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
     def mark(self) -> int:
@@ -59,14 +59,14 @@ class Running:
             if needle in text:
                 return text
             if time.monotonic() > deadline:
-                raise AssertionError(f'{needle!r} never appeared in the log:\n{text}')
+                raise AssertionError(f"{needle!r} never appeared in the log:\n{text}")
             time.sleep(0.02)
 
     def wait_stat(self, name: str, value: int, timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout
         while self.stat(name) != value:
             if time.monotonic() > deadline:
-                raise AssertionError(f'{name} is {self.stat(name)}, not {value}')
+                raise AssertionError(f"{name} is {self.stat(name)}, not {value}")
             time.sleep(0.01)
 
     def wait_exit(self, timeout: float = WAIT) -> int:
@@ -77,7 +77,7 @@ class Running:
                 self.exit_status = os.waitstatus_to_exitcode(status)
                 return self.exit_status
             if time.monotonic() > deadline:
-                raise AssertionError('server process did not exit')
+                raise AssertionError("server process did not exit")
             time.sleep(0.01)
 
     def kill(self) -> None:
@@ -90,7 +90,7 @@ class Running:
         self.exit_status = -9
 
     def connect(self, timeout: float = WAIT) -> socket.socket:
-        return socket.create_connection(('127.0.0.1', self.port), timeout=timeout)
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
 
 def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool = False,
@@ -100,13 +100,13 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(('127.0.0.1', 0))
+    listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
-    codes = settings.get('count_status_codes', (404, 408, 499, 501))
-    store = StatsStore({'wsgi': (1, [*server_stats(codes), *app_stats])})
-    log_path = str(tmp_path / f'server-{port}.log')
-    open(log_path, 'w').close()
+    codes = settings.get("count_status_codes", (404, 408, 499, 501))
+    store = StatsStore({"wsgi": (1, [*server_stats(codes), *app_stats])})
+    log_path = str(tmp_path / f"server-{port}.log")
+    open(log_path, "w").close()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
@@ -119,11 +119,11 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
     running = Running(pid, port, store, log_path)
     deadline = time.monotonic() + WAIT
     while True:  # ready when the worker has marked its bucket started
-        if store.bucket('wsgi', 0).get('start_time'):
+        if store.bucket("wsgi", 0).get("start_time"):
             break
         if time.monotonic() > deadline:
             running.kill()
-            raise AssertionError('server did not start')
+            raise AssertionError("server did not start")
         time.sleep(0.01)
     return running
 
@@ -134,15 +134,15 @@ def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
     from brim.wsgi.http import HTTPServer
     from brim.wsgi.log import setup_logging
 
-    sys.stderr = open(log_path, 'a', buffering=1)  # noqa: SIM115
-    logger = setup_logging('brim', 'DEBUG', stderr=True, syslog=False)
-    bucket = store.bucket('wsgi', 0)
+    sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115
+    logger = setup_logging("brim", "DEBUG", stderr=True, syslog=False)
+    bucket = store.bucket("wsgi", 0)
     server = HTTPServer(listener, app, settings, stats=bucket, logger=logger, server=server_obj)
     green.install_signal_handlers({signal.SIGUSR1: lambda s: server.drain(),
                                    signal.SIGUSR2: lambda s: server.stop()})
     bucket.mark_started()
     server.serve_forever()
-    logger.info('serve_forever returned')
+    logger.info("serve_forever returned")
     return 0
 
 
@@ -158,7 +158,7 @@ def recv_all(sock: socket.socket, timeout: float = WAIT) -> bytes:
         if not data:
             break
         chunks.append(data)
-    return b''.join(chunks)
+    return b"".join(chunks)
 
 
 class Reader:
@@ -166,19 +166,19 @@ class Reader:
 
     def __init__(self, sock: socket.socket, timeout: float = WAIT) -> None:
         self.sock = sock
-        self.buf = b''
+        self.buf = b""
         sock.settimeout(timeout)
 
     def _more(self) -> None:
         data = self.sock.recv(65536)
         if not data:
-            raise EOFError('connection closed')
+            raise EOFError("connection closed")
         self.buf += data
 
     def _line(self) -> bytes:
-        while b'\r\n' not in self.buf:
+        while b"\r\n" not in self.buf:
             self._more()
-        line, self.buf = self.buf.split(b'\r\n', 1)
+        line, self.buf = self.buf.split(b"\r\n", 1)
         return line
 
     def _exactly(self, n: int) -> bytes:
@@ -195,25 +195,25 @@ class Reader:
             line = self._line()
             if not line:
                 break
-            name, _, value = line.decode('latin-1').partition(':')
+            name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         if head or status in (204, 304) or status < 200:
-            return status, headers, b''
-        if 'content-length' in headers:
-            return status, headers, self._exactly(int(headers['content-length']))
-        if headers.get('transfer-encoding') == 'chunked':
-            body = b''
+            return status, headers, b""
+        if "content-length" in headers:
+            return status, headers, self._exactly(int(headers["content-length"]))
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
             while True:
-                size = int(self._line().split(b';')[0], 16)
+                size = int(self._line().split(b";")[0], 16)
                 if size == 0:
                     while self._line():
                         pass
                     return status, headers, body
                 body += self._exactly(size)
-                assert self._exactly(2) == b'\r\n'
+                assert self._exactly(2) == b"\r\n"
         while True:
             try:
                 self._more()
             except EOFError:
-                body, self.buf = self.buf, b''
+                body, self.buf = self.buf, b""
                 return status, headers, body

@@ -36,14 +36,14 @@ RATE = 1024  # min_body_rate of the module's server
 def _app(env, start_response):
     from brim.wsgi import green
 
-    path = env['PATH_INFO']
-    inp = env['wsgi.input']
-    if path == '/pid':
+    path = env["PATH_INFO"]
+    inp = env["wsgi.input"]
+    if path == "/pid":
         out = str(os.getpid()).encode()
-    elif path == '/sleep':
-        green.sleep(float(env['QUERY_STRING']))
-        out = b'slept'
-    elif path == '/slowread':  # reads in small pieces, taking its time between reads
+    elif path == "/sleep":
+        green.sleep(float(env["QUERY_STRING"]))
+        out = b"slept"
+    elif path == "/slowread":  # reads in small pieces, taking its time between reads
         total = 0
         while True:
             piece = inp.read(100)
@@ -51,19 +51,19 @@ def _app(env, start_response):
                 break
             total += len(piece)
             green.sleep(0.3)
-        out = b'read %d' % total
+        out = b"read %d" % total
     else:
-        out = b'read %d' % len(inp.read())
-    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(out)))])
+        out = b"read %d" % len(inp.read())
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(out)))])
     return [out]
 
 
 CODES = (408, 499)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = H.start(_app, tmp_path_factory.mktemp('rules-resources'), count_status_codes=CODES,
+    running = H.start(_app, tmp_path_factory.mktemp("rules-resources"), count_status_codes=CODES,
                       client_timeout=CLIENT, idle_timeout=IDLE, min_body_rate=RATE)
     yield running
     running.kill()
@@ -91,23 +91,23 @@ def _exchange(server, raw: bytes) -> bytes:
 
 def _worker_same_and_serving(server, tls: ssl.SSLContext | None = None) -> None:
     """Checks (2) and (3): same live worker, answering a normal request on a new connection."""
-    assert os.waitpid(server.pid, os.WNOHANG) == (0, 0), 'the worker died'
+    assert os.waitpid(server.pid, os.WNOHANG) == (0, 0), "the worker died"
     if tls is None:
-        data = _exchange(server, b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-        body = data.partition(b'\r\n\r\n')[2]
+        data = _exchange(server, b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+        body = data.partition(b"\r\n\r\n")[2]
     else:
-        conn = http.client.HTTPSConnection('127.0.0.1', server.port, context=tls,
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=tls,
                                            timeout=H.WAIT)
         try:
-            conn.request('GET', '/pid')
+            conn.request("GET", "/pid")
             resp = conn.getresponse()
             assert resp.status == 200
             body = resp.read()
         finally:
             conn.close()
-    assert body == str(server.pid).encode(), 'a different process answered'
-    assert os.waitpid(server.pid, os.WNOHANG) == (0, 0), 'the worker died'
+    assert body == str(server.pid).encode(), "a different process answered"
+    assert os.waitpid(server.pid, os.WNOHANG) == (0, 0), "the worker died"
 
 
 def _notices(server, mark: int) -> list[list[str]]:
@@ -116,12 +116,12 @@ def _notices(server, mark: int) -> list[list[str]]:
     Waits for the log to settle first: request lines are flushed every 100 ms.
     """
     server.mark()
-    return [line.split(' NOTICE ', 1)[1].split() for line in server.log()[mark:].splitlines()
-            if ' NOTICE 127.0.0.1 ' in line]
+    return [line.split(" NOTICE ", 1)[1].split() for line in server.log()[mark:].splitlines()
+            if " NOTICE 127.0.0.1 " in line]
 
 
 def _snapshot(server) -> tuple[int, int, int]:
-    return server.mark(), server.stat('request_count'), server.stat('status_408_count')
+    return server.mark(), server.stat("request_count"), server.stat("status_408_count")
 
 
 def _quietly_closed(sock, within: float) -> float:
@@ -129,18 +129,18 @@ def _quietly_closed(sock, within: float) -> float:
     start = time.monotonic()
     data = H.recv_all(sock, within)
     took = time.monotonic() - start
-    assert data == b'', f'expected a quiet close, got {data[:200]!r}'
+    assert data == b"", f"expected a quiet close, got {data[:200]!r}"
     return took
 
 
 def _is_408(data: bytes) -> None:
-    assert data.startswith(b'HTTP/1.1 408 Request Timeout\r\n'), data[:300]
-    head = data.partition(b'\r\n\r\n')[0].lower()
-    assert b'\r\nconnection: close' in head and b'\r\ncontent-type: text/plain' in head, head
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data[:300]
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nconnection: close" in head and b"\r\ncontent-type: text/plain" in head, head
 
 
 def _pid_request(sock, reader) -> None:
-    sock.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\n\r\n')
+    sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
     status, _headers, _body = reader.response()
     assert status == 200
 
@@ -154,10 +154,10 @@ def test_silent_new_connection_is_closed_quietly_after_idle_timeout(server):
         took = _quietly_closed(sock, 5)
     finally:
         sock.close()
-    assert IDLE - 0.2 <= took < CLIENT - 0.2, f'closed after {took:.2f}s'
+    assert IDLE - 0.2 <= took < CLIENT - 0.2, f"closed after {took:.2f}s"
     time.sleep(0.1)
-    assert (server.stat('request_count'), server.stat('status_408_count')) == (count, c408)
-    assert _notices(server, mark) == [], 'a quiet close was logged'
+    assert (server.stat("request_count"), server.stat("status_408_count")) == (count, c408)
+    assert _notices(server, mark) == [], "a quiet close was logged"
     _worker_same_and_serving(server)
 
 
@@ -170,10 +170,10 @@ def test_idle_keep_alive_connection_is_closed_quietly(server):
         took = _quietly_closed(sock, 5)
     finally:
         sock.close()
-    assert IDLE - 0.2 <= took < CLIENT - 0.2, f'closed after {took:.2f}s'
+    assert IDLE - 0.2 <= took < CLIENT - 0.2, f"closed after {took:.2f}s"
     time.sleep(0.1)
-    assert (server.stat('request_count'), server.stat('status_408_count')) == (count + 1, c408)
-    assert [f[2] for f in _notices(server, mark)] == ['/pid']
+    assert (server.stat("request_count"), server.stat("status_408_count")) == (count + 1, c408)
+    assert [f[2] for f in _notices(server, mark)] == ["/pid"]
     _worker_same_and_serving(server)
 
 
@@ -192,11 +192,11 @@ def test_idle_timeout_restarts_with_each_request(server):
 
 @pytest.fixture
 def tls(tmp_path):
-    if not shutil.which('openssl'):
-        pytest.skip('no openssl to make a certificate')
-    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-                    '-subj', '/CN=localhost', '-keyout', str(key), '-out', str(cert)],
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -210,14 +210,14 @@ def test_idle_timeout_covers_the_tls_handshake(tmp_path, tls):
     running = H.start(_app, tmp_path, count_status_codes=CODES, ssl_context=server_ctx,
                       client_timeout=5, idle_timeout=IDLE)
     try:
-        count = running.stat('request_count')
+        count = running.stat("request_count")
         sock = running.connect()  # a TCP connection that never starts its handshake
         try:
             took = _quietly_closed(sock, 4)
         finally:
             sock.close()
-        assert took < 3, f'closed after {took:.2f}s: not idle_timeout'
-        assert running.stat('request_count') == count
+        assert took < 3, f"closed after {took:.2f}s: not idle_timeout"
+        assert running.stat("request_count") == count
         _worker_same_and_serving(running, client_ctx)
     finally:
         running.kill()
@@ -225,9 +225,9 @@ def test_idle_timeout_covers_the_tls_handshake(tmp_path, tls):
 
 # ----- client_timeout: heads and bodies -------------------------------------------
 
-@pytest.mark.parametrize('partial', [b'GE', b'GET /echo HTTP/1.1\r\n',
-                                     b'GET /echo HTTP/1.1\r\nHost: x\r\n'],
-                         ids=['in the method', 'after the request line', 'after a field'])
+@pytest.mark.parametrize("partial", [b"GE", b"GET /echo HTTP/1.1\r\n",
+                                     b"GET /echo HTTP/1.1\r\nHost: x\r\n"],
+                         ids=["in the method", "after the request line", "after a field"])
 def test_head_silent_for_client_timeout_gets_408(server, partial):
     mark, count, c408 = _snapshot(server)
     sock = server.connect()
@@ -239,26 +239,26 @@ def test_head_silent_for_client_timeout_gets_408(server, partial):
     finally:
         sock.close()
     _is_408(data)
-    assert CLIENT - 0.3 <= took < CLIENT + 2, f'408 after {took:.2f}s'  # not idle_timeout
-    server.wait_stat('status_408_count', c408 + 1)
-    server.wait_stat('request_count', count + 1)
-    server.wait_log(' 408 ')
-    assert [f[3] for f in _notices(server, mark)] == ['408']
+    assert CLIENT - 0.3 <= took < CLIENT + 2, f"408 after {took:.2f}s"  # not idle_timeout
+    server.wait_stat("status_408_count", c408 + 1)
+    server.wait_stat("request_count", count + 1)
+    server.wait_log(" 408 ")
+    assert [f[3] for f in _notices(server, mark)] == ["408"]
     _worker_same_and_serving(server)
 
 
 def test_trickled_head_hits_the_head_deadline(server):
     """One byte every 0.3 s keeps the head from being silent; its deadline still ends it."""
-    c408 = server.stat('status_408_count')
+    c408 = server.stat("status_408_count")
     sock = server.connect()
-    data = b''
+    data = b""
     try:
-        sock.sendall(b'GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: ')
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         start = time.monotonic()
         sock.settimeout(0.3)
         while time.monotonic() - start < CLIENT + 4:
             try:
-                sock.sendall(b'x')
+                sock.sendall(b"x")
             except OSError:
                 break
             try:
@@ -279,8 +279,8 @@ def test_trickled_head_hits_the_head_deadline(server):
     finally:
         sock.close()
     _is_408(data)
-    assert CLIENT - 0.3 <= took < CLIENT + 2, f'408 after {took:.2f}s'
-    server.wait_stat('status_408_count', c408 + 1)
+    assert CLIENT - 0.3 <= took < CLIENT + 2, f"408 after {took:.2f}s"
+    server.wait_stat("status_408_count", c408 + 1)
     _worker_same_and_serving(server)
 
 
@@ -288,17 +288,17 @@ def test_body_silent_for_client_timeout_gets_408(server):
     mark, _count, c408 = _snapshot(server)
     sock = server.connect()
     try:
-        sock.sendall(b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc')
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         start = time.monotonic()
         data = H.recv_all(sock)
         took = time.monotonic() - start
     finally:
         sock.close()
     _is_408(data)
-    assert CLIENT - 0.3 <= took < CLIENT + 2, f'408 after {took:.2f}s'
-    server.wait_stat('status_408_count', c408 + 1)
-    server.wait_log(' POST /echo 408 ')
-    assert [f[1:4] for f in _notices(server, mark)] == [['POST', '/echo', '408']]
+    assert CLIENT - 0.3 <= took < CLIENT + 2, f"408 after {took:.2f}s"
+    server.wait_stat("status_408_count", c408 + 1)
+    server.wait_log(" POST /echo 408 ")
+    assert [f[1:4] for f in _notices(server, mark)] == [["POST", "/echo", "408"]]
     _worker_same_and_serving(server)
 
 
@@ -308,17 +308,17 @@ def _trickle(server, path: bytes, length: int, piece: int, every: float,
              limit: float) -> tuple[bytes, float]:
     """Send a body of length bytes, piece bytes every `every` s; what came back, and when."""
     sock = server.connect()
-    data = b''
+    data = b""
     try:
-        sock.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n'
-                     b'Connection: close\r\n\r\n' % (path, length))
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % (path, length))
         start = time.monotonic()
         sent = 0
         sock.settimeout(every)
         while time.monotonic() - start < limit:
             if sent < length:
                 try:
-                    sock.sendall(b'b' * min(piece, length - sent))
+                    sock.sendall(b"b" * min(piece, length - sent))
                 except OSError:
                     break
                 sent += piece
@@ -343,30 +343,30 @@ def _trickle(server, path: bytes, length: int, piece: int, every: float,
 
 def test_body_slower_than_min_body_rate_gets_408(server):
     """100 bytes every 0.25 s (400 B/s): each piece within client_timeout, the rate too low."""
-    c408 = server.stat('status_408_count')
-    data, took = _trickle(server, b'/echo', 100_000, 100, 0.25, CLIENT + 5)
+    c408 = server.stat("status_408_count")
+    data, took = _trickle(server, b"/echo", 100_000, 100, 0.25, CLIENT + 5)
     _is_408(data)
-    assert CLIENT - 0.3 <= took < CLIENT + 3, f'408 after {took:.2f}s (grace {CLIENT}s)'
-    server.wait_stat('status_408_count', c408 + 1)
+    assert CLIENT - 0.3 <= took < CLIENT + 3, f"408 after {took:.2f}s (grace {CLIENT}s)"
+    server.wait_stat("status_408_count", c408 + 1)
     _worker_same_and_serving(server)
 
 
 def test_body_at_a_good_rate_is_served(server):
     """1000 bytes every 0.25 s (4000 B/s) for 3 s, well past the grace."""
-    data, _took = _trickle(server, b'/echo', 12_000, 1000, 0.25, 10)
-    assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-    assert data.endswith(b'read 12000')
+    data, _took = _trickle(server, b"/echo", 12_000, 1000, 0.25, 10)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+    assert data.endswith(b"read 12000")
     _worker_same_and_serving(server)
 
 
 def test_time_the_app_spends_between_reads_does_not_count(server):
     """The whole body is there at once; the app reads it over 3 s (333 B/s wall-clock)."""
-    c408 = server.stat('status_408_count')
-    data = _exchange(server, b'POST /slowread HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n'
-                             b'Connection: close\r\n\r\n' + b'b' * 1000)
-    assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-    assert data.endswith(b'read 1000')
-    assert server.stat('status_408_count') == c408
+    c408 = server.stat("status_408_count")
+    data = _exchange(server, b"POST /slowread HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                             b"Connection: close\r\n\r\n" + b"b" * 1000)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+    assert data.endswith(b"read 1000")
+    assert server.stat("status_408_count") == c408
     _worker_same_and_serving(server)
 
 
@@ -374,9 +374,9 @@ def test_min_body_rate_0_turns_the_rate_check_off(tmp_path):
     running = H.start(_app, tmp_path, count_status_codes=CODES, client_timeout=CLIENT,
                       idle_timeout=IDLE, min_body_rate=0)
     try:
-        data, _took = _trickle(running, b'/echo', 250, 50, 0.5, 10)  # 100 B/s for 2.5 s
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-        assert data.endswith(b'read 250')
+        data, _took = _trickle(running, b"/echo", 250, 50, 0.5, 10)  # 100 B/s for 2.5 s
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+        assert data.endswith(b"read 250")
         _worker_same_and_serving(running)
     finally:
         running.kill()
@@ -387,7 +387,7 @@ def test_min_body_rate_0_turns_the_rate_check_off(tmp_path):
 def _still_open(sock) -> bool:
     sock.settimeout(0.3)
     try:
-        return sock.recv(1) != b''
+        return sock.recv(1) != b""
     except TimeoutError:
         return True
     except OSError:
@@ -406,21 +406,21 @@ def test_full_worker_sheds_its_longest_idle_connection(small):
         time.sleep(0.2)
         c = small.connect()  # the worker is full: this one needs a green thread
         start = time.monotonic()
-        c.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = H.recv_all(c, 5)
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-        assert time.monotonic() - start < 2, 'the new connection waited'
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+        assert time.monotonic() - start < 2, "the new connection waited"
         _quietly_closed(a, 2)  # shed: closed, nothing sent
-        assert _still_open(b), 'the newer idle connection was shed too'
+        assert _still_open(b), "the newer idle connection was shed too"
         b.settimeout(5)
-        b.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-        assert H.recv_all(b, 5).startswith(b'HTTP/1.1 200 OK\r\n')
+        b.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert H.recv_all(b, 5).startswith(b"HTTP/1.1 200 OK\r\n")
     finally:
         for sock in (a, b, c):
             if sock is not None:
                 sock.close()
-    assert small.stat('status_408_count') == c408
-    assert sorted(f[3] for f in _notices(small, mark)) == ['200', '200', '200']
+    assert small.stat("status_408_count") == c408
+    assert sorted(f[3] for f in _notices(small, mark)) == ["200", "200", "200"]
     _worker_same_and_serving(small)
 
 
@@ -431,47 +431,47 @@ def test_idle_connection_is_shed_before_a_head_in_progress(small):
         reader = H.Reader(a)
         _pid_request(a, reader)  # a: idle keep-alive
         b = small.connect()
-        b.sendall(b'GET /pid HTTP/1.1\r\nHo')  # b: receiving a head
+        b.sendall(b"GET /pid HTTP/1.1\r\nHo")  # b: receiving a head
         time.sleep(0.2)
         c = small.connect()
-        c.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-        assert H.recv_all(c, 5).startswith(b'HTTP/1.1 200 OK\r\n')
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert H.recv_all(c, 5).startswith(b"HTTP/1.1 200 OK\r\n")
         _quietly_closed(a, 2)
-        b.sendall(b'st: x\r\nConnection: close\r\n\r\n')  # b finishes its head and is served
-        assert H.recv_all(b, 5).startswith(b'HTTP/1.1 200 OK\r\n')
+        b.sendall(b"st: x\r\nConnection: close\r\n\r\n")  # b finishes its head and is served
+        assert H.recv_all(b, 5).startswith(b"HTTP/1.1 200 OK\r\n")
     finally:
         for sock in (a, b, c):
             if sock is not None:
                 sock.close()
-    assert small.stat('status_408_count') == 0
+    assert small.stat("status_408_count") == 0
     _worker_same_and_serving(small)
 
 
 def test_full_worker_without_idle_connections_408s_its_oldest_head_in_progress(small):
-    c408 = small.stat('status_408_count')
+    c408 = small.stat("status_408_count")
     a = small.connect()
     b = c = None
     try:
-        a.sendall(b'GET /sleep?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')  # in a request
+        a.sendall(b"GET /sleep?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # in a request
         time.sleep(0.2)
         b = small.connect()
-        b.sendall(b'GET /pid HTTP/1.1\r\nHo')  # receiving a head
+        b.sendall(b"GET /pid HTTP/1.1\r\nHo")  # receiving a head
         time.sleep(0.2)
         c = small.connect()
         start = time.monotonic()
-        c.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = H.recv_all(c, 5)
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-        assert time.monotonic() - start < 1.3, 'the new connection waited for the sleeper'
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+        assert time.monotonic() - start < 1.3, "the new connection waited for the sleeper"
         _is_408(H.recv_all(b, 5))
         data = H.recv_all(a, 5)  # the request in progress is untouched
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n') and data.endswith(b'slept'), data[:300]
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"slept"), data[:300]
     finally:
         for sock in (a, b, c):
             if sock is not None:
                 sock.close()
-    small.wait_stat('status_408_count', c408 + 1)
-    small.wait_log(' 408 ')
+    small.wait_stat("status_408_count", c408 + 1)
+    small.wait_log(" 408 ")
     _worker_same_and_serving(small)
 
 
@@ -480,20 +480,20 @@ def test_new_connection_waits_when_every_connection_is_in_a_request(small):
     c = None
     try:
         for sock in sleepers:
-            sock.sendall(b'GET /sleep?1.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+            sock.sendall(b"GET /sleep?1.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         time.sleep(0.2)
         c = small.connect()
         start = time.monotonic()
-        c.sendall(b'GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = H.recv_all(c, 5)
-        assert data.startswith(b'HTTP/1.1 200 OK\r\n'), data[:300]
-        assert time.monotonic() - start > 0.9, 'a request in progress was shed'
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:300]
+        assert time.monotonic() - start > 0.9, "a request in progress was shed"
         for sock in sleepers:
             data = H.recv_all(sock, 5)
-            assert data.startswith(b'HTTP/1.1 200 OK\r\n') and data.endswith(b'slept')
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"slept")
     finally:
         for sock in [*sleepers, c]:
             if sock is not None:
                 sock.close()
-    assert small.stat('status_408_count') == 0
+    assert small.stat("status_408_count") == 0
     _worker_same_and_serving(small)

@@ -14,7 +14,7 @@ from brim.wsgi import NotFound, build_chain
 
 # The seed's HelloWorld, exactly as its development guide writes it (Python 2
 # habits included: the body is a str).
-SEED_APPS = '''
+SEED_APPS = """
 from time import time
 
 
@@ -66,7 +66,7 @@ class Plain(object):
         return self.next_app(env, start_response)
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 @pytest.fixture

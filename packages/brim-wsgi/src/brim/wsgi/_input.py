@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from .body import Body
 
-__all__ = ['Input']
+__all__ = ["Input"]
 
 _READ_SIZE = 65536
 
@@ -20,7 +20,7 @@ _READ_SIZE = 65536
 class Input:
     """PEP 3333 input stream over one request's body."""
 
-    __slots__ = ('_body', '_iter_chunk', '_pending')
+    __slots__ = ("_body", "_iter_chunk", "_pending")
 
     def __init__(self, body: Body, iter_chunk: int) -> None:
         self._body = body
@@ -41,10 +41,10 @@ class Input:
             while True:
                 data = body.read(_READ_SIZE)
                 if not data:
-                    return b''.join(parts)
+                    return b"".join(parts)
                 parts.append(data)
         if not pending:
-            data = body.read(size) if size else b''
+            data = body.read(size) if size else b""
             if len(data) == size or not data:
                 return data
             pending += data
@@ -64,7 +64,7 @@ class Input:
         start = 0
         limit = -1 if size is None or size < 0 else size
         while True:
-            i = pending.find(b'\n', start)
+            i = pending.find(b"\n", start)
             if i >= 0:
                 end = i + 1
                 break

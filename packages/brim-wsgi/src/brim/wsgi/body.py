@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .settings import HTTPSettings
 
-__all__ = ['Body', 'ChunkedBody', 'LengthBody', 'NoBody']
+__all__ = ["Body", "ChunkedBody", "LengthBody", "NoBody"]
 
 # chunk-size [ chunk-ext ] (RFC 9112 7.1.1): 1-16 hex digits, then any number
 # of ;name[=token or quoted-string], with optional whitespace around ; and =.
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
-    rb'([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*' + _TOKEN + rb'(?:[ \t]*=[ \t]*(?:' + _TOKEN
-    + rb'|' + _QUOTED + rb'))?)*')
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+    + rb"|" + _QUOTED + rb"))?)*")
 _MAX_CHUNK_LINE = 4096
 _MAX_CHUNK = (1 << 63) - 1
 
@@ -103,15 +103,15 @@ class Body:
                 timeout, by_rate = allowed, True
             if timeout <= 0:
                 raise RequestTimeout(
-                    f'request body slower than min_body_rate ({settings.min_body_rate} B/s)')
+                    f"request body slower than min_body_rate ({settings.min_body_rate} B/s)")
         start = time.monotonic()
         try:
             self.conn.fill(timeout)
         except TimeoutError:
             if by_rate:
-                raise RequestTimeout(f'request body slower than min_body_rate '
-                                     f'({settings.min_body_rate} B/s)') from None
-            raise RequestTimeout('client silent for client_timeout mid-body') from None
+                raise RequestTimeout(f"request body slower than min_body_rate "
+                                     f"({settings.min_body_rate} B/s)") from None
+            raise RequestTimeout("client silent for client_timeout mid-body") from None
         finally:
             self._waited += time.monotonic() - start
 
@@ -124,7 +124,7 @@ class NoBody(Body):
         self.done = True
 
     def _decode(self, size: int) -> bytes | None:
-        return b''
+        return b""
 
 
 class LengthBody(Body):
@@ -138,7 +138,7 @@ class LengthBody(Body):
     def _decode(self, size: int) -> bytes | None:
         left = self.left
         if not left:
-            return b''
+            return b""
         buf = self.conn.buf
         if not buf:
             return None
@@ -192,29 +192,29 @@ class ChunkedBody(Body):
             if state == _DATA_END:
                 if len(buf) < 2:
                     if buf and buf[0] != 13:
-                        raise BadRequest('chunk data longer than its size')
+                        raise BadRequest("chunk data longer than its size")
                     return None
-                if buf[:2] != b'\r\n':
-                    raise BadRequest('chunk data not followed by CRLF')
+                if buf[:2] != b"\r\n":
+                    raise BadRequest("chunk data not followed by CRLF")
                 del buf[:2]
                 self.wire += 2
                 self._state = _SIZE
             elif state == _SIZE:
                 if self.done:
-                    return b''
-                end = buf.find(b'\r\n')
+                    return b""
+                end = buf.find(b"\r\n")
                 if end < 0:
-                    self._check_partial(buf, _MAX_CHUNK_LINE, 'chunk size line')
+                    self._check_partial(buf, _MAX_CHUNK_LINE, "chunk size line")
                     return None
                 line = bytes(buf[:end])
                 del buf[:end + 2]
                 self.wire += end + 2
                 match = _CHUNK_LINE.fullmatch(line)
                 if match is None:
-                    raise BadRequest('malformed chunk size line')
+                    raise BadRequest("malformed chunk size line")
                 chunk = int(match.group(1), 16)
                 if chunk > _MAX_CHUNK:
-                    raise BadRequest('chunk size too large')
+                    raise BadRequest("chunk size too large")
                 if chunk:
                     self._left = chunk
                     self._state = _DATA
@@ -224,21 +224,21 @@ class ChunkedBody(Body):
                 return self._trailers(buf)
 
     def _trailers(self, buf: bytearray) -> bytes | None:
-        if buf[:2] == b'\r\n':
+        if buf[:2] == b"\r\n":
             del buf[:2]
             self.wire += 2
             self._finish()
-            return b''
-        end = buf.find(b'\r\n\r\n')
+            return b""
+        end = buf.find(b"\r\n\r\n")
         if end < 0:
-            self._check_partial(buf, self.settings.max_header_size + 4, 'trailer section')
+            self._check_partial(buf, self.settings.max_header_size + 4, "trailer section")
             return None
         section = bytes(buf[:end])
         del buf[:end + 4]
         self.wire += end + 4
         parse_fields(section, self.settings, trailers=True)
         self._finish()
-        return b''
+        return b""
 
     def _finish(self) -> None:
         self.done = True
@@ -248,8 +248,8 @@ class ChunkedBody(Body):
     def _check_partial(buf: bytearray, limit: int, what: str) -> None:
         """Refuse an incomplete line or section that is already too long or malformed."""
         if len(buf) > limit:
-            if what == 'trailer section':
-                raise HeaderFieldsTooLarge('trailer section over max_header_size')
-            raise BadRequest(f'{what} too long')
+            if what == "trailer section":
+                raise HeaderFieldsTooLarge("trailer section over max_header_size")
+            raise BadRequest(f"{what} too long")
         if has_bare_cr_lf(buf):
-            raise BadRequest(f'bare CR or LF in the {what}')
+            raise BadRequest(f"bare CR or LF in the {what}")

@@ -20,7 +20,7 @@ from .exchange import Exchange
 from .request import HeadScan, Request, parse_head
 from .state import ServerState, Shed
 
-__all__ = ['Connection']
+__all__ = ["Connection"]
 
 RECV_SIZE = 65536
 
@@ -42,11 +42,11 @@ class Connection:
             self.client = str(addr[0])
             port = str(addr[1])
         else:
-            self.client = str(addr or '')
-            port = ''
+            self.client = str(addr or "")
+            port = ""
         env = state.base_env.copy()
-        env['REMOTE_ADDR'] = self.client
-        env['REMOTE_PORT'] = port
+        env["REMOTE_ADDR"] = self.client
+        env["REMOTE_PORT"] = port
         #: The environ items common to every request on this connection.
         self.base_env = env
         #: Requests answered so far.
@@ -113,13 +113,13 @@ class Connection:
         skipped = 0
         while True:
             if buf:
-                while buf[:2] == b'\r\n':
+                while buf[:2] == b"\r\n":
                     del buf[:2]
                     skipped += 1
                     if skipped > _MAX_LEADING_CRLF:
-                        raise BadRequest('too many empty lines before a request line')
+                        raise BadRequest("too many empty lines before a request line")
             if buf:
-                end = buf.find(b'\r\n\r\n', max(0, scan.scanned - 3) if scan else 0)
+                end = buf.find(b"\r\n\r\n", max(0, scan.scanned - 3) if scan else 0)
                 if end >= 0:
                     head = bytes(buf[:end])
                     del buf[:end + 4]
@@ -131,7 +131,7 @@ class Connection:
                 waiting = state.waiting_head
                 timeout = min(settings.client_timeout, head_deadline - time.monotonic())
                 if timeout <= 0:
-                    raise RequestTimeout('request head not complete within client_timeout')
+                    raise RequestTimeout("request head not complete within client_timeout")
             else:
                 waiting = state.waiting_idle
                 timeout = settings.idle_timeout
@@ -144,11 +144,11 @@ class Connection:
             except TimeoutError:
                 if not buf:
                     return None
-                raise RequestTimeout('request head not complete within client_timeout') from None
+                raise RequestTimeout("request head not complete within client_timeout") from None
             except Shed:
                 if not buf:
                     return None
-                err = RequestTimeout('worker full: shed while its head was arriving')
+                err = RequestTimeout("worker full: shed while its head was arriving")
                 err.linger = False
                 raise err from None
             except OSError:
@@ -157,11 +157,11 @@ class Connection:
                 waiting.pop(me, None)
             if not data:
                 return None
-            if not buf and data[:2] != b'\r\n':
+            if not buf and data[:2] != b"\r\n":
                 # The usual case: a whole head (and perhaps more) in one read
                 # into an empty buffer. Parse it from the bytes read, without
                 # the trip through the buffer; the loop above would do the same.
-                end = data.find(b'\r\n\r\n')
+                end = data.find(b"\r\n\r\n")
                 if end >= 0:
                     if end + 4 < len(data):
                         buf += memoryview(data)[end + 4:]
@@ -181,9 +181,9 @@ class Connection:
         except TimeoutError:
             raise
         except OSError as err:
-            raise ClientGone(f'client went away mid-body: {err}') from None
+            raise ClientGone(f"client went away mid-body: {err}") from None
         if not data:
-            raise ClientGone('client closed the connection mid-body')
+            raise ClientGone("client closed the connection mid-body")
         self.buf += data
 
     def send(self, data: bytes | memoryview) -> None:
@@ -237,5 +237,5 @@ class Connection:
 def _send_failed(err: OSError) -> HTTPError:
     """What a send the client did not take means: 408 if it stalled, else 499."""
     if isinstance(err, TimeoutError):
-        return RequestTimeout('client did not read the response for client_timeout')
-    return ClientGone(f'client went away: {err}')
+        return RequestTimeout("client did not read the response for client_timeout")
+    return ClientGone(f"client went away: {err}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    'AppError', 'AppFailed', 'BadRequest', 'ClientError', 'ClientGone', 'HTTPError',
-    'HeaderFieldsTooLarge', 'MethodNotImplemented', 'RequestTimeout', 'URITooLong',
-    'VersionNotSupported',
+    "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "HTTPError",
+    "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
+    "VersionNotSupported",
 ]
 
 
@@ -27,7 +27,7 @@ class HTTPError(Exception):
     """
 
     status: ClassVar[int] = 400
-    title: ClassVar[str] = 'Bad Request'
+    title: ClassVar[str] = "Bad Request"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -43,56 +43,56 @@ class BadRequest(HTTPError):
     """400: the bytes break HTTP/1.1's grammar or framing rules."""
 
     status = 400
-    title = 'Bad Request'
+    title = "Bad Request"
 
 
 class RequestTimeout(HTTPError):
     """408: the client stopped sending mid-request, or sent too slowly."""
 
     status = 408
-    title = 'Request Timeout'
+    title = "Request Timeout"
 
 
 class URITooLong(HTTPError):
     """414: the request line is over ``max_request_line``."""
 
     status = 414
-    title = 'URI Too Long'
+    title = "URI Too Long"
 
 
 class HeaderFieldsTooLarge(HTTPError):
     """431: a field line, the field section or the field count is over its limit."""
 
     status = 431
-    title = 'Request Header Fields Too Large'
+    title = "Request Header Fields Too Large"
 
 
 class MethodNotImplemented(HTTPError):
     """501: a method or transfer coding brim does not implement (RFC 9110 9.1, 15.6.2)."""
 
     status = 501
-    title = 'Not Implemented'
+    title = "Not Implemented"
 
 
 class VersionNotSupported(HTTPError):
     """505: an HTTP major version other than 1."""
 
     status = 505
-    title = 'HTTP Version Not Supported'
+    title = "HTTP Version Not Supported"
 
 
 class ClientGone(HTTPError):
     """499 (counted, never sent): the client closed or reset the connection."""
 
     status = 499
-    title = 'Client Closed Request'
+    title = "Client Closed Request"
 
 
 class AppError(HTTPError):
     """500: the app broke a rule of PEP 3333 or of HTTP in what it asked to send."""
 
     status = 500
-    title = 'Internal Server Error'
+    title = "Internal Server Error"
 
 
 class AppFailed(AppError):

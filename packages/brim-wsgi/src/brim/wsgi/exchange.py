@@ -31,7 +31,7 @@ from .response import ResponseHead, check_start, date_field, error_response
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ['Exchange']
+__all__ = ["Exchange"]
 
 # After a response, unread request body up to this size is read and dropped
 # to keep the connection; beyond it the connection is closed instead.
@@ -110,7 +110,7 @@ class Exchange:
                 self._close_result(result)
 
     def _close_result(self, result: Any) -> None:
-        close = getattr(result, 'close', None)
+        close = getattr(result, "close", None)
         if close is None:
             return
         try:
@@ -118,9 +118,9 @@ class Exchange:
         except green.GreenletExit:
             raise
         except BaseException:  # a close() that raises must not end the worker either
-            self.state.logger.exception('WSGI app iterable close() failed')
+            self.state.logger.exception("WSGI app iterable close() failed")
             if self.error is None:
-                self.error = AppFailed('app iterable close() raised')
+                self.error = AppFailed("app iterable close() raised")
 
     def _app_raised(self, exc: BaseException) -> None:
         """Record why the app stopped; the error itself was logged or is logged here."""
@@ -128,14 +128,14 @@ class Exchange:
             return  # recorded where it was raised (a broken rule, a failed send)
         if self.error is not None or self.body.error is not None:
             if not isinstance(exc, OSError):
-                self.state.logger.exception('WSGI app raised after its request failed')
+                self.state.logger.exception("WSGI app raised after its request failed")
             return
         if self.head_sent:
             self.state.logger.exception(
-                'WSGI app failed after the response started; closing the connection')
+                "WSGI app failed after the response started; closing the connection")
         else:
-            self.state.logger.exception('WSGI app failed')
-        self.error = AppFailed(f'app raised {type(exc).__name__}')
+            self.state.logger.exception("WSGI app failed")
+        self.error = AppFailed(f"app raised {type(exc).__name__}")
 
     def _settle(self) -> None:
         """Decide what the request ends as, and send an error answer if one is due."""
@@ -151,7 +151,7 @@ class Exchange:
             return
         self.keep = False
         if isinstance(error, AppError) and not isinstance(error, AppFailed):
-            self.state.logger.error('WSGI app broke a rule: %s', error.reason)
+            self.state.logger.error("WSGI app broke a rule: %s", error.reason)
         if self.head_sent:
             if isinstance(error, (ClientGone, RequestTimeout)):
                 self.code = error.status
@@ -178,10 +178,10 @@ class Exchange:
             if req is not None:
                 method: str | None = req.method
                 target: str | None = req.target
-                ua = req.environ.get('HTTP_USER_AGENT')
-                referer = req.environ.get('HTTP_REFERER')
+                ua = req.environ.get("HTTP_USER_AGENT")
+                referer = req.environ.get("HTTP_REFERER")
                 if self.conn.settings.log_headers:
-                    headers = [(n.decode('latin-1'), v.decode('latin-1'))
+                    headers = [(n.decode("latin-1"), v.decode("latin-1"))
                                for n, v in req.fields]
             else:
                 method = self.error.method if self.error else None
@@ -203,10 +203,10 @@ class Exchange:
         assert req is not None
         env = self.conn.base_env.copy()
         env.update(req.cgi)
-        env['wsgi.input'] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
-        env['brim.start'] = self.start
-        env['brim.txn'] = self.txn
-        env['brim.additional_request_log_info'] = self.extra
+        env["wsgi.input"] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
+        env["brim.start"] = self.start
+        env["brim.txn"] = self.txn
+        env["brim.additional_request_log_info"] = self.extra
         return env
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -219,7 +219,7 @@ class Exchange:
             finally:
                 exc_info = None
         elif self.response is not None:
-            self._broke('start_response called a second time without exc_info')
+            self._broke("start_response called a second time without exc_info")
         try:
             self.response = check_start(status, headers)
         except AppError as err:
@@ -229,9 +229,9 @@ class Exchange:
     def write(self, data: bytes) -> None:
         """PEP 3333's legacy write(): the data goes out before write returns."""
         if self.response is None:
-            self._broke('write() called before start_response')
+            self._broke("write() called before start_response")
         if not isinstance(data, bytes):
-            self._broke(f'write() takes bytes, not {type(data).__name__}')
+            self._broke(f"write() takes bytes, not {type(data).__name__}")
         self._emit(data, False)
 
     def _broke(self, rule: str) -> None:
@@ -247,12 +247,12 @@ class Exchange:
         """Send what the app returned: an iterable of bytes, or a FileWrapper."""
         if isinstance(result, str) and result.isascii():
             result = [self._seed_str_body(result)]
-        elif isinstance(result, (bytes, str)) or not hasattr(result, '__iter__'):
-            self._broke(f'app returned {type(result).__name__}, not an iterable of bytes')
+        elif isinstance(result, (bytes, str)) or not hasattr(result, "__iter__"):
+            self._broke(f"app returned {type(result).__name__}, not an iterable of bytes")
         if type(result) is list and len(result) == 1:
             piece = result[0]
             if type(piece) is not bytes and not isinstance(piece, bytes):
-                self._broke(f'body piece is {type(piece).__name__}, not bytes')
+                self._broke(f"body piece is {type(piece).__name__}, not bytes")
             self._emit(piece, True)
             return
         if type(result) is FileWrapper:
@@ -265,17 +265,17 @@ class Exchange:
         size = 0
         for piece in result:
             if type(piece) is not bytes and not isinstance(piece, bytes):
-                self._broke(f'body piece is {type(piece).__name__}, not bytes')
+                self._broke(f"body piece is {type(piece).__name__}, not bytes")
             if not piece:
                 continue
             pending.append(piece)
             size += len(piece)
             if size >= limit:
-                data = pending[0] if len(pending) == 1 else b''.join(pending)
+                data = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending = []
                 size = 0
                 self._emit(data, False)
-        self._emit(pending[0] if len(pending) == 1 else b''.join(pending), True)
+        self._emit(pending[0] if len(pending) == 1 else b"".join(pending), True)
 
     def _seed_str_body(self, body: str) -> bytes:
         """The one str brim still sends: a whole ASCII body returned as a plain str.
@@ -290,15 +290,15 @@ class Exchange:
         if not _warned_str_body:
             _warned_str_body = True
             self.state.logger.warning(
-                'WSGI app returned a str body; PEP 3333 wants an iterable of bytes. Sent '
-                'as ASCII for Brim.Net compatibility (a str inside an iterable is refused)')
-        return body.encode('ascii')
+                "WSGI app returned a str body; PEP 3333 wants an iterable of bytes. Sent "
+                "as ASCII for Brim.Net compatibility (a str inside an iterable is refused)")
+        return body.encode("ascii")
 
     def _emit(self, data: bytes, final: bool) -> None:
         """Send a body piece, preceded by the head if it has not gone out."""
         if self.error is not None or self.body.error is not None:
             self._check_going()
-        head = b''
+        head = b""
         if not self.head_sent:
             head = self._head(len(data) if final else None)
             self.head_sent = True
@@ -306,9 +306,9 @@ class Exchange:
         over = False
         if self.framing == _CHUNKED:
             if data:
-                data = b'%x\r\n%b\r\n' % (len(data), data)
+                data = b"%x\r\n%b\r\n" % (len(data), data)
             if final:
-                data += b'0\r\n\r\n'
+                data += b"0\r\n\r\n"
         elif self.left is not None:
             if len(data) > self.left:
                 over = not self._no_body()
@@ -324,9 +324,9 @@ class Exchange:
             self._send(data)
         self.bytes_out += len(payload)
         if over:
-            self._broke('app sent more than its Content-Length')
+            self._broke("app sent more than its Content-Length")
         if final and self.left:
-            self._broke(f'app sent {self.left} bytes fewer than its Content-Length')
+            self._broke(f"app sent {self.left} bytes fewer than its Content-Length")
 
     def _check_going(self) -> None:
         """Stop the app's output once the exchange failed (for the client or for a rule)."""
@@ -341,29 +341,29 @@ class Exchange:
         req = self.req
         response = self.response
         assert req is not None and response is not None
-        return req.method == 'HEAD' or response.code in (204, 304)
+        return req.method == "HEAD" or response.code in (204, 304)
 
     def _head(self, body_len: int | None) -> bytes:
         """The response head; body_len is the whole body's length when known."""
         response = self.response
         req = self.req
         if response is None:
-            self._broke('app returned a body before calling start_response')
+            self._broke("app returned a body before calling start_response")
         assert response is not None and req is not None
         # Bytes throughout: the status line and the app's fields were encoded
         # once, when check_start first saw them.
         parts = [response.head]
         keep = self.keep and not response.close
-        no_body = req.method == 'HEAD' or response.code in (204, 304)  # as _no_body()
+        no_body = req.method == "HEAD" or response.code in (204, 304)  # as _no_body()
         if response.content_length is not None:
             self.left = 0 if no_body else response.content_length
         elif no_body:
             self.left = 0
         elif body_len is not None:
-            parts.append(b'Content-Length: %d\r\n' % body_len)
+            parts.append(b"Content-Length: %d\r\n" % body_len)
             self.left = body_len
-        elif req.version == '1.1':
-            parts.append(b'Transfer-Encoding: chunked\r\n')
+        elif req.version == "1.1":
+            parts.append(b"Transfer-Encoding: chunked\r\n")
             self.framing = _CHUNKED
         else:
             self.framing = _CLOSE
@@ -373,14 +373,14 @@ class Exchange:
         if keep and not self.body.done and req.expect_continue and not self._continue_sent:
             keep = False  # the client holds its body back; it will not come
         if not keep:
-            parts.append(b'Connection: close\r\n\r\n')
-        elif req.version == '1.0':
-            parts.append(b'Connection: keep-alive\r\n\r\n')
+            parts.append(b"Connection: close\r\n\r\n")
+        elif req.version == "1.0":
+            parts.append(b"Connection: keep-alive\r\n\r\n")
         else:
-            parts.append(b'\r\n')
+            parts.append(b"\r\n")
         self.keep = keep
         self.code = response.code
-        return b''.join(parts)
+        return b"".join(parts)
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Send a FileWrapper's file with sendfile; False to iterate it instead."""
@@ -405,7 +405,7 @@ class Exchange:
         self.bytes_out += sent
         self.left = count - sent
         if self.left:
-            self._broke(f'file ended {self.left} bytes before its Content-Length')
+            self._broke(f"file ended {self.left} bytes before its Content-Length")
         return True
 
     def _send(self, data: bytes) -> None:
@@ -425,4 +425,4 @@ class Exchange:
         """Tell a client that waits (Expect: 100-continue) to send its body."""
         if not self.head_sent and not self._continue_sent:
             self._continue_sent = True
-            self._send(b'HTTP/1.1 100 Continue\r\n\r\n')
+            self._send(b"HTTP/1.1 100 Continue\r\n\r\n")

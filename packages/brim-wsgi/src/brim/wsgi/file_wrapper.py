@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ['FileWrapper']
+__all__ = ["FileWrapper"]
 
 
 class FileWrapper:
@@ -46,7 +46,7 @@ class FileWrapper:
             yield data
 
     def close(self) -> None:
-        close = getattr(self.filelike, 'close', None)
+        close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
 
@@ -61,7 +61,7 @@ class FileWrapper:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None
-            tell = getattr(self.filelike, 'tell', None)
+            tell = getattr(self.filelike, "tell", None)
             offset = tell() if tell is not None else os.lseek(fd, 0, os.SEEK_CUR)
         except (AttributeError, OSError, ValueError):
             return None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
+    warnings.simplefilter("ignore")
     import eventlet
     import eventlet.event
     import eventlet.greenpool
@@ -34,32 +34,32 @@ with warnings.catch_warnings():
     from eventlet.green import socket as _green_socket_mod
 # Later warnings from inside eventlet (e.g. about fork) are just as useless to
 # a brim user; keep them out of logs too.
-warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'eventlet(\..*)?')
-warnings.filterwarnings('ignore', message=r'(?s).*[Ee]ventlet is deprecated')
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"eventlet(\..*)?")
+warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet is deprecated")
 
 import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
 
 __all__ = [
-    'Event',
-    'GreenPool',
-    'GreenletExit',
-    'accept',
-    'current',
-    'green_socket',
-    'green_stacks',
-    'install_signal_handlers',
-    'kill',
-    'preload',
-    'recv',
-    'sendall',
-    'sendfile',
-    'sleep',
-    'spawn',
-    'spawn_n',
-    'throw',
-    'tls_handshake',
-    'use_hub',
-    'wait_read',
+    "Event",
+    "GreenPool",
+    "GreenletExit",
+    "accept",
+    "current",
+    "green_socket",
+    "green_stacks",
+    "install_signal_handlers",
+    "kill",
+    "preload",
+    "recv",
+    "sendall",
+    "sendfile",
+    "sleep",
+    "spawn",
+    "spawn_n",
+    "throw",
+    "tls_handshake",
+    "use_hub",
+    "wait_read",
 ]
 
 GreenPool = eventlet.greenpool.GreenPool
@@ -89,8 +89,8 @@ def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None
     import gc
     import traceback
 
-    hub = getattr(eventlet.hubs._threadlocal, 'hub', None)
-    skip = {id(greenlet.getcurrent()), id(getattr(hub, 'greenlet', None))}
+    hub = getattr(eventlet.hubs._threadlocal, "hub", None)
+    skip = {id(greenlet.getcurrent()), id(getattr(hub, "greenlet", None))}
     groups: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
     waiting = 0
     for obj in gc.get_objects():
@@ -109,19 +109,19 @@ def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None
         if key not in groups:
             summary = traceback.StackSummary.extract((f, f.f_lineno) for f in frames)
             text = [line for entry in traceback.format_list(summary)
-                    for line in entry.rstrip('\n').split('\n')]
+                    for line in entry.rstrip("\n").split("\n")]
             groups[key] = (text, [])
         words = None
         if note is not None:
             try:
-                words = note(getattr(obj, 'gr_context', None))
+                words = note(getattr(obj, "gr_context", None))
             except Exception:
                 words = None
-        groups[key][1].append(words or '')
+        groups[key][1].append(words or "")
     lines = []
     for text, notes in groups.values():
         said = [n for n in notes if n]
-        shown = ', '.join(said[:20]) + (f' and {len(said) - 20} more' if len(said) > 20 else '')
+        shown = ", ".join(said[:20]) + (f" and {len(said) - 20} more" if len(said) > 20 else "")
         if len(notes) == 1:
             lines.append(f'green thread{" " + shown if shown else ""}:')
         else:
@@ -129,7 +129,7 @@ def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None
                          f'{" (" + shown + ")" if shown else ""}:')
         lines.extend(text)
     if waiting:
-        lines.append(f'{waiting} green threads spawned and not started yet')
+        lines.append(f"{waiting} green threads spawned and not started yet")
     return lines
 
 
@@ -142,7 +142,7 @@ def throw(thread: Any, exc: type[BaseException]) -> None:
     eventlet.greenthread.kill(thread, exc)
 
 
-_HUB_NAMES = ('epolls', 'poll', 'selects', 'kqueue')
+_HUB_NAMES = ("epolls", "poll", "selects", "kqueue")
 
 
 def use_hub(name: str | None) -> None:
@@ -158,7 +158,7 @@ def use_hub(name: str | None) -> None:
     try:
         eventlet.hubs.use_hub(name)
     except Exception as err:
-        raise ValueError(f'eventlet hub {name!r} is not usable here: {err}') from None
+        raise ValueError(f"eventlet hub {name!r} is not usable here: {err}") from None
 
 
 def preload(hub_names: Iterable[str | None] = ()) -> None:
@@ -175,11 +175,11 @@ def preload(hub_names: Iterable[str | None] = ()) -> None:
     del hub
     for name in hub_names:
         if name:
-            use_hub_module = f'eventlet.hubs.{name}'
+            use_hub_module = f"eventlet.hubs.{name}"
             try:
                 importlib.import_module(use_hub_module)
             except ImportError as err:
-                raise ValueError(f'eventlet hub {name!r} is not usable here: {err}') from None
+                raise ValueError(f"eventlet hub {name!r} is not usable here: {err}") from None
 
 
 def green_socket(sock: socket.socket) -> Any:

@@ -32,7 +32,7 @@ from .log import txn_logger
 from .settings import HTTPSettings
 from .state import DRAIN_IDLE, ServerState
 
-__all__ = ['DRAIN_IDLE', 'HTTPServer', 'HTTPSettings']
+__all__ = ["DRAIN_IDLE", "HTTPServer", "HTTPSettings"]
 
 
 class HTTPServer:
@@ -40,32 +40,32 @@ class HTTPServer:
 
     def __init__(self, sock: socket.socket, app: Any, settings: HTTPSettings, *,
                  stats: Any = None, logger: logging.Logger | None = None,
-                 server: object = None, name: str = 'wsgi') -> None:
+                 server: object = None, name: str = "wsgi") -> None:
         self.name = name
         self.settings = settings
-        self.logger = logger if logger is not None else logging.getLogger('brim')
+        self.logger = logger if logger is not None else logging.getLogger("brim")
         self._listener = sock
         sock.setblocking(False)
         self._pool = green.GreenPool(settings.concurrent_per_worker)
         self._acceptor: Any = None
         host, port = sock.getsockname()[:2]
         base_env: dict[str, Any] = {
-            'SCRIPT_NAME': '',
-            'SERVER_NAME': str(host),
-            'SERVER_PORT': str(port),
-            'wsgi.version': (1, 0),
-            'wsgi.url_scheme': 'https' if settings.ssl_context is not None else 'http',
-            'wsgi.errors': sys.stderr,
-            'wsgi.multithread': True,
-            'wsgi.multiprocess': True,
-            'wsgi.run_once': False,
-            'wsgi.input_terminated': True,
-            'wsgi.file_wrapper': FileWrapper,
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": str(host),
+            "SERVER_PORT": str(port),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if settings.ssl_context is not None else "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
             **brim_items(server=server, stats=stats, logger=txn_logger(self.logger),
                          json_dumps=settings.json_dumps, json_loads=settings.json_loads),
         }
         if server is None:
-            base_env['brim.server'] = self
+            base_env["brim.server"] = self
         #: What every connection shares: settings, app, counters, drain state.
         self.state = ServerState(settings, app, self.logger, stats, base_env)
 
@@ -83,7 +83,7 @@ class HTTPServer:
         except green.GreenletExit:
             pass
         except Exception:
-            self.logger.exception('connection handler failed')
+            self.logger.exception("connection handler failed")
 
     def _accept_loop(self) -> None:
         listener = self._listener

@@ -28,31 +28,31 @@ from typing import Any
 from .sinks import FileSink, Sink, StreamSink, SyslogSink, parse_facility
 
 __all__ = [
-    'LOG_FORMATS',
-    'NOTICE',
-    'RequestLog',
-    'SinkHandler',
-    'current_txn',
-    'format_request_line',
-    'log_quote',
-    'new_txn',
-    'reopen_logs',
-    'request_log',
-    'set_txn',
-    'setup_logging',
-    'txn_logger',
+    "LOG_FORMATS",
+    "NOTICE",
+    "RequestLog",
+    "SinkHandler",
+    "current_txn",
+    "format_request_line",
+    "log_quote",
+    "new_txn",
+    "reopen_logs",
+    "request_log",
+    "set_txn",
+    "setup_logging",
+    "txn_logger",
 ]
 
 #: Between INFO and WARNING, as in syslog: routine but worth keeping. The
 #: per-request log lines use it, so INFO-level chatter can be turned off
 #: without losing the request log.
 NOTICE: int = 25
-logging.addLevelName(NOTICE, 'NOTICE')
+logging.addLevelName(NOTICE, "NOTICE")
 
 #: The values of the log_format option.
-LOG_FORMATS = ('text', 'json')
+LOG_FORMATS = ("text", "json")
 
-_txn: contextvars.ContextVar[str | None] = contextvars.ContextVar('brim_txn', default=None)
+_txn: contextvars.ContextVar[str | None] = contextvars.ContextVar("brim_txn", default=None)
 
 # Random bytes for txn ids, 16 to an id, refilled in blocks so a request
 # costs no system call; each block gets the version 4 and variant bits of all
@@ -61,7 +61,7 @@ _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar('brim_txn', de
 # same bytes.
 _TXN_IDS = 512
 _TXN_BLOCK = 32 * _TXN_IDS  # hex digits
-_txn_hex = ''
+_txn_hex = ""
 _txn_at = _TXN_BLOCK
 # byte 6: version 4 in its high nibble; byte 8: variant 0b10 in its top bits.
 _V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
@@ -112,7 +112,7 @@ class _TxnFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, 'brim_txn_done', False):
+        if not getattr(record, "brim_txn_done", False):
             record.brim_txn_done = True
             txn = _txn.get()
             if txn:
@@ -130,14 +130,14 @@ class _TxnAdapter(logging.LoggerAdapter):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         txn = _txn.get()
-        extra = kwargs.get('extra')
+        extra = kwargs.get("extra")
         extra = dict(extra) if extra else {}
-        extra['brim_txn_done'] = True
+        extra["brim_txn_done"] = True
         if txn:
-            extra['brim_txn'] = txn
+            extra["brim_txn"] = txn
             if not self._brim_handlers():
-                msg = f'{msg} txn:{txn}'  # a foreign handler: tag the text itself
-        kwargs['extra'] = extra
+                msg = f"{msg} txn:{txn}"  # a foreign handler: tag the text itself
+        kwargs["extra"] = extra
         return msg, kwargs
 
     def _brim_handlers(self) -> bool:
@@ -165,19 +165,19 @@ class _Clock:
 
     def __init__(self) -> None:
         self._sec = -1
-        self._text = ''
-        self._iso = ''
-        self._zone = ''
+        self._text = ""
+        self._iso = ""
+        self._zone = ""
         self._ms = -1
-        self._ms_text = ''
+        self._ms_text = ""
 
     def _refresh(self, sec: int) -> None:
         self._sec = sec
         local = time.localtime(sec)
-        self._text = time.strftime('%Y-%m-%d %H:%M:%S', local)
-        self._iso = time.strftime('%Y-%m-%dT%H:%M:%S', local)
-        offset = time.strftime('%z', local)
-        self._zone = offset[:3] + ':' + offset[3:] if offset else ''
+        self._text = time.strftime("%Y-%m-%d %H:%M:%S", local)
+        self._iso = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+        offset = time.strftime("%z", local)
+        self._zone = offset[:3] + ":" + offset[3:] if offset else ""
 
     def text(self, now: float) -> str:
         """'2026-11-26 01:26:40,650', local time."""
@@ -188,7 +188,7 @@ class _Clock:
         if sec != self._sec:
             self._refresh(sec)
         self._ms = ms
-        self._ms_text = text = f'{self._text},{ms % 1000:03d}'
+        self._ms_text = text = f"{self._text},{ms % 1000:03d}"
         return text
 
     def iso(self, now: float) -> str:
@@ -196,7 +196,7 @@ class _Clock:
         sec = int(now)
         if sec != self._sec:
             self._refresh(sec)
-        return f'{self._iso}.{int((now - sec) * 1000):03d}{self._zone}'
+        return f"{self._iso}.{int((now - sec) * 1000):03d}{self._zone}"
 
 
 _clock = _Clock()
@@ -209,7 +209,7 @@ class SinkHandler(logging.Handler):
     is delivered at once rather than waiting for the next flush.
     """
 
-    def __init__(self, sink: Sink, name: str, fmt: str = 'text') -> None:
+    def __init__(self, sink: Sink, name: str, fmt: str = "text") -> None:
         super().__init__()
         self.sink = sink
         self.fmt = fmt
@@ -220,22 +220,22 @@ class SinkHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
-            txn = getattr(record, 'brim_txn', None)
-            if txn and self.fmt != 'json':
-                message = f'{message} txn:{txn}'
+            txn = getattr(record, "brim_txn", None)
+            if txn and self.fmt != "json":
+                message = f"{message} txn:{txn}"
             if record.exc_info:
-                message = f'{message}\n{logging.Formatter().formatException(record.exc_info)}'
+                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
             if record.stack_info:
-                message = f'{message}\n{record.stack_info}'
-            if self.fmt == 'json':
+                message = f"{message}\n{record.stack_info}"
+            if self.fmt == "json":
                 line = json.dumps({
-                    'time': _clock.iso(record.created), 'name': self.log_name,
-                    'level': record.levelname, 'message': message, 'txn': txn})
+                    "time": _clock.iso(record.created), "name": self.log_name,
+                    "level": record.levelname, "message": message, "txn": txn})
             elif isinstance(self.sink, SyslogSink):
                 line = message
             else:
-                line = (f'{_clock.text(record.created)} {self.log_name} {record.levelname} '
-                        f'{message}')
+                line = (f"{_clock.text(record.created)} {self.log_name} {record.levelname} "
+                        f"{message}")
             self.sink.write(line, record.levelno)
             self.sink.flush()
         except Exception:
@@ -259,7 +259,7 @@ class RequestLog:
     the same fields by name, each value escaped by the JSON encoder.
     """
 
-    def __init__(self, sinks: list[Sink], name: str, fmt: str = 'text') -> None:
+    def __init__(self, sinks: list[Sink], name: str, fmt: str = "text") -> None:
         self.sinks = sinks
         self.name = name
         self.fmt = fmt
@@ -269,7 +269,7 @@ class RequestLog:
         # The start of a stamped line ('<time> <name> NOTICE '), for the
         # millisecond it was made in: many requests end within the same one.
         self._stamp_ms = -1
-        self._stamp = ''
+        self._stamp = ""
 
     def write(self, client: str, method: str | None, path: str | None, status: int,
               bytes_in: int, bytes_out: int, duration: float, txn: str,
@@ -278,14 +278,14 @@ class RequestLog:
         """Log one request; now (time.time()) is when it ended, if the caller has it."""
         if now is None:
             now = time.time()
-        if self.fmt == 'json':
+        if self.fmt == "json":
             fields: dict[str, Any] = {
-                'time': _clock.iso(now), 'name': self.name, 'client': client,
-                'method': method, 'path': path, 'status': status, 'bytes_in': bytes_in,
-                'bytes_out': bytes_out, 'duration': round(duration, 5), 'txn': txn,
-                'user_agent': user_agent, 'referer': referer, 'extra': extra or []}
+                "time": _clock.iso(now), "name": self.name, "client": client,
+                "method": method, "path": path, "status": status, "bytes_in": bytes_in,
+                "bytes_out": bytes_out, "duration": round(duration, 5), "txn": txn,
+                "user_agent": user_agent, "referer": referer, "extra": extra or []}
             if headers is not None:
-                fields['headers'] = [[k, v] for k, v in headers]
+                fields["headers"] = [[k, v] for k, v in headers]
             line = json.dumps(fields)
             for sink in self.sinks:
                 sink.write(line, NOTICE)
@@ -295,7 +295,7 @@ class RequestLog:
             ms = int(now * 1000)
             if ms != self._stamp_ms:
                 self._stamp_ms = ms
-                self._stamp = f'{_clock.text(now)} {self.name} NOTICE '
+                self._stamp = f"{_clock.text(now)} {self.name} NOTICE "
             if extra or headers:
                 line = format_request_line(client, method, path, status, bytes_in, bytes_out,
                                            duration, txn, user_agent, referer, extra,
@@ -313,13 +313,13 @@ class RequestLog:
                     if abs(tens - rounded) != 0.5:  # a tie is left to the format's rounding
                         seconds = _durations.get(rounded) or _duration_text(rounded)
                 if seconds is None:
-                    seconds = f'{duration:.5f}'
-                line = (f'{self._stamp}{q(client) or _quote_field(client)} '
-                        f'{q(method) or _quote_field(method)} {q(path) or _quote_field(path)} '
-                        f'{n(status) or _number(status)} {n(bytes_in) or _number(bytes_in)} '
-                        f'{n(bytes_out) or _number(bytes_out)} {seconds} {txn} '
-                        f'{q(user_agent) or _quote_field(user_agent)} '
-                        f'{q(referer) or _quote_field(referer)}')
+                    seconds = f"{duration:.5f}"
+                line = (f"{self._stamp}{q(client) or _quote_field(client)} "
+                        f"{q(method) or _quote_field(method)} {q(path) or _quote_field(path)} "
+                        f"{n(status) or _number(status)} {n(bytes_in) or _number(bytes_in)} "
+                        f"{n(bytes_out) or _number(bytes_out)} {seconds} {txn} "
+                        f"{q(user_agent) or _quote_field(user_agent)} "
+                        f"{q(referer) or _quote_field(referer)}")
             for sink in self.sinks:
                 sink.write(line, NOTICE)
             return
@@ -331,7 +331,7 @@ class RequestLog:
                 sink.write(text, NOTICE)
             else:
                 if stamped is None:
-                    stamped = f'{_clock.text(now)} {self.name} NOTICE {text}'
+                    stamped = f"{_clock.text(now)} {self.name} NOTICE {text}"
                 sink.write(stamped, NOTICE)
 
     def flush(self) -> None:
@@ -352,7 +352,7 @@ class _RecordRequestLog(RequestLog):
               headers: list[tuple[str, str]] | None = None, now: float | None = None) -> None:
         line = format_request_line(client, method, path, status, bytes_in, bytes_out,
                                    duration, txn, user_agent, referer, extra, headers)
-        record = self.logger.makeRecord(self.logger.name, NOTICE, '', 0, line, (), None)
+        record = self.logger.makeRecord(self.logger.name, NOTICE, "", 0, line, (), None)
         record.brim_txn_done = True  # the txn is one of the line's fields already
         self.logger.handle(record)
 
@@ -371,9 +371,9 @@ def request_log(logger: logging.Logger) -> RequestLog | None:
     return _RecordRequestLog(logger)
 
 
-_LEVELS = {'DEBUG': logging.DEBUG, 'INFO': logging.INFO, 'NOTICE': NOTICE,
-           'WARNING': logging.WARNING, 'WARN': logging.WARNING, 'ERROR': logging.ERROR,
-           'CRITICAL': logging.CRITICAL}
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "NOTICE": NOTICE,
+           "WARNING": logging.WARNING, "WARN": logging.WARNING, "ERROR": logging.ERROR,
+           "CRITICAL": logging.CRITICAL}
 
 
 def _parse_level(level: str | int) -> int:
@@ -388,22 +388,22 @@ def _parse_level(level: str | int) -> int:
 
 def _parse_address(address: str) -> str | tuple[str, int]:
     """'/path' is a unix socket; 'host:port' is UDP syslog."""
-    if address.startswith('/'):
+    if address.startswith("/"):
         return address
-    host, sep, port = address.rpartition(':')
+    host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f'invalid log address {address!r}; use /path/to/socket or host:port')
-    return (host.strip('[]'), int(port))
+        raise ValueError(f"invalid log address {address!r}; use /path/to/socket or host:port")
+    return (host.strip("[]"), int(port))
 
 
 _warned_no_dev_log = False
 _open_sinks: list[Sink] = []
 
 
-def setup_logging(name: str = 'brim', level: str = 'INFO', facility: str = 'LOCAL0', *,
+def setup_logging(name: str = "brim", level: str = "INFO", facility: str = "LOCAL0", *,
                   address: str | None = None, stderr: bool = False, syslog: bool = True,
                   stdout: bool = False, file: str | None = None,
-                  fmt: str = 'text') -> logging.Logger:
+                  fmt: str = "text") -> logging.Logger:
     """Configure and return the logger called name, writing to the sinks asked for.
 
     syslog goes to address ('/dev/log' when it exists and no address is
@@ -418,24 +418,24 @@ def setup_logging(name: str = 'brim', level: str = 'INFO', facility: str = 'LOCA
     lvl = _parse_level(level)
     fac = parse_facility(facility)
     if fmt not in LOG_FORMATS:
-        raise ValueError(f'invalid log_format {fmt!r}; use text or json')
+        raise ValueError(f"invalid log_format {fmt!r}; use text or json")
     target: str | tuple[str, int] | None = None
     if syslog:
         if address:
             target = _parse_address(address)
-        elif os.path.exists('/dev/log'):
-            target = '/dev/log'
+        elif os.path.exists("/dev/log"):
+            target = "/dev/log"
         else:
             if not _warned_no_dev_log:
                 _warned_no_dev_log = True
-                sys.stderr.write('brim: WARNING no syslog socket at /dev/log; logging to '
-                                 'stderr instead\n')
+                sys.stderr.write("brim: WARNING no syslog socket at /dev/log; logging to "
+                                 "stderr instead\n")
             stderr = True
     logger = logging.getLogger(name)
     logger.setLevel(lvl)
     logger.propagate = False
     for handler in list(logger.handlers):
-        if getattr(handler, 'brim_handler', False):
+        if getattr(handler, "brim_handler", False):
             logger.removeHandler(handler)
             handler.close()
             if isinstance(handler, SinkHandler) and handler.sink in _open_sinks:
@@ -465,7 +465,7 @@ def reopen_logs() -> None:
 
 
 def _quote_char(ch: str) -> str:
-    return ''.join(f'%{b:02X}' for b in ch.encode('utf-8', 'surrogateescape'))
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
 
 
 def log_quote(value: Any) -> str:
@@ -476,14 +476,14 @@ def log_quote(value: Any) -> str:
     percent-encoded already and should read as the client sent them.
     """
     if value is None:
-        return '-'
+        return "-"
     if not isinstance(value, str):
         value = str(value)
     if not value:
-        return '-'
-    if value.isascii() and value.isprintable() and ' ' not in value:
+        return "-"
+    if value.isascii() and value.isprintable() and " " not in value:
         return value
-    return ''.join(ch if ('!' <= ch <= '~') else _quote_char(ch) for ch in value)
+    return "".join(ch if ("!" <= ch <= "~") else _quote_char(ch) for ch in value)
 
 
 # Request line fields already quoted, by value: a worker logs the same few
@@ -491,7 +491,7 @@ def log_quote(value: Any) -> str:
 # one lookup. Only short values are kept, so the memo stays small.
 _MAX_MEMO = 2048
 _MAX_MEMO_LEN = 256
-_quoted: dict[str | None, str] = {None: '-'}
+_quoted: dict[str | None, str] = {None: "-"}
 
 
 def _quote_field(value: str | None) -> str:
@@ -500,7 +500,7 @@ def _quote_field(value: str | None) -> str:
     if type(value) is str and len(value) <= _MAX_MEMO_LEN:
         if len(_quoted) >= _MAX_MEMO:
             _quoted.clear()
-            _quoted[None] = '-'
+            _quoted[None] = "-"
         _quoted[value] = text
     return text
 
@@ -523,7 +523,7 @@ def _number(value: int) -> str:
 
 def _duration_text(tens: int) -> str:
     """f'{seconds:.5f}' for a duration of tens * 10 µs, remembered in _durations."""
-    text = f'{tens / 100000:.5f}'
+    text = f"{tens / 100000:.5f}"
     if len(_durations) >= _MAX_MEMO:
         _durations.clear()
     _durations[tens] = text
@@ -534,15 +534,15 @@ def format_request_line(client: str, method: str | None, path: str | None, statu
                         bytes_in: int,
                         bytes_out: int, duration: float, txn: str, user_agent: str | None,
                         referer: str | None, extra: list[str] | None = None,
-                        headers: list[tuple[str, str]] | None = None, prefix: str = '') -> str:
+                        headers: list[tuple[str, str]] | None = None, prefix: str = "") -> str:
     """The request log line: one string of space-separated, quoted fields, after prefix."""
     q = _quoted.get
-    line = (f'{prefix}{q(client) or _quote_field(client)} {q(method) or _quote_field(method)} '
-            f'{q(path) or _quote_field(path)} {status} {bytes_in} {bytes_out} '
-            f'{duration:.5f} {txn} {q(user_agent) or _quote_field(user_agent)} '
-            f'{q(referer) or _quote_field(referer)}')
+    line = (f"{prefix}{q(client) or _quote_field(client)} {q(method) or _quote_field(method)} "
+            f"{q(path) or _quote_field(path)} {status} {bytes_in} {bytes_out} "
+            f"{duration:.5f} {txn} {q(user_agent) or _quote_field(user_agent)} "
+            f"{q(referer) or _quote_field(referer)}")
     if extra:
-        line += ' ' + ' '.join(log_quote(word) for word in extra)
+        line += " " + " ".join(log_quote(word) for word in extra)
     if headers:
-        line += ' headers: ' + ' '.join(log_quote(f'{k}:{v}') for k, v in headers)
+        line += " headers: " + " ".join(log_quote(f"{k}:{v}") for k, v in headers)
     return line

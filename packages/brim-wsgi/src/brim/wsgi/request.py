@@ -31,7 +31,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .settings import HTTPSettings
 
-__all__ = ['KNOWN_METHODS', 'HeadScan', 'Request', 'has_bare_cr_lf', 'parse_fields', 'parse_head']
+__all__ = ["KNOWN_METHODS", "HeadScan", "Request", "has_bare_cr_lf", "parse_fields", "parse_head"]
 
 #: Methods brim passes to apps: RFC 9110's, PATCH (RFC 5789), WebDAV's
 #: (RFC 4918), REPORT and MKCALENDAR (RFC 3253, 4791), SEARCH (RFC 5323), the
@@ -39,28 +39,28 @@ __all__ = ['KNOWN_METHODS', 'HeadScan', 'Request', 'has_bare_cr_lf', 'parse_fiel
 #: token is 501 (RFC 9110 9.1); methods are case-sensitive, so 'get' is too.
 #: CONNECT is known but refused with 501 as well: brim is not a proxy.
 KNOWN_METHODS = frozenset((
-    'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'PROPFIND',
-    'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'REPORT', 'MKCALENDAR', 'SEARCH',
-    'QUERY', 'PURGE', 'CONNECT',
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
+    "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "MKCALENDAR", "SEARCH",
+    "QUERY", "PURGE", "CONNECT",
 ))
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # RFC 9112 3: method SP request-target SP HTTP-version, nothing else. The
 # target is printable ASCII; obs-text and controls have no place in a URI.
-_REQUEST_LINE = re.compile(rb'(' + _TOKEN + rb') ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])')
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 # An HTTP/0.9 request: a method and a target, no version.
-_SIMPLE_REQUEST = re.compile(_TOKEN + rb' [\x21-\x7e]+')
+_SIMPLE_REQUEST = re.compile(_TOKEN + rb" [\x21-\x7e]+")
 # RFC 9112 5: field-name ":" OWS field-value OWS; the value is HTAB, SP,
 # VCHAR and obs-text only (no NUL, no other control, no DEL).
-_FIELD = re.compile(rb'(' + _TOKEN + rb'):([\t\x20-\x7e\x80-\xff]*)')
-_CONTENT_LENGTH = re.compile(r'[0-9]{1,18}')
-_BAD_ESCAPE = re.compile(rb'%(?![0-9A-Fa-f]{2})')
+_FIELD = re.compile(rb"(" + _TOKEN + rb"):([\t\x20-\x7e\x80-\xff]*)")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # A bare CR (not before LF) or bare LF (not after CR).
-_BARE_CR_LF = re.compile(rb'\r(?!\n)|(?<!\r)\n')
+_BARE_CR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 # Bytes that cannot appear in a request line (before its CRLF).
-_NOT_LINE = re.compile(rb'[^\x21-\x7e \r]')
+_NOT_LINE = re.compile(rb"[^\x21-\x7e \r]")
 # scheme "://" authority path-abempty [ "?" query ] (RFC 9112 3.2.2).
-_ABSOLUTE = re.compile(rb'([A-Za-z][A-Za-z0-9+.\-]*)://([^/?]*)([^?]*)(\?.*)?', re.S)
+_ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?]*)([^?]*)(\?.*)?", re.S)
 # uri-host [ ":" port ]: an IP literal or a reg-name. Commas are refused too,
 # though a reg-name allows them: a comma is how two Host fields merge.
 _AUTHORITY = re.compile(
@@ -69,15 +69,15 @@ _AUTHORITY = re.compile(
 #: Fields a request may carry once (RFC 9110 5.3: not list-valued). Two of
 #: them would give two apps, or a proxy and an app, two different answers.
 SINGLETON_KEYS = frozenset((
-    'HTTP_HOST', 'CONTENT_LENGTH', 'CONTENT_TYPE', 'HTTP_AUTHORIZATION',
-    'HTTP_PROXY_AUTHORIZATION', 'HTTP_RANGE', 'HTTP_REFERER', 'HTTP_USER_AGENT', 'HTTP_FROM',
-    'HTTP_MAX_FORWARDS', 'HTTP_IF_MODIFIED_SINCE', 'HTTP_IF_UNMODIFIED_SINCE', 'HTTP_IF_RANGE',
-    'HTTP_DATE', 'HTTP_CONTENT_LOCATION', 'HTTP_CONTENT_RANGE',
+    "HTTP_HOST", "CONTENT_LENGTH", "CONTENT_TYPE", "HTTP_AUTHORIZATION",
+    "HTTP_PROXY_AUTHORIZATION", "HTTP_RANGE", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_FROM",
+    "HTTP_MAX_FORWARDS", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE",
+    "HTTP_DATE", "HTTP_CONTENT_LOCATION", "HTTP_CONTENT_RANGE",
 ))
 
 # Fields that must not come in a chunked body's trailer section: they decide
 # framing or routing, which was settled by the header section.
-_NOT_IN_TRAILERS = frozenset(('CONTENT_LENGTH', 'HTTP_TRANSFER_ENCODING', 'HTTP_HOST'))
+_NOT_IN_TRAILERS = frozenset(("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_HOST"))
 
 # Field names -> environ keys, cached: most requests repeat the same names.
 _HEADER_KEYS: dict[bytes, str | None] = {}
@@ -94,14 +94,14 @@ def _header_key(name: bytes) -> str | None:
         return _HEADER_KEYS[name]
     except KeyError:
         pass
-    text = name.decode('ascii')
+    text = name.decode("ascii")
     key: str | None
-    if '_' in text:
+    if "_" in text:
         key = None
     else:
-        key = text.upper().replace('-', '_')
-        if key not in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
-            key = 'HTTP_' + key
+        key = text.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
     if len(_HEADER_KEYS) < 1024:
         _HEADER_KEYS[name] = key
     return key
@@ -110,8 +110,8 @@ def _header_key(name: bytes) -> str | None:
 class Request:
     """One request head, checked: what the exchange builds the environ from."""
 
-    __slots__ = ('cgi', 'chunked', 'content_length', 'environ', 'expect_continue', 'fields',
-                 'keep_alive', 'method', 'path', 'query', 'target', 'version')
+    __slots__ = ("cgi", "chunked", "content_length", "environ", "expect_continue", "fields",
+                 "keep_alive", "method", "path", "query", "target", "version")
 
     def __init__(self, method: str, target: str, version: str) -> None:
         self.method = method
@@ -123,8 +123,8 @@ class Request:
         self.fields: list[tuple[bytes, bytes]] = []
         #: The CGI items: HTTP_*, CONTENT_TYPE, CONTENT_LENGTH.
         self.environ: dict[str, str] = {}
-        self.path = ''
-        self.query = ''
+        self.path = ""
+        self.query = ""
         self.keep_alive = True
         self.chunked = False
         self.content_length: int | None = None
@@ -139,11 +139,11 @@ class Request:
 
     def _merge_cgi(self) -> None:
         cgi = self.environ.copy()
-        cgi['REQUEST_METHOD'] = self.method
-        cgi['PATH_INFO'] = self.path
-        cgi['QUERY_STRING'] = self.query
-        cgi['REQUEST_URI'] = cgi['RAW_PATH_INFO'] = self.target
-        cgi['SERVER_PROTOCOL'] = 'HTTP/' + self.version
+        cgi["REQUEST_METHOD"] = self.method
+        cgi["PATH_INFO"] = self.path
+        cgi["QUERY_STRING"] = self.query
+        cgi["REQUEST_URI"] = cgi["RAW_PATH_INFO"] = self.target
+        cgi["SERVER_PROTOCOL"] = "HTTP/" + self.version
         self.cgi = cgi
 
 
@@ -165,7 +165,7 @@ class HeadScan:
     time is scanned once in all, not once per byte.
     """
 
-    __slots__ = ('line_end', 'scanned', 'settings')
+    __slots__ = ("line_end", "scanned", "settings")
 
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
@@ -177,21 +177,21 @@ class HeadScan:
         settings = self.settings
         start = max(0, self.scanned - 1)
         if has_bare_cr_lf(buf, start):
-            raise BadRequest('bare CR or LF in the request head (lines end with CRLF)')
+            raise BadRequest("bare CR or LF in the request head (lines end with CRLF)")
         if self.line_end < 0:
-            line_end = buf.find(b'\r\n', start)
+            line_end = buf.find(b"\r\n", start)
             stop = len(buf) if line_end < 0 else line_end
             if stop > settings.max_request_line:
                 raise URITooLong(
-                    f'request line over max_request_line ({settings.max_request_line})')
+                    f"request line over max_request_line ({settings.max_request_line})")
             if _NOT_LINE.search(buf, start, stop) is not None:
-                raise BadRequest('control or non-ASCII byte in the request line')
+                raise BadRequest("control or non-ASCII byte in the request line")
             if line_end >= 0:
                 self.line_end = line_end
                 _parse_request_line(bytes(buf[:line_end]))
         if self.line_end >= 0 and len(buf) - self.line_end - 2 > settings.max_header_size + 2:
             raise HeaderFieldsTooLarge(
-                f'header section over max_header_size ({settings.max_header_size})')
+                f"header section over max_header_size ({settings.max_header_size})")
         self.scanned = len(buf)
 
 
@@ -200,20 +200,20 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, str]:
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         if _SIMPLE_REQUEST.fullmatch(line):
-            raise VersionNotSupported('HTTP/0.9 request (no version)')
-        raise BadRequest('malformed request line')
+            raise VersionNotSupported("HTTP/0.9 request (no version)")
+        raise BadRequest("malformed request line")
     method_b, target, major, minor = match.groups()
-    method = method_b.decode('ascii')
-    if major != b'1':
-        err: HTTPError = VersionNotSupported(f'HTTP/{major.decode()}.{minor.decode()}')
+    method = method_b.decode("ascii")
+    if major != b"1":
+        err: HTTPError = VersionNotSupported(f"HTTP/{major.decode()}.{minor.decode()}")
     elif method not in KNOWN_METHODS:
-        err = MethodNotImplemented(f'unknown method {method!r}')
-    elif method == 'CONNECT':
-        err = MethodNotImplemented('CONNECT: brim is not a proxy')
+        err = MethodNotImplemented(f"unknown method {method!r}")
+    elif method == "CONNECT":
+        err = MethodNotImplemented("CONNECT: brim is not a proxy")
     else:
-        return method, target, '1.0' if minor == b'0' else '1.1'
+        return method, target, "1.0" if minor == b"0" else "1.1"
     err.method = method
-    err.target = target.decode('latin-1')
+    err.target = target.decode("latin-1")
     raise err
 
 
@@ -228,19 +228,19 @@ def parse_fields(section: bytes, settings: HTTPSettings, *, trailers: bool = Fal
     env: dict[str, str] = {}
     if not section:
         return env
-    what = 'trailer' if trailers else 'header'
+    what = "trailer" if trailers else "header"
     if len(section) > settings.max_header_size:
         raise HeaderFieldsTooLarge(
-            f'{what} section over max_header_size ({settings.max_header_size})')
-    lines = section.split(b'\r\n')
+            f"{what} section over max_header_size ({settings.max_header_size})")
+    lines = section.split(b"\r\n")
     if len(lines) > settings.max_headers:
-        raise HeaderFieldsTooLarge(f'more than max_headers ({settings.max_headers}) {what}s')
+        raise HeaderFieldsTooLarge(f"more than max_headers ({settings.max_headers}) {what}s")
     max_field = settings.max_header_field_size
     good = _good_lines
     for line in lines:
         if len(line) > max_field:
             raise HeaderFieldsTooLarge(
-                f'{what} field over max_header_field_size ({max_field})')
+                f"{what} field over max_header_field_size ({max_field})")
         checked = good.get(line)
         if checked is None:
             checked = _check_field(line, what)
@@ -250,16 +250,16 @@ def parse_fields(section: bytes, settings: HTTPSettings, *, trailers: bool = Fal
         if key is None:
             continue
         if trailers and key in _NOT_IN_TRAILERS:
-            raise BadRequest(f'{name.decode()} in a trailer section')
+            raise BadRequest(f"{name.decode()} in a trailer section")
         old = env.get(key)
         if old is None:
             env[key] = text
         elif key in SINGLETON_KEYS:
-            if key == 'CONTENT_LENGTH' and old == text:
+            if key == "CONTENT_LENGTH" and old == text:
                 continue
-            raise BadRequest(f'more than one {name.decode()} field')
+            raise BadRequest(f"more than one {name.decode()} field")
         else:
-            env[key] = old + ('; ' if key == 'HTTP_COOKIE' else ',') + text
+            env[key] = old + ("; " if key == "HTTP_COOKIE" else ",") + text
     return env
 
 
@@ -274,8 +274,8 @@ def _check_field(line: bytes, what: str) -> tuple[bytes, bytes, str | None, str]
     if match is None:
         raise BadRequest(_field_problem(line, what))
     name = match.group(1)
-    value = match.group(2).strip(b' \t')
-    checked = name, value, _header_key(name), value.decode('latin-1')
+    value = match.group(2).strip(b" \t")
+    checked = name, value, _header_key(name), value.decode("latin-1")
     if len(_good_lines) < 4096:
         _good_lines[line] = checked
     return checked
@@ -283,18 +283,18 @@ def _check_field(line: bytes, what: str) -> tuple[bytes, bytes, str | None, str]
 
 def _field_problem(line: bytes, what: str) -> str:
     """Why a field line failed the grammar, in words a log reader can act on."""
-    if line[:1] in (b' ', b'\t'):
-        return f'obsolete line folding in the {what} section'
-    name, colon, _value = line.partition(b':')
+    if line[:1] in (b" ", b"\t"):
+        return f"obsolete line folding in the {what} section"
+    name, colon, _value = line.partition(b":")
     if not colon:
-        return f'{what} line without a colon'
+        return f"{what} line without a colon"
     if not name:
-        return f'empty {what} field name'
-    if name.rstrip(b' \t') != name:
-        return f'whitespace before the colon of a {what} field'
+        return f"empty {what} field name"
+    if name.rstrip(b" \t") != name:
+        return f"whitespace before the colon of a {what} field"
     if re.fullmatch(_TOKEN, name) is None:
-        return f'{what} field name is not a token'
-    return f'control byte in a {what} field value'
+        return f"{what} field name is not a token"
+    return f"control byte in a {what} field value"
 
 
 #: Heads at most this long are kept in a parse cache (see parse_head).
@@ -317,12 +317,12 @@ def parse_head(head: bytes, settings: HTTPSettings,
         req = cache.get(head)
         if req is not None:
             return req
-    line_end = head.find(b'\r\n')
+    line_end = head.find(b"\r\n")
     line = head if line_end < 0 else head[:line_end]
     if len(line) > settings.max_request_line:
-        raise URITooLong(f'request line over max_request_line ({settings.max_request_line})')
+        raise URITooLong(f"request line over max_request_line ({settings.max_request_line})")
     method, target, version = _parse_request_line(line)
-    req = Request(method, target.decode('latin-1'), version)
+    req = Request(method, target.decode("latin-1"), version)
     try:
         if line_end >= 0:
             req.environ = parse_fields(head[line_end + 2:], settings, fields=req.fields)
@@ -343,42 +343,42 @@ def parse_head(head: bytes, settings: HTTPSettings,
 def _check_framing(req: Request) -> None:
     """Host, Content-Length, Transfer-Encoding, Connection and Expect (RFC 9112 6, 9)."""
     env = req.environ
-    host = env.get('HTTP_HOST')
+    host = env.get("HTTP_HOST")
     if host is None:
-        if req.version == '1.1':
-            raise BadRequest('HTTP/1.1 request without a Host field')
+        if req.version == "1.1":
+            raise BadRequest("HTTP/1.1 request without a Host field")
     else:
-        check_authority(host, 'Host')
-    te = env.get('HTTP_TRANSFER_ENCODING')
-    length = env.get('CONTENT_LENGTH')
+        check_authority(host, "Host")
+    te = env.get("HTTP_TRANSFER_ENCODING")
+    length = env.get("CONTENT_LENGTH")
     if te is not None:
         if length is not None:
-            raise BadRequest('both Content-Length and Transfer-Encoding')
-        if req.version == '1.0':
-            raise BadRequest('Transfer-Encoding on an HTTP/1.0 request (faulty framing)')
-        codings = [c.strip(' \t').lower() for c in te.split(',')]
-        if codings[-1] != 'chunked':
-            raise BadRequest('Transfer-Encoding does not end in chunked')
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if req.version == "1.0":
+            raise BadRequest("Transfer-Encoding on an HTTP/1.0 request (faulty framing)")
+        codings = [c.strip(" \t").lower() for c in te.split(",")]
+        if codings[-1] != "chunked":
+            raise BadRequest("Transfer-Encoding does not end in chunked")
         if len(codings) > 1:
-            if 'chunked' in codings[:-1]:
-                raise BadRequest('chunked applied more than once')
-            raise MethodNotImplemented(f'transfer coding {te!r} (only chunked is implemented)')
+            if "chunked" in codings[:-1]:
+                raise BadRequest("chunked applied more than once")
+            raise MethodNotImplemented(f"transfer coding {te!r} (only chunked is implemented)")
         req.chunked = True
     elif length is not None:
         if _CONTENT_LENGTH.fullmatch(length) is None:
-            raise BadRequest(f'invalid Content-Length {length!r}')
+            raise BadRequest(f"invalid Content-Length {length!r}")
         req.content_length = int(length)
-    connection = env.get('HTTP_CONNECTION')
-    if req.version == '1.1':
-        req.keep_alive = connection is None or 'close' not in _tokens(connection)
-        expect = env.get('HTTP_EXPECT')
-        req.expect_continue = expect is not None and expect.lower() == '100-continue'
+    connection = env.get("HTTP_CONNECTION")
+    if req.version == "1.1":
+        req.keep_alive = connection is None or "close" not in _tokens(connection)
+        expect = env.get("HTTP_EXPECT")
+        req.expect_continue = expect is not None and expect.lower() == "100-continue"
     else:
-        req.keep_alive = connection is not None and 'keep-alive' in _tokens(connection)
+        req.keep_alive = connection is not None and "keep-alive" in _tokens(connection)
 
 
 def _tokens(value: str) -> list[str]:
-    return [t.strip(' \t').lower() for t in value.split(',')]
+    return [t.strip(" \t").lower() for t in value.split(",")]
 
 
 # Host values already found good: a server sees the same few all day.
@@ -389,58 +389,58 @@ def check_authority(value: str, what: str) -> None:
     """Refuse a Host value (or a target's authority) that is not uri-host [":" port]."""
     if value in _good_authorities:
         return
-    raw = value.encode('latin-1')
+    raw = value.encode("latin-1")
     match = _AUTHORITY.fullmatch(raw)
     if match is None:
-        raise BadRequest(f'{what} {value!r} is not a valid authority')
+        raise BadRequest(f"{what} {value!r} is not a valid authority")
     literal, _name, port = match.groups()
     if literal is not None:
         try:
-            ipaddress.IPv6Address(literal.decode('ascii'))
+            ipaddress.IPv6Address(literal.decode("ascii"))
         except ValueError:
-            raise BadRequest(f'{what} {value!r} has an invalid IPv6 literal') from None
+            raise BadRequest(f"{what} {value!r} has an invalid IPv6 literal") from None
     if port and (len(port) > 5 or int(port) > 65535):
-        raise BadRequest(f'{what} {value!r} has a port out of range')
+        raise BadRequest(f"{what} {value!r} has a port out of range")
     if len(_good_authorities) < 1024:
         _good_authorities.add(value)
 
 
 def _split_target(req: Request, target: bytes) -> None:
     """PATH_INFO and QUERY_STRING from the request-target, by its form (RFC 9112 3.2)."""
-    if b'#' in target:
-        raise BadRequest('fragment (#) in the request target')
-    if target[:1] == b'/':
-        path, _, query = target.partition(b'?')
-    elif target == b'*':
-        if req.method != 'OPTIONS':
+    if b"#" in target:
+        raise BadRequest("fragment (#) in the request target")
+    if target[:1] == b"/":
+        path, _, query = target.partition(b"?")
+    elif target == b"*":
+        if req.method != "OPTIONS":
             raise BadRequest("only OPTIONS may target '*'")
-        path = query = b''
+        path = query = b""
     else:
         match = _ABSOLUTE.fullmatch(target)
         if match is None:
-            raise BadRequest('request target is not origin-, absolute- or asterisk-form')
+            raise BadRequest("request target is not origin-, absolute- or asterisk-form")
         scheme, authority, path, query = match.groups()
-        if scheme.lower() not in (b'http', b'https'):
-            raise BadRequest(f'unsupported scheme {scheme.decode()!r} in the request target')
-        if b'@' in authority:
-            raise BadRequest('userinfo in the request target')
-        check_authority(authority.decode('latin-1'), 'target authority')
+        if scheme.lower() not in (b"http", b"https"):
+            raise BadRequest(f"unsupported scheme {scheme.decode()!r} in the request target")
+        if b"@" in authority:
+            raise BadRequest("userinfo in the request target")
+        check_authority(authority.decode("latin-1"), "target authority")
         # RFC 9112 3.2.2: the target's authority wins over the Host field.
-        req.environ['HTTP_HOST'] = authority.decode('latin-1')
-        path = path or b'/'
-        query = query[1:] if query else b''
-    if b'%' in path:
+        req.environ["HTTP_HOST"] = authority.decode("latin-1")
+        path = path or b"/"
+        query = query[1:] if query else b""
+    if b"%" in path:
         if _BAD_ESCAPE.search(path) is not None:
-            raise BadRequest('invalid percent-escape in the request path')
+            raise BadRequest("invalid percent-escape in the request path")
         path = _unquote(path)
-    req.path = path.decode('latin-1')
-    req.query = query.decode('latin-1')
+    req.path = path.decode("latin-1")
+    req.query = query.decode("latin-1")
 
 
 def _unquote(path: bytes) -> bytes:
     """Percent-decode a path whose escapes were checked (PEP 3333: bytes as latin-1)."""
-    parts = path.split(b'%')
+    parts = path.split(b"%")
     out = [parts[0]]
     for part in parts[1:]:
         out.append(bytes((int(part[:2], 16),)) + part[2:])
-    return b''.join(out)
+    return b"".join(out)

@@ -19,22 +19,22 @@ from typing import Any
 
 from .errors import AppError
 
-__all__ = ['HOP_BY_HOP', 'ResponseHead', 'check_start', 'date_field', 'date_line',
-           'error_response']
+__all__ = ["HOP_BY_HOP", "ResponseHead", "check_start", "date_field", "date_line",
+           "error_response"]
 
-_STATUS = re.compile(r'([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*')
+_STATUS = re.compile(r"([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A value brim may send: HTAB, SP, VCHAR, obs-text; no CR, LF, NUL, DEL or
 # other control byte (RFC 9110 5.5).
-_VALUE = re.compile(r'[\t\x20-\x7e\x80-\xff]*')
-_DIGITS = re.compile(r'[0-9]{1,18}')
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 #: Connection-specific fields (RFC 9110 7.6.1). The framing and persistence of
 #: a connection are brim's to decide, so these are dropped from what an app
 #: sends; ``Connection: close`` still closes the connection after the response.
 HOP_BY_HOP = frozenset((
-    'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding',
-    'upgrade',
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade",
 ))
 
 
@@ -53,7 +53,7 @@ class ResponseHead:
     #: The app sent 'Connection: close'.
     close: bool
     #: The status line and the app's field lines, as they go on the wire.
-    head: bytes = b''
+    head: bytes = b""
 
 
 # Statuses and (name, value) pairs already found good. Apps send the same few
@@ -85,7 +85,7 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
     if code is None:
         code = _check_status(status)
     if type(headers) is not list:
-        raise AppError(f'headers must be a list, not {type(headers).__name__}')
+        raise AppError(f"headers must be a list, not {type(headers).__name__}")
     lines: list[str] = []
     length: int | None = None
     has_date = close = False
@@ -95,23 +95,23 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
         except (KeyError, TypeError):
             lname, value = _check_pair(item)
         if lname in HOP_BY_HOP:
-            if lname == 'connection' and 'close' in (t.strip(' \t').lower()
-                                                     for t in value.split(',')):
+            if lname == "connection" and "close" in (t.strip(" \t").lower()
+                                                     for t in value.split(",")):
                 close = True
             continue
-        if lname == 'content-length':
+        if lname == "content-length":
             if length is not None:
-                raise AppError('more than one Content-Length header')
+                raise AppError("more than one Content-Length header")
             if _DIGITS.fullmatch(value) is None:
-                raise AppError(f'Content-Length {value!r} is not plain digits')
+                raise AppError(f"Content-Length {value!r} is not plain digits")
             length = int(value)
             if code == 204:
                 continue  # RFC 9110 8.6: never on a 204
             value = str(length)
-        elif lname == 'date':
+        elif lname == "date":
             has_date = True
-        lines.append(f'{item[0]}: {value}\r\n')
-    head = ''.join(('HTTP/1.1 ', status, '\r\n', *lines)).encode('latin-1')
+        lines.append(f"{item[0]}: {value}\r\n")
+    head = "".join(("HTTP/1.1 ", status, "\r\n", *lines)).encode("latin-1")
     response = ResponseHead(code, status, lines, length, has_date, close, head)
     if key is not None:
         if len(_good_starts) >= _MAX_CACHED_STARTS:
@@ -123,14 +123,14 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
 def _check_status(status: Any) -> int:
     """The code of a status line the app gave, or AppError."""
     if type(status) is not str:
-        raise AppError(f'status must be a str, not {type(status).__name__}')
+        raise AppError(f"status must be a str, not {type(status).__name__}")
     match = _STATUS.fullmatch(status)
     if match is None:
-        raise AppError(f'status {status!r} is not three digits (100-599), a space and a '
-                       f'reason without control characters')
+        raise AppError(f"status {status!r} is not three digits (100-599), a space and a "
+                       f"reason without control characters")
     code = int(match.group(1))
     if code < 200:
-        raise AppError(f'status {status!r}: a 1xx status cannot be the final response')
+        raise AppError(f"status {status!r}: a 1xx status cannot be the final response")
     if len(_good_statuses) < _MAX_CACHED:
         _good_statuses[status] = code
     return code
@@ -139,24 +139,24 @@ def _check_status(status: Any) -> int:
 def _check_pair(item: Any) -> tuple[str, str]:
     """(lowercase name, value without surrounding whitespace) of one header, or AppError."""
     if type(item) is not tuple or len(item) != 2:
-        raise AppError(f'header {item!r} is not a (name, value) tuple')
+        raise AppError(f"header {item!r} is not a (name, value) tuple")
     name, value = item
     if type(name) is not str or type(value) is not str:
-        raise AppError(f'header {item!r}: name and value must both be str')
+        raise AppError(f"header {item!r}: name and value must both be str")
     if _TOKEN.fullmatch(name) is None:
-        raise AppError(f'header name {name!r} is not a token')
+        raise AppError(f"header name {name!r} is not a token")
     if _VALUE.fullmatch(value) is None:
-        raise AppError(f'header {name} value {value!r} holds a control character or '
-                       f'a character outside latin-1')
-    checked = name.lower(), value.strip(' \t')
+        raise AppError(f"header {name} value {value!r} holds a control character or "
+                       f"a character outside latin-1")
+    checked = name.lower(), value.strip(" \t")
     if len(_good_pairs) < _MAX_CACHED:
         _good_pairs[item] = checked
     return checked
 
 
 _date_sec = 0
-_date_line = ''
-_date_field = b''
+_date_line = ""
+_date_field = b""
 
 
 def date_line(now: float) -> str:
@@ -164,8 +164,8 @@ def date_line(now: float) -> str:
     global _date_sec, _date_line, _date_field
     sec = int(now)
     if sec != _date_sec:
-        _date_line = 'Date: ' + email.utils.formatdate(sec, usegmt=True) + '\r\n'
-        _date_field = _date_line.encode('ascii')
+        _date_line = "Date: " + email.utils.formatdate(sec, usegmt=True) + "\r\n"
+        _date_field = _date_line.encode("ascii")
         _date_sec = sec
     return _date_line
 
@@ -184,8 +184,8 @@ def error_response(status: int, title: str, detail: str | None,
     detail (why the request was refused) is included for client errors; a
     500 says nothing of the app's internals.
     """
-    text = f'{status} {title}: {detail}\n' if detail else f'{status} {title}\n'
-    body = text.encode('latin-1', 'replace')
-    head = (f'HTTP/1.1 {status} {title}\r\nContent-Type: text/plain; charset=latin-1\r\n'
-            f'Content-Length: {len(body)}\r\n{date_line(now)}Connection: close\r\n\r\n')
-    return head.encode('latin-1') + body, len(body)
+    text = f"{status} {title}: {detail}\n" if detail else f"{status} {title}\n"
+    body = text.encode("latin-1", "replace")
+    head = (f"HTTP/1.1 {status} {title}\r\nContent-Type: text/plain; charset=latin-1\r\n"
+            f"Content-Length: {len(body)}\r\n{date_line(now)}Connection: close\r\n\r\n")
+    return head.encode("latin-1") + body, len(body)

@@ -29,8 +29,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ['FLUSH_AT', 'FLUSH_EVERY', 'FileSink', 'Sink', 'StreamSink', 'SyslogSink',
-           'syslog_priority']
+__all__ = ["FLUSH_AT", "FLUSH_EVERY", "FileSink", "Sink", "StreamSink", "SyslogSink",
+           "syslog_priority"]
 
 #: A buffered sink writes once this many bytes are waiting.
 FLUSH_AT = 64 * 1024
@@ -68,7 +68,7 @@ class Sink:
     """A destination for finished log lines."""
 
     #: What the sink is, for warnings ('file /var/log/brim.log').
-    label = 'log'
+    label = "log"
 
     def __init__(self) -> None:
         #: Lines dropped because the destination failed or was full.
@@ -104,10 +104,10 @@ class Sink:
         stream = sys.__stderr__
         if stream is None:
             return
-        dropped = f'; {self.dropped} log lines dropped so far' if self.dropped else ''
+        dropped = f"; {self.dropped} log lines dropped so far" if self.dropped else ""
         try:
-            stream.write(f'brim: WARNING {self.label}: {what}{dropped} (said at most once '
-                         f'a minute)\n')
+            stream.write(f"brim: WARNING {self.label}: {what}{dropped} (said at most once "
+                         f"a minute)\n")
             stream.flush()
         except (OSError, ValueError):
             pass
@@ -132,21 +132,21 @@ class SyslogSink(Sink):
         super().__init__()
         self.address = address
         self.facility = facility
-        self.prefix = f'{name}: '
-        self.label = f'syslog {address}'
+        self.prefix = f"{name}: "
+        self.label = f"syslog {address}"
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._pending: collections.deque[bytes] = collections.deque()
         # A host name is looked up once, here: a lookup on a reconnect would
         # block the worker's event loop for as long as DNS takes.
         self._family = socket.AF_UNIX
-        self._target: str | tuple[Any, ...] = address if isinstance(address, str) else ''
+        self._target: str | tuple[Any, ...] = address if isinstance(address, str) else ""
         if not isinstance(address, str):
             try:
                 info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_DGRAM)[0]
                 self._family, self._target = info[0], info[4]
             except OSError as err:
-                self._warn(f'cannot resolve the syslog address: {err}')
+                self._warn(f"cannot resolve the syslog address: {err}")
         self._connect()
 
     def _connect(self) -> bool:
@@ -161,7 +161,7 @@ class SyslogSink(Sink):
             sock.connect(self._target)
         except OSError as err:
             sock.close()
-            self._warn(f'cannot reach the syslog daemon: {err}')
+            self._warn(f"cannot reach the syslog daemon: {err}")
             return False
         sock.setblocking(False)
         self._sock = sock
@@ -169,16 +169,16 @@ class SyslogSink(Sink):
 
     def write(self, line: str, level: int = 25) -> None:
         pri = syslog_priority(self.facility, level)
-        data = f'<{pri}>{self.prefix}{line}'.encode('utf-8', 'replace')
+        data = f"<{pri}>{self.prefix}{line}".encode("utf-8", "replace")
         if len(data) > MAX_SYSLOG_MESSAGE:
-            data = data[:MAX_SYSLOG_MESSAGE] + b'...(clipped)'
+            data = data[:MAX_SYSLOG_MESSAGE] + b"...(clipped)"
         if self._pending:
             self._pending.append(data)
             self.flush()
             if len(self._pending) > self.MAX_PENDING:
                 self._pending.popleft()
                 self.dropped += 1
-                self._warn('the syslog daemon does not keep up; oldest lines dropped')
+                self._warn("the syslog daemon does not keep up; oldest lines dropped")
             return
         if not self._send(data):
             self._pending.append(data)
@@ -213,7 +213,7 @@ class SyslogSink(Sink):
                     return True
                 except OSError:
                     pass
-            self._warn(f'cannot send to the syslog daemon: {err}')
+            self._warn(f"cannot send to the syslog daemon: {err}")
             return False
 
     def close(self) -> None:
@@ -240,7 +240,7 @@ class _BufferedSink(Sink):
     def flush(self) -> None:
         if not self._lines:
             return
-        text = '\n'.join(self._lines) + '\n'
+        text = "\n".join(self._lines) + "\n"
         count = len(self._lines)
         self._lines = []
         self._size = 0
@@ -248,7 +248,7 @@ class _BufferedSink(Sink):
             self._write_all(text)
         except (OSError, ValueError) as err:
             self.dropped += count
-            self._warn(f'write failed: {err}')
+            self._warn(f"write failed: {err}")
 
     def _write_all(self, text: str) -> None:
         raise NotImplementedError
@@ -260,7 +260,7 @@ class FileSink(_BufferedSink):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.label = f'file {path}'
+        self.label = f"file {path}"
         self._fd = -1
         self._reopen_wanted = False
         self._open()
@@ -271,14 +271,14 @@ class FileSink(_BufferedSink):
                                0o644)
         except OSError as err:
             self._fd = -1
-            self._warn(f'cannot open: {err.strerror}')
+            self._warn(f"cannot open: {err.strerror}")
             return False
         return True
 
     def _write_all(self, text: str) -> None:
         if self._fd < 0 and not self._open():
-            raise OSError(errno.EBADF, 'the log file is not open')
-        view = memoryview(text.encode('utf-8', 'replace'))
+            raise OSError(errno.EBADF, "the log file is not open")
+        view = memoryview(text.encode("utf-8", "replace"))
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
@@ -321,10 +321,10 @@ class StreamSink(_BufferedSink):
 def parse_facility(facility: str) -> int:
     """A syslog facility name (LOCAL0, LOG_DAEMON ...) as its code; ValueError if unknown."""
     name = facility.strip().lower()
-    if name.startswith('log_'):
+    if name.startswith("log_"):
         name = name[4:]
     try:
         return logging.handlers.SysLogHandler.facility_names[name]
     except KeyError:
-        names = ', '.join(n.upper() for n in logging.handlers.SysLogHandler.facility_names)
-        raise ValueError(f'invalid log_facility {facility!r}; use one of {names}') from None
+        names = ", ".join(n.upper() for n in logging.handlers.SysLogHandler.facility_names)
+        raise ValueError(f"invalid log_facility {facility!r}; use one of {names}") from None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .exchange import Exchange
     from .request import Request
 
-__all__ = ['DRAIN_IDLE', 'Counters', 'ServerState', 'Shed']
+__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed"]
 
 #: Seconds an idle keep-alive connection may still send one request once its
 #: worker starts draining (see ServerState.drain).

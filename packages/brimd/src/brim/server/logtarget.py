@@ -18,7 +18,7 @@ from brim.conf import Conf, ConfError
 
 from . import options
 
-__all__ = ['LogTarget']
+__all__ = ["LogTarget"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ class LogTarget:
         def value(name: str) -> object:
             return options.value(conf, kind, section, name)
 
-        target = cls(section, str(value('log_name')), str(value('log_level')),
-                     str(value('log_facility')), _text(value('log_address')),
-                     _text(value('log_sink')), _text(value('log_file')),
-                     str(value('log_format')))
-        if target.sink == 'file' and not target.file:
-            raise ConfError(f'[{section}] log_file: needed when log_sink = file')
+        target = cls(section, str(value("log_name")), str(value("log_level")),
+                     str(value("log_facility")), _text(value("log_address")),
+                     _text(value("log_sink")), _text(value("log_file")),
+                     str(value("log_format")))
+        if target.sink == "file" and not target.file:
+            raise ConfError(f"[{section}] log_file: needed when log_sink = file")
         if target.file and not os.path.isabs(target.file):
             # Made absolute now: a daemonized brimd runs from /.
             target = dataclasses.replace(target, file=os.path.abspath(target.file))
@@ -58,7 +58,7 @@ class LogTarget:
         theirs after, as ``user``, and could not append to a file root made.
         A file that cannot be made is left to the sink, which warns.
         """
-        if self.sink != 'file' or not self.file or (uid is None and gid is None):
+        if self.sink != "file" or not self.file or (uid is None and gid is None):
             return
         try:
             fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -82,15 +82,15 @@ class LogTarget:
 
         if self.sink is not None:
             also_stderr = stderr and syslog  # -o on a daemon: stderr as well
-            syslog = self.sink == 'syslog'
-            stderr = self.sink == 'stderr' or also_stderr
+            syslog = self.sink == "syslog"
+            stderr = self.sink == "stderr" or also_stderr
         try:
             return setup_logging(
                 self.name, self.level, self.facility, address=self.address, stderr=stderr,
-                syslog=syslog, stdout=self.sink == 'stdout',
-                file=self.file if self.sink == 'file' else None, fmt=self.fmt)
+                syslog=syslog, stdout=self.sink == "stdout",
+                file=self.file if self.sink == "file" else None, fmt=self.fmt)
         except ValueError as err:
-            raise ConfError(f'[{self.section}] {err}') from None
+            raise ConfError(f"[{self.section}] {err}") from None
 
 
 def _text(value: object) -> str | None:
