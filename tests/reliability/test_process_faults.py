@@ -471,6 +471,10 @@ def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crashe
         began = time.monotonic()
         reloaded = brimd.run("reload")
         assert reloaded.returncode == 1 and cause in reloaded.stderr, reloaded.stderr
+        # The old workers of the healthy subserver serve on until their
+        # replacements stayed up start_check seconds; then only the new conf's
+        # stats (which know the crasher) answer.
+        wait_for(lambda: stats_key in _stats(web), 10, what="the new workers' stats")
         served, failed, start_counts = 0, 0, []
         failures: dict[str, int] = {}
         for n in range(50):  # ~8 s of normal traffic while the crasher loops

@@ -392,10 +392,11 @@ class Supervisor:
         """Stop keeping group *name* alive; its workers are asked to drain.
 
         With *when_replaced* (a reload, from ``on_reload``), they go on
-        serving until the start check of what replaces them passes, and
-        drain only then: a reload whose new workers cannot stay up leaves
-        the old ones serving (no longer restarted if they die) instead of
-        nobody. Any later start check that passes retires them.
+        serving until every worker of the group added under the same name is
+        up and stayed up ``start_check`` seconds, and drain only then (at
+        once if no group takes the name): a reload whose new workers cannot
+        stay up leaves the old ones serving (no longer restarted if they die)
+        instead of nobody.
         """
         if self._groups.pop(name, None) is None:
             raise SupervisorError(f"no group {name!r}")
@@ -627,6 +628,7 @@ class Supervisor:
                 self._check_retired(now)
                 self._check_recycling(now)
                 self._check_start(now)
+                self._retire_replaced(now)
             self._watchdog(now)
             self._wait(self._sleep_time(time.monotonic()))
 
@@ -686,20 +688,10 @@ class Supervisor:
                 except Exception:
                     self.log.exception("%s: on_start_failed hook failed", self.name)
             return
-        for slot in self._slots.values():
-            child = self._children.get(slot.pid) if slot.pid is not None else None
-            if child is None or not self._is_up(child, now):
-                return
-            assert child.up_at is not None
-            if now - child.up_at < self.start_check:
-                return
+        if not all(self._stayed_up(name, now) for name in self._groups):
+            return
         self._check_began = None
         self.log.info("%s: every worker is up: %s", self.name, self.status_line())
-        standby = [c for c in self._children.values() if c.standby and not c.retired]
-        for child in standby:
-            self._retire(child)
-        if standby:
-            self.log.info("%s: %d replaced worker(s) asked to drain", self.name, len(standby))
         if self.notify is not None:
             self.notify.ready(self.status_line())
         if self.on_ready is not None:
@@ -707,6 +699,33 @@ class Supervisor:
                 self.on_ready(self)
             except Exception:
                 self.log.exception("%s: on_ready hook failed", self.name)
+
+    def _retire_replaced(self, now: float) -> None:
+        """Drain the workers a reload kept, group by group, once their replacements
+        are up and stayed up start_check seconds (or at once if nothing replaces
+        them): a group that came up is not held back by another that cannot."""
+        standby = [c for c in self._children.values() if c.standby and not c.retired]
+        for name in {c.group for c in standby}:
+            if name in self._groups and not self._stayed_up(name, now):
+                continue
+            mine = [c for c in standby if c.group == name]
+            for child in mine:
+                self._retire(child)
+            self.log.info("%s: %s: %d replaced worker(s) asked to drain", self.name, name,
+                          len(mine))
+
+    def _stayed_up(self, group: str, now: float) -> bool:
+        """Whether every worker of ``group`` is up and has been for start_check seconds."""
+        for (name, _wid), slot in self._slots.items():
+            if name != group:
+                continue
+            child = self._children.get(slot.pid) if slot.pid is not None else None
+            if child is None or not self._is_up(child, now):
+                return False
+            assert child.up_at is not None
+            if now - child.up_at < self.start_check:
+                return False
+        return True
 
     # -- recycling -------------------------------------------------------------
 
