@@ -53,8 +53,8 @@ commands:
   no-daemon     one process, no workers, for debugging
 
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
-log files, TTIN/TTOU one WSGI worker more/fewer, USR2 to a worker: log its
-stacks.
+log files, TTIN/TTOU one WSGI worker more/fewer, USR2 every worker logs
+its stacks (sent to one worker: that one).
 """
 
 
