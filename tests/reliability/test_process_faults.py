@@ -472,8 +472,10 @@ def test_crash_loop_backs_off_and_the_rest_serves(brimd, syslog, figures, crashe
         reloaded = brimd.run("reload")
         assert reloaded.returncode == 1 and cause in reloaded.stderr, reloaded.stderr
         # The old workers of the healthy subserver serve on until their
-        # replacements stayed up start_check seconds; then only the new conf's
-        # stats (which know the crasher) answer.
+        # replacements stayed up start_check seconds; once they are asked to
+        # drain, only the new conf's workers (whose stats know the crasher)
+        # take connections.
+        syslog.wait_line("wsgi: 2 replaced worker(s) asked to drain")
         wait_for(lambda: stats_key in _stats(web), 10, what="the new workers' stats")
         served, failed, start_counts = 0, 0, []
         failures: dict[str, int] = {}
