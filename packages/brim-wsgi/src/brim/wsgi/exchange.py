@@ -178,8 +178,8 @@ class Exchange:
             if req is not None:
                 method: str | None = req.method
                 target: str | None = req.target
-                ua = req.environ.get("HTTP_USER_AGENT")
-                referer = req.environ.get("HTTP_REFERER")
+                ua = req.user_agent
+                referer = req.referer
                 if self.conn.settings.log_headers:
                     headers = [(n.decode("latin-1"), v.decode("latin-1"))
                                for n, v in req.fields]

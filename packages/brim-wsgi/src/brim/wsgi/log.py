@@ -270,6 +270,12 @@ class RequestLog:
         # millisecond it was made in: many requests end within the same one.
         self._stamp_ms = -1
         self._stamp = ""
+        #: Where a stamped line goes: straight to the one sink, as it usually is.
+        self._emit = sinks[0].write if len(sinks) == 1 else self._to_every_sink
+
+    def _to_every_sink(self, line: str, level: int = NOTICE) -> None:
+        for sink in self.sinks:
+            sink.write(line, level)
 
     def write(self, client: str, method: str | None, path: str | None, status: int,
               bytes_in: int, bytes_out: int, duration: float, txn: str,
@@ -320,8 +326,7 @@ class RequestLog:
                         f"{n(bytes_out) or _number(bytes_out)} {seconds} {txn} "
                         f"{q(user_agent) or _quote_field(user_agent)} "
                         f"{q(referer) or _quote_field(referer)}")
-            for sink in self.sinks:
-                sink.write(line, NOTICE)
+            self._emit(line, NOTICE)
             return
         text = format_request_line(client, method, path, status, bytes_in, bytes_out,
                                    duration, txn, user_agent, referer, extra, headers)

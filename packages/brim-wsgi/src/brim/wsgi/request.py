@@ -111,7 +111,8 @@ class Request:
     """One request head, checked: what the exchange builds the environ from."""
 
     __slots__ = ("cgi", "chunked", "content_length", "environ", "expect_continue", "fields",
-                 "keep_alive", "method", "path", "query", "target", "version")
+                 "keep_alive", "method", "path", "query", "referer", "target", "user_agent",
+                 "version")
 
     def __init__(self, method: str, target: str, version: str) -> None:
         self.method = method
@@ -132,6 +133,9 @@ class Request:
         #: environ plus the request line's own items (REQUEST_METHOD, PATH_INFO ...):
         #: all of the PEP 3333 environ that comes from the head, merged once.
         self.cgi: dict[str, str] = {}
+        #: The two fields every request log line shows, looked up once per head.
+        self.user_agent: str | None = None
+        self.referer: str | None = None
 
     @property
     def has_body(self) -> bool:
@@ -145,6 +149,8 @@ class Request:
         cgi["REQUEST_URI"] = cgi["RAW_PATH_INFO"] = self.target
         cgi["SERVER_PROTOCOL"] = "HTTP/" + self.version
         self.cgi = cgi
+        self.user_agent = cgi.get("HTTP_USER_AGENT")
+        self.referer = cgi.get("HTTP_REFERER")
 
 
 def has_bare_cr_lf(buf: bytes | bytearray, start: int = 0) -> bool:
