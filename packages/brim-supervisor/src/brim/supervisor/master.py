@@ -402,7 +402,7 @@ class Supervisor:
             raise SupervisorError(f"no group {name!r}")
         for key in [k for k in self._slots if k[0] == name]:
             slot = self._slots.pop(key)
-            child = self._children.get(slot.pid) if slot.pid is not None else None
+            child = self._worker_of(slot)
             for old in [c for c in self._children.values() if c.group == name
                         and c.worker_id == key[1] and not c.retired and not c.standby]:
                 # The slot's worker and, mid-recycle, the one it replaces.
@@ -440,7 +440,7 @@ class Supervisor:
         counts = {name: [0, g.workers] for name, g in self._groups.items()}
         now = time.monotonic()
         for (gname, _wid), slot in self._slots.items():
-            child = self._children.get(slot.pid) if slot.pid is not None else None
+            child = self._worker_of(slot)
             if child is not None and self._is_up(child, now):
                 counts[gname][0] += 1
         return {name: (up, wanted) for name, (up, wanted) in counts.items()}
@@ -488,6 +488,10 @@ class Supervisor:
                 self._retire(child)
         slot.pid = None
         return True
+
+    def _worker_of(self, slot: _Slot) -> _Child | None:
+        """The live worker a slot currently counts on, if any."""
+        return self._children.get(slot.pid) if slot.pid is not None else None
 
     def _scalable(self, group: str) -> _Group:
         g = self._groups.get(group)
@@ -719,7 +723,7 @@ class Supervisor:
         for (name, _wid), slot in self._slots.items():
             if name != group:
                 continue
-            child = self._children.get(slot.pid) if slot.pid is not None else None
+            child = self._worker_of(slot)
             if child is None or not self._is_up(child, now):
                 return False
             assert child.up_at is not None
