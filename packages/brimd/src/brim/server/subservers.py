@@ -22,7 +22,6 @@ from brim.stats import DAEMON, Group, StatDecl, StatsBucket
 from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
 from brim.supervisor.systemd import describe_socket
-from brim.wsgi.chain import build_chain
 from brim.wsgi.environ import brim_items
 from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
@@ -192,12 +191,13 @@ class WSGISubserver(ListeningSubserver):
 
     def __init__(self, conf: Conf, section: str) -> None:
         super().__init__(conf, section)
-        self.specs = load_apps(conf, section)
+        #: The chain's apps, loaded and checked here; each worker builds them.
+        self.apps = load_apps(conf, section)
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
-                      *(decl for spec in self.specs for decl in spec.stats)]
+                      *self.apps.stats]
         self._max_workers = self.recycle.max_workers or 2 * self.workers
         if self._max_workers < self.workers:
             raise conf.error(section, "max_workers", f"must be at least workers "
@@ -212,7 +212,7 @@ class WSGISubserver(ListeningSubserver):
         from brim.wsgi.http import HTTPServer
 
         green, logger, _, bucket = _setup_green_worker(self, ctx, server)
-        app = build_chain(self.specs)
+        app = self.apps.build()
         http = HTTPServer(self.listener, app, self.settings, stats=bucket, logger=logger,
                           server=server, name=self.section)
         add_dump_source(f"requests in flight in [{self.section}]",
