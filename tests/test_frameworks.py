@@ -118,7 +118,8 @@ def test_framework_from_a_conf_by_name_and_by_factory(brimd, model, framework, b
               + _wsgi_section("wsgi#factory", ports[1], "factory", model)
               + f"[byname]\ncall = {by_name}\n\n[factory]\ncall = {by_factory}\n")
     brimd.start()
-    for section, port, greeting in zip(("wsgi#byname", "wsgi#factory"), ports, greetings):
+    for section, port, greeting in zip(("wsgi#byname", "wsgi#factory"), ports, greetings,
+                                        strict=True):
         workers = _worker_pids(brimd, section)
         assert len(workers) == 2
         check_app(Client(f"http://127.0.0.1:{port}"), greeting, workers)
@@ -152,8 +153,8 @@ def test_wrongly_shaped_call_is_one_conf_error_line_and_nothing_starts(brimd):
     passed the check and then killed every worker until brimd gave up."""
     _with_frameworks(brimd)
     port = free_port()
-    local, conf = brimd.use(brimd.local(), f"[wsgi]\nport = {port}\napps = flask\n\n"
-                            "[flask]\ncall = flask_app.app\n")
+    _, conf = brimd.use(brimd.local(), f"[wsgi]\nport = {port}\napps = flask\n\n"
+                        "[flask]\ncall = flask_app.app\n")
     done = brimd.run("start")
     assert done.returncode == 1
     assert done.stderr == (

@@ -159,7 +159,7 @@ def test_not_found_is_a_valid_wsgi_response():
 
 # -- plain WSGI apps: call = package.module:name and package.module:factory() ---
 
-PLAIN_APPS = '''
+PLAIN_APPS = """
 CALLS = []
 
 
@@ -205,7 +205,7 @@ class Middleware:
 
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 @pytest.fixture

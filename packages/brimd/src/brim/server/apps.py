@@ -175,7 +175,8 @@ def _parameters(obj: Any) -> str | None:
         return None
     names = []
     for param in signature.parameters.values():
-        prefix = {param.VAR_POSITIONAL: "*", param.VAR_KEYWORD: "**"}.get(param.kind, "")
+        prefix = ("*" if param.kind is param.VAR_POSITIONAL
+                  else "**" if param.kind is param.VAR_KEYWORD else "")
         names.append(prefix + param.name)
     return "(" + ", ".join(names) + ")"
 
