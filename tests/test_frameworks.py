@@ -233,18 +233,20 @@ def test_serve_from_the_current_directory_reloads_on_hup_and_stops_on_ctrl_c(bri
     run from the app's directory, as ``gunicorn flask_app:app`` is. HUP replaces the
     worker from the same command line (there is no conf file to read again)."""
     script = Path(sys.executable).with_name("brimd")
-    served = Served(brimd, [str(script), "serve", "flask_app:app", *_serve_flags(model)],
-                    cwd=FRAMEWORKS)
+    served = Served(brimd, [str(script), "serve", "flask_app:app", "-p", str(brimd.pid_file),
+                            *_serve_flags(model)], cwd=FRAMEWORKS)
     assert served.workers == 1
     workers = wait_for(served.worker_pids, what="a worker")
     check_app(Client(served.url), "hello from flask", workers)
-    os.kill(served.proc.pid, signal.SIGHUP)
+    assert brimd.master_pid() == served.proc.pid
+    os.kill(brimd.master_pid(), signal.SIGHUP)
     wait_for(lambda: "brimd reloaded: wsgi x1" in served.log.read_text(), what="the reload")
     fresh = wait_for(lambda: (pids := served.worker_pids()) and not set(pids) & set(workers)
                      and pids, what="the old worker replaced")
     check_app(Client(served.url), "hello from flask", fresh)
     assert served.stop(signal.SIGINT) == 0
     assert "SIGINT received" in served.log.read_text()
+    assert not brimd.pid_file.exists()
 
 
 @pytest.mark.parametrize(

@@ -40,8 +40,9 @@ from brim.conf import Conf, ConfError, check_unknown, load_object
 from brim.stats import StatsError, check_stats
 from brim.wsgi.chain import build_chain
 
-__all__ = ["BRIM_WSGI_APP", "PLAIN_WSGI_APP", "AppSpec", "WSGIApps", "app_stats",
-           "load_apps", "load_class", "load_plain_app", "parse_app_conf", "parse_reference"]
+__all__ = ["BRIM_APP", "BRIM_WSGI_APP", "PLAIN_WSGI_APP", "AppSpec", "Reference", "WSGIApps",
+           "app_stats", "load_apps", "load_class", "load_plain_app", "parse_app_conf",
+           "parse_reference"]
 
 WSGIApp = Callable[[dict, Callable], Any]
 

@@ -185,6 +185,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import _prepare
     from .master import Master
 
+    pid_path = os.path.abspath(args.pid) if args.pid else None  # as typed, before --chdir
     if args.chdir:
         try:
             os.chdir(args.chdir)
@@ -205,7 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = Server(conf, output=True, source=source)
     except ConfError as err:
         raise _by_flag(err) from None
-    pidfile = PidFile(os.path.abspath(args.pid), name="brimd") if args.pid else None
+    pidfile = PidFile(pid_path, name="brimd") if pid_path else None
     running = pidfile.running_pid() if pidfile is not None else None
     if running is not None:
         print(f"brimd is already running (pid {running})", file=sys.stderr)
