@@ -193,6 +193,11 @@ def failing_factory():
     raise RuntimeError("database\\nunreachable")
 
 
+def exiting_factory():
+    import sys
+    sys.exit("no DATABASE_URL set")
+
+
 class Middleware:
     def __init__(self, name, conf, next_app):
         self.next_app = next_app
@@ -300,6 +305,8 @@ W = "(apps.conf line 6)"
          f"(its type is int), so it is no factory {W}"),
         ("plainapps:failing_factory()", "[a] call: 'plainapps:failing_factory()' failed: "
          f"RuntimeError: database unreachable {W}"),
+        ("plainapps:exiting_factory()", "[a] call: 'plainapps:exiting_factory()' failed: "
+         f"SystemExit: no DATABASE_URL set {W}"),
         ("plainapps:create_app(1, 2)", "[a] call: 'plainapps:create_app(1, 2)' failed: "
          "TypeError: create_app() takes from 0 to 1 positional arguments but 2 were given "
          f"{W}"),

@@ -279,7 +279,7 @@ def load_plain_app(conf: Conf, name: str, ref: Reference) -> WSGIApp:
                              "factory")
         try:
             obj = obj(*ref.args, **ref.kwargs)
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # sys.exit('no DATABASE_URL') included
             text = " ".join(str(err).split())  # one line, whatever the factory raised
             raise conf.error(name, "call", f"{call.strip()!r} failed: {type(err).__name__}"
                              + (f": {text}" if text else "")) from None
