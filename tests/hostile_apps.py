@@ -55,13 +55,14 @@ class DatagramExit:
 
 class RaisePath:
     """A WSGI app that logs PATH_INFO and raises an exception holding it: what a
-    client puts in the path reaches a message and a traceback."""
+    client puts in the path reaches a message and a traceback. The path is
+    decoded as UTF-8 first, as frameworks do, so %e2%80%a8 is U+2028."""
 
     def __init__(self, name: str, conf: Any, next_app: Callable) -> None:
         self.next_app = next_app
 
     def __call__(self, env: dict, start_response: Callable) -> Any:
-        path = env["PATH_INFO"]
+        path = env["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")
         if path.startswith("/raise"):
             env["brim.logger"].warning("about to fail on %s", path)
             raise ValueError(f"no such thing: {path}")
