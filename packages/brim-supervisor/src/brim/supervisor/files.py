@@ -69,7 +69,8 @@ def open_regular(path: str, flags: int, mode: int = 0o644) -> int:
 def check_regular(path: str) -> None:
     """Raise :class:`UnsafeFileError` if what stands at *path* is not a plain file.
 
-    Nothing when the path does not exist yet. For a clear error early (when
+    Nothing when the path does not exist yet; IsADirectoryError for a
+    directory, which no open could write to either. For a clear error early (when
     a conf is read), before anything opens the file: the opens themselves
     must still go through :func:`open_regular`, as the path may change.
     """
@@ -83,6 +84,8 @@ def check_regular(path: str) -> None:
 
 
 def _refuse_unsafe(info: os.stat_result, path: str) -> None:
+    if stat.S_ISDIR(info.st_mode):  # not unsafe, just not writable: as os.open says
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeFileError(0, "is not a regular file", path)
     if info.st_nlink > 1:

@@ -202,7 +202,7 @@ def green_socket(sock: socket.socket, waiting: dict[Any, float] | None = None,
     return watched
 
 
-class _WatchedSocket(_green_socket_mod.socket):  # type: ignore[misc, name-defined]
+class _WatchedSocket(_green_socket_mod.socket):
     """eventlet's green socket, listing its reader while a receive waits (see green_socket).
 
     Every receive (recv, recv_into, recvfrom, makefile reads) waits through

@@ -55,6 +55,8 @@ class LogTarget:
                 check_regular(target.file)  # the opens refuse it too; this says why, early
             except UnsafeFileError as err:
                 raise ConfError(f"[{section}] log_file: {target.file} {err.strerror}") from None
+            except OSError:
+                pass  # a directory, say: left to the sink, which warns and drops lines
         return target
 
     def hand_file_to(self, uid: int | None, gid: int | None) -> None:
