@@ -75,6 +75,14 @@ def test_log_file_link_is_refused_with_a_clear_error(brimd, tmp_path):
     worker = _worker_pid(brimd)
     assert _echo(port, "y").endswith(b"y")
     assert (logs / "brim.log").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    # Planted again while brimd runs: a reload is refused (the command reads the
+    # conf before it signals), naming the file, and the workers serve on.
+    (logs / "brim.log").unlink()
+    (logs / "brim.log").symlink_to(secret)
+    done = brimd.run("reload")
+    assert done.returncode != 0
+    assert f"log_file: {logs / 'brim.log'} is a symbolic link" in done.stderr
+    assert _echo(port, "z").endswith(b"z")
     assert _worker_pid(brimd) == worker
     _untouched(secret)
 

@@ -54,7 +54,7 @@ class LogTarget:
             try:
                 check_regular(target.file)  # the opens refuse it too; this says why, early
             except UnsafeFileError as err:
-                raise ConfError(f"[{section}] log_file: {target.file} {err.strerror}") from None
+                raise target._refused(err) from None
             except OSError:
                 pass  # a directory, say: left to the sink, which warns and drops lines
         return target
@@ -74,7 +74,7 @@ class LogTarget:
         try:
             fd = open_regular(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except UnsafeFileError as err:
-            raise ConfError(f"[{self.section}] log_file: {self.file} {err.strerror}") from None
+            raise self._refused(err) from None
         except OSError:
             return
         try:
@@ -83,6 +83,10 @@ class LogTarget:
             pass
         finally:
             os.close(fd)
+
+    def _refused(self, err: UnsafeFileError) -> ConfError:
+        """'[brim] log_file: /var/log/brim.log is a symbolic link; not followed'."""
+        return ConfError(f"[{self.section}] log_file: {self.file} {err.strerror}")
 
     def setup(self, *, stderr: bool, syslog: bool) -> logging.Logger:
         """Configure this target's logger in this process.
