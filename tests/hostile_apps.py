@@ -56,7 +56,8 @@ class DatagramExit:
 class RaisePath:
     """A WSGI app that logs PATH_INFO and raises an exception holding it: what a
     client puts in the path reaches a message and a traceback. The path is
-    decoded as UTF-8 first, as frameworks do, so %e2%80%a8 is U+2028."""
+    decoded as UTF-8 first, as frameworks do, so %e2%80%a8 is U+2028.
+    ``/env/NAME`` answers the worker's value of that environment variable."""
 
     def __init__(self, name: str, conf: Any, next_app: Callable) -> None:
         self.next_app = next_app
@@ -66,6 +67,9 @@ class RaisePath:
         if path.startswith("/raise"):
             env["brim.logger"].warning("about to fail on %s", path)
             raise ValueError(f"no such thing: {path}")
-        body = str(os.getpid()).encode()
+        if path.startswith("/env/"):  # what a variable is in this worker
+            body = os.environ.get(path[5:], "-").encode()
+        else:
+            body = str(os.getpid()).encode()
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]

@@ -11,8 +11,10 @@ link. Each test then checks brimd serves (and with the same worker).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import shutil
 import signal
 import stat
 from pathlib import Path
@@ -22,6 +24,7 @@ from brimd_harness import curl, echo_stats_conf, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs brimd run as root")
 
+HERE = Path(__file__).resolve().parent
 SECRET = b"root:only:this\n"
 
 
@@ -153,3 +156,24 @@ def test_status_file_link_planted_before_a_restart_is_replaced(brimd, tmp_path):
     assert _echo(port, "x").endswith(b"x")
     done = brimd.run("status")
     assert done.returncode == 0 and "1 up" in done.stdout, done.stdout
+
+
+def test_restart_takes_no_environment_but_systemd_s_from_the_status_file(brimd):
+    """The status file carries systemd's variables to a restart's successor; one
+    rewritten by someone else must not put other names in root's environment."""
+    shutil.copy(HERE / "hostile_apps.py", brimd.root / "hostile_apps.py")
+    port = free_port()
+    brimd.use("[wsgi]\napps = app\nworkers = 1\n\n[app]\ncall = hostile_apps.RaisePath\n",
+              brimd.local(port=port))
+    old = brimd.start()
+    url = f"http://127.0.0.1:{port}/env/BRIM_PLANTED"
+    assert curl("-s", url).stdout == b"-"
+    status = Path(f"{brimd.pid_file}.status")
+    state = json.loads(status.read_text())
+    state["notify"] = {"BRIM_PLANTED": "1", "LD_PRELOAD": "/tmp/evil.so"}
+    status.write_text(json.dumps(state))
+    done = brimd.run("restart")
+    assert done.returncode == 0, done.stderr
+    assert brimd.master_pid() != old
+    assert curl("-s", url).stdout == b"-"
+    assert curl("-s", f"http://127.0.0.1:{port}/env/LD_PRELOAD").stdout == b"-"
