@@ -12,7 +12,6 @@ import shutil
 import socket
 from pathlib import Path
 
-import pytest
 from brimd_harness import free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -70,34 +69,32 @@ def _pid(answer: bytes) -> int:
     return int(answer.split()[1])
 
 
-@pytest.mark.parametrize("word", [b"exit", b"interrupt"])
-def test_tcp_app_raising_systemexit_ends_only_its_connection(brimd, syslog, word):
+def test_tcp_app_raising_systemexit_ends_only_its_connection(brimd, syslog):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
     _conf(brimd, tcp, udp)
     brimd.start()
     worker = _pid(wait_for(lambda: _ask_tcp(tcp), what="the TCP app answering"))
-    with _tcp(tcp) as bystander, _tcp(tcp) as attacker:
-        assert _pid(_line(bystander, b"before")) == worker
-        assert _line(attacker, word) == b""  # its connection is ended, nothing more
-        # The worker lives on, and so does its other connection.
-        assert _line(bystander, b"after") == b"pid %d after\n" % worker
-    assert _pid(_ask_tcp(tcp, b"next")) == worker
-    name = "SystemExit" if word == b"exit" else "KeyboardInterrupt"
-    syslog.wait_line("[tcp#lines] app failed on connection from 127.0.0.1")
-    syslog.wait_line(name, "the client said")
+    for word, name in ((b"exit", "SystemExit"), (b"interrupt", "KeyboardInterrupt")):
+        with _tcp(tcp) as bystander, _tcp(tcp) as attacker:
+            assert _pid(_line(bystander, b"before")) == worker
+            assert _line(attacker, word) == b""  # its connection is ended, nothing more
+            # The worker lives on, and so does its other connection.
+            assert _line(bystander, b"after") == b"pid %d after\n" % worker
+        assert _pid(_ask_tcp(tcp, b"next")) == worker
+        syslog.wait_line("[tcp#lines] app failed on connection from 127.0.0.1", name,
+                         f"the client said {word!r}")
 
 
-@pytest.mark.parametrize("word", [b"exit", b"interrupt"])
-def test_udp_app_raising_systemexit_drops_only_its_datagram(brimd, syslog, word):
+def test_udp_app_raising_systemexit_drops_only_its_datagram(brimd, syslog):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
     _conf(brimd, tcp, udp)
     brimd.start()
     worker = _pid(wait_for(lambda: _ask_udp(udp, b"hello", 0.5), what="the UDP app answering"))
-    assert _ask_udp(udp, word, 0.5) is None  # no answer to that one
-    assert _ask_udp(udp, b"next") == b"pid %d next\n" % worker
-    syslog.wait_line("[udp#datagrams] app failed on datagram from 127.0.0.1")
-    syslog.wait_line("SystemExit" if word == b"exit" else "KeyboardInterrupt",
-                     "the client said")
+    for word, name in ((b"exit", "SystemExit"), (b"interrupt", "KeyboardInterrupt")):
+        assert _ask_udp(udp, word, 0.5) is None  # no answer to that one
+        assert _ask_udp(udp, b"next") == b"pid %d next\n" % worker
+        syslog.wait_line("[udp#datagrams] app failed on datagram from 127.0.0.1", name,
+                         f"the client said {word!r}")
 
 
 def test_idle_tcp_connections_are_shed_for_new_clients(brimd):
