@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 
 from brim.conf import Conf, ConfError
-from brim.supervisor import PidFile, SupervisorError, fetch_sockets, status
+from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
@@ -272,8 +272,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         # Under systemd the running master was told where to notify; its
         # successor takes that over (the old one names it with MAINPID=).
         state = StatusFile(status_path(pidfile.path)).read() or {}
-        for name, value in (state.get("notify") or {}).items():
-            os.environ.setdefault(name, value)
+        Notifier.adopt_environment(state.get("notify"))
         try:
             inherited = fetch_sockets(handover_path(pidfile.path, old_pid))
         except SupervisorError as err:

@@ -249,7 +249,14 @@ class SocketSubserver(ListeningSubserver):
 
     def call_app(self, app: Any, base_env: dict[str, Any], logger: Any, address: Any,
                  *args: Any) -> None:
-        """``app(*args, env)`` with a fresh txn; a failure is logged, never raised."""
+        """``app(*args, env)`` with a fresh txn; a failure is logged, never raised.
+
+        Whatever the app raises, SystemExit and KeyboardInterrupt included (an
+        app that runs argparse on a client's line, or exits on a command),
+        ends this connection or datagram only: the worker and its other
+        connections go on. Only the worker's own GreenletExit (a drain) is
+        let through.
+        """
         from brim.wsgi import green
         from brim.wsgi.log import new_txn, set_txn
 
@@ -262,7 +269,7 @@ class SocketSubserver(ListeningSubserver):
             app(*args, env)
         except green.GreenletExit:
             pass
-        except Exception:
+        except BaseException:
             logger.exception("[%s] app failed on %s from %s", self.section, self.unit,
                              _peer(address))
         finally:
@@ -299,18 +306,24 @@ class TCPSubserver(SocketSubserver):
     unit = "connection"
 
     def run(self, ctx: WorkerContext, server: Server) -> int:
+        """Accept and serve; when every slot is taken, shed the connection that has
+        waited longest on its client, as a WSGI worker does (see green_socket)."""
+        from brim.wsgi.state import Shed, make_room, shed_longest
+
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.listen.concurrent_per_worker)
         listener = self.listener
         listener.setblocking(False)
         base_env = self.env(server, bucket, logger)
+        #: Connections whose app waits in a receive, oldest first.
+        waiting: dict[Any, float] = {}
 
         def handle(conn: socket.socket, address: Any) -> None:
             bucket.incr(self.count_stat)
             try:
-                self.call_app(app, base_env, raw_logger, address, green.green_socket(conn),
-                              address)
+                self.call_app(app, base_env, raw_logger, address,
+                              green.green_socket(conn, waiting, Shed), address)
             finally:
                 try:
                     conn.close()
@@ -320,6 +333,7 @@ class TCPSubserver(SocketSubserver):
         def accept_loop() -> None:
             while True:
                 conn, address = green.accept(listener)
+                make_room(pool, lambda: shed_longest(waiting))
                 pool.spawn_n(handle, conn, address)
 
         def release() -> None:
