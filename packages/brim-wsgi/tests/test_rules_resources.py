@@ -302,7 +302,7 @@ def test_distinct_large_heads_do_not_grow_the_worker(tmp_path):
             sock.sendall(b"GET /%d HTTP/1.1\r\nHost: h%s%s\r\nX-Line: %s%s\r\n"
                          b"X-%s%s: v\r\n\r\n" % (i, pad, b"h" * 8000, pad, b"l" * 8000,
                                                  pad, b"n" * 8000))
-            status, headers, body = reader.response()
+            status, headers, _body = reader.response()
             assert status == 200 and headers["x-host"].startswith("h" + pad.decode()), status
 
         for i in range(50):  # warm up: the worker's usual allocations are made

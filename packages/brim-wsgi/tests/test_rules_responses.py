@@ -246,7 +246,7 @@ def test_unread_body_over_the_discard_limit_lingers(server, status, body_in, bod
         sender.start()
         try:
             reader = H.Reader(sock, TIMEOUT)
-            code, headers, body = reader.response()  # a reset would raise here
+            code, _headers, body = reader.response()  # a reset would raise here
             assert (code, len(body)) == (int(status[:3]), body_out)
         finally:
             sock.close()

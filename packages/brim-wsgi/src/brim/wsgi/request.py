@@ -454,7 +454,7 @@ def _split_target(req: Request, target: bytes) -> None:
         raise BadRequest("fragment (#) in the request target")
     if _NOT_IN_URI.search(target) is not None:
         raise BadRequest("request target holds a byte RFC 3986 leaves out of URIs "
-                         "(\\ \" < > { | } ^ `)")
+                         '(\\ " < > { | } ^ `)')
     if target[:1] == b"/":
         path, _, query = target.partition(b"?")
     elif target == b"*":
