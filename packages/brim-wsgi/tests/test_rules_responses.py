@@ -169,6 +169,25 @@ def _worker_same_and_serving(server) -> None:
     assert os.waitpid(server.pid, os.WNOHANG) == (0, 0), "the worker died"
 
 
+def _ask(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The response to raw on a kept-alive connection, checked by a /pid request behind it.
+
+    A wrong length or a stray byte would desync that second response. Then
+    the worker check on a new connection.
+    """
+    sock = server.connect(timeout=TIMEOUT)
+    try:
+        reader = H.Reader(sock, TIMEOUT)
+        sock.sendall(raw)
+        answer = reader.response()
+        _pid_on(sock, reader, server)
+        assert reader.buf == b"", reader.buf[:200]
+    finally:
+        sock.close()
+    _worker_same_and_serving(server)
+    return answer
+
+
 def _head_only(sock) -> bytes:
     """Read one response head (up to its blank line)."""
     data = b""
@@ -211,17 +230,8 @@ def test_endless_body_under_a_bodiless_status_is_closed(small, path, method, sta
 
 
 def test_205_drops_the_app_body_and_keeps_the_connection(server):
-    sock = server.connect(timeout=TIMEOUT)
-    try:
-        reader = H.Reader(sock, TIMEOUT)
-        sock.sendall(b"GET /205 HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, body = reader.response()
-        assert (status, headers["content-length"], body) == (205, "0", b"")
-        _pid_on(sock, reader, server)  # stray body bytes would break this response
-        assert b"Zq" not in reader.buf
-    finally:
-        sock.close()
-    _worker_same_and_serving(server)
+    status, headers, body = _ask(server, b"GET /205 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, headers["content-length"], body) == (205, "0", b"")
 
 
 # ----- lingering close: a big unread body never costs the client its answer ---------------
@@ -275,31 +285,15 @@ def test_write_after_the_response_finished_is_refused(server):
 @pytest.mark.parametrize(("query", "want"), [("list", b"hello world"), ("gen", b"hello world!"),
                                              ("write", b"hello world")])
 def test_a_bytes_subclass_is_counted_by_its_real_bytes(server, query, want):
-    sock = server.connect(timeout=TIMEOUT)
-    try:
-        reader = H.Reader(sock, TIMEOUT)
-        sock.sendall(b"GET /liar?%s HTTP/1.1\r\nHost: x\r\n\r\n" % query.encode())
-        status, headers, body = reader.response()
-        assert (status, body) == (200, want)
-        if "content-length" in headers:
-            assert headers["content-length"] == str(len(want))
-        _pid_on(sock, reader, server)  # a wrong length would desync this one
-    finally:
-        sock.close()
-    _worker_same_and_serving(server)
+    status, headers, body = _ask(server, b"GET /liar?%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                                 % query.encode())
+    assert (status, body) == (200, want)
+    assert headers.get("content-length", str(len(want))) == str(len(want))
 
 
 def test_file_wrapper_sends_a_file_whose_size_says_0(server):
-    sock = server.connect(timeout=TIMEOUT)
-    try:
-        reader = H.Reader(sock, TIMEOUT)
-        sock.sendall(b"GET /file?proc HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, _headers, body = reader.response()
-        assert status == 200 and b"Name:" in body and b"Pid:" in body, body[:200]
-        _pid_on(sock, reader, server)
-    finally:
-        sock.close()
-    _worker_same_and_serving(server)
+    status, _headers, body = _ask(server, b"GET /file?proc HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and b"Name:" in body and b"Pid:" in body, body[:200]
 
 
 def test_file_wrapper_over_a_write_only_file_is_a_500(server, tmp_path):
@@ -323,17 +317,9 @@ def test_file_wrapper_over_a_write_only_file_is_a_500(server, tmp_path):
 def test_iterating_wsgi_input_yields_lines(server):
     """Lines, as a file gives them; one longer than wsgi_input_iter_chunk_size (8) in pieces."""
     body = b"a\nbb\n\nccc\n0123456789abc\ntail"
-    sock = server.connect(timeout=TIMEOUT)
-    try:
-        reader = H.Reader(sock, TIMEOUT)
-        sock.sendall(b"POST /lines HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b"
-                     % (len(body), body))
-        status, _headers, out = reader.response()
-        assert (status, out) == (200, b"a\n|bb\n|\n|ccc\n|01234567|89abc\n|tail")
-        _pid_on(sock, reader, server)
-    finally:
-        sock.close()
-    _worker_same_and_serving(server)
+    status, _headers, out = _ask(server, b"POST /lines HTTP/1.1\r\nHost: x\r\n"
+                                 b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+    assert (status, out) == (200, b"a\n|bb\n|\n|ccc\n|01234567|89abc\n|tail")
 
 
 def test_each_streamed_block_is_sent_as_it_is_yielded(server):

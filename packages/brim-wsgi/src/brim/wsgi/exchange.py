@@ -242,7 +242,7 @@ class Exchange:
         if self.response is None:
             self._broke("write() called before start_response")
         if type(data) is not bytes:
-            data = self._real_bytes(data, "write() takes bytes")
+            data = self._real_bytes(data, "write() takes bytes, not {}")
         self._emit(data, False)
         if self.head_sent and self._no_body() and self.conn.peer_closed():
             # Nothing goes on the wire for a bodiless response, so no send
@@ -250,9 +250,12 @@ class Exchange:
             raise self._client_failed(ClientGone("client went away (bodiless response)"))
 
     def _real_bytes(self, data: Any, rule: str) -> bytes:
-        """data as plain bytes: a bytes subclass may lie about its len(); its buffer cannot."""
+        """data as plain bytes: a bytes subclass may lie about its len(); its buffer cannot.
+
+        Anything that is not bytes at all breaks the rule, which names its type at {}.
+        """
         if not isinstance(data, bytes):
-            self._broke(f"{rule}, not {type(data).__name__}")
+            self._broke(rule.format(type(data).__name__))
         return bytes(memoryview(data))
 
     def _broke(self, rule: str) -> None:
@@ -273,7 +276,7 @@ class Exchange:
         if type(result) is list and len(result) == 1:
             piece = result[0]
             if type(piece) is not bytes:
-                piece = self._real_bytes(piece, "body piece is")
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
             self._emit(piece, True)
             return
         if type(result) is FileWrapper:
@@ -294,7 +297,7 @@ class Exchange:
         # poll): PEP 3333 says each block goes out as soon as it is yielded.
         for piece in result:
             if type(piece) is not bytes:
-                piece = self._real_bytes(piece, "body piece is")
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
             if self.response is not None and self._no_body():
                 break  # the first block told start_response (lazily) that none is sent
             if piece:
@@ -312,7 +315,7 @@ class Exchange:
         size = 0
         for piece in blocks:
             if type(piece) is not bytes:
-                piece = self._real_bytes(piece, "body piece is")
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
             if not piece:
                 continue
             pending.append(piece)
