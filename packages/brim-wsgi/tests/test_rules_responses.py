@@ -275,6 +275,7 @@ def test_write_after_the_response_finished_is_refused(server):
         sock.sendall(b"GET /late-write HTTP/1.1\r\nHost: x\r\n\r\n")
         assert reader.response()[::2] == (200, b"first")
         server.wait_stat("app.refused", refused + 1)
+        server.wait_log("WSGI app called write() after its response finished")
         _pid_on(sock, reader, server)
         assert b"STRAY" not in reader.buf
     finally:

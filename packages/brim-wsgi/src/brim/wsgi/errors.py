@@ -12,8 +12,7 @@ from typing import ClassVar
 
 __all__ = [
     "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "ExpectationFailed",
-    "HTTPError",
-    "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
+    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
     "VersionNotSupported",
 ]
 

@@ -238,6 +238,8 @@ class Exchange:
         """PEP 3333's legacy write(): the data goes out before write returns."""
         if self.finished:
             # Not recorded on the exchange: its status is counted and logged.
+            self.state.logger.error("WSGI app called write() after its response finished "
+                                    "(txn %s); nothing sent", self.txn)
             raise AppError("write() called after the response finished")
         if self.response is None:
             self._broke("write() called before start_response")
