@@ -236,25 +236,36 @@ def test_205_drops_the_app_body_and_keeps_the_connection(server):
 
 # ----- lingering close: a big unread body never costs the client its answer ---------------
 
-@pytest.mark.parametrize(("status", "body_in", "body_out"), [
-    ("200+OK", 4 << 20, 2), ("404+Not+Found", 2 << 20, 3 << 20)],
-    ids=["4 MB POST, small answer", "2 MB POST, 3 MB 404"])
-def test_unread_body_over_the_discard_limit_lingers(server, status, body_in, body_out):
-    """The app reads none of the body; brim closes, but only after the client had its answer."""
+@pytest.mark.parametrize(("status", "body_in", "body_out", "send_first"), [
+    ("200+OK", 4 << 20, 2, True), ("404+Not+Found", 2 << 20, 3 << 20, False)],
+    ids=["4 MB POST, small answer read after sending", "2 MB POST, 3 MB 404"])
+def test_unread_body_over_the_discard_limit_lingers(server, status, body_in, body_out,
+                                                    send_first):
+    """The app reads none of the body; brim closes, but only after the client had its answer.
+
+    A client that sends its whole body before it reads (as most do) finds the
+    answer waiting, not a reset; one that reads while it sends gets the whole
+    3 MB answer.
+    """
     payload = b"u" * body_in
     for _ in range(12):
         sock = server.connect(timeout=TIMEOUT)
+        sent = []
 
-        def send(sock=sock):
+        def send(sock=sock, sent=sent):
             try:
                 sock.sendall(b"POST /ignore-body?%s,%d HTTP/1.1\r\nHost: x\r\nContent-Length: "
                              b"%d\r\n\r\n" % (status.encode(), body_out, body_in) + payload)
-            except OSError:
-                pass
+                sent.append(True)
+            except OSError as err:
+                sent.append(err)
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
         try:
+            if send_first:
+                sender.join(TIMEOUT)
+                assert sent == [True], sent  # brim read (and dropped) the whole body
             reader = H.Reader(sock, TIMEOUT)
             code, _headers, body = reader.response()  # a reset would raise here
             assert (code, len(body)) == (int(status[:3]), body_out)
