@@ -266,6 +266,48 @@ def test_a_dribbled_client_hello_is_closed_after_idle_timeout(tmp_path, tls):
         running.kill()
 
 
+def _endless_writer(env, start_response):
+    """write()s forever; under HEAD nothing goes out, so only a probe can find the client gone."""
+    from brim.wsgi import green
+
+    if env["PATH_INFO"] == "/pid":
+        return _app(env, start_response)
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        while True:
+            write(b"Zq" * 50)
+            green.sleep(0.01)
+    finally:
+        env["brim.stats"].incr("app.closed")
+
+
+def test_head_to_an_endless_writer_ends_when_a_tls_client_says_close_notify(tmp_path, tls):
+    """A TLS client that leaves with close_notify: the raw socket then holds an alert, not
+    an end of stream, so the check must read through TLS to see the client went."""
+    server_ctx, client_ctx = tls
+    running = H.start(_endless_writer, tmp_path, count_status_codes=CODES,
+                      ssl_context=server_ctx, app_stats=(("app.closed", "sum"),))
+    try:
+        for n in range(1, 4):
+            tcp = running.connect()
+            sock = client_ctx.wrap_socket(tcp)
+            sock.sendall(b"HEAD /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                more = sock.recv(4096)
+                assert more, head
+                head += more
+            assert head.startswith(b"HTTP/1.1 200 ") and b"Zq" not in head, head
+            sock.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                sock.unwrap()  # sends close_notify; brim never answers it
+            tcp.close()
+            running.wait_stat("app.closed", n)
+        _worker_same_and_serving(running, client_ctx)
+    finally:
+        running.kill()
+
+
 # ----- caches keyed by what clients send stay small -----------------------------------
 
 def _rss_kb(pid: int) -> int:

@@ -10,6 +10,7 @@ worker can shed the connection that has waited longest.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -271,8 +272,25 @@ class Connection:
             return b""
 
     def peer_closed(self) -> bool:
-        """Whether the client has closed or reset its side (with nothing left unread)."""
-        return self._peek() == b""
+        """Whether the client has closed or reset its side (nothing left unread); never waits."""
+        if not self.tls:
+            return self._peek() == b""
+        # Under TLS the socket holds records, not input: a close_notify
+        # alert would look like data to a peek. So read through TLS, and
+        # keep what comes in the buffer for the next head or the body (a
+        # buffer already full enough says the client is there).
+        if len(self.buf) >= RECV_SIZE:
+            return False
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except (OSError, ValueError):
+            return True
+        if not data:
+            return True
+        self.buf += data
+        return False
 
     def close(self) -> None:
         try:
