@@ -184,6 +184,11 @@ class _Child:
     #: Its group was replaced by a reload; it serves until the replacement
     #: passes its start check (see Supervisor.remove_group).
     standby: bool = False
+    #: Forked by this process before it re-executed itself (see
+    #: Supervisor.adopt): its heartbeat and control pipe are out of reach.
+    adopted: bool = False
+    #: Kept serving even while no group of its name exists (see adopt).
+    held: bool = False
 
 
 class Supervisor:
@@ -411,6 +416,44 @@ class Supervisor:
                     old.standby = True
                 else:
                     self._retire(old)
+
+    def adopt(self, pid: int, group: str, worker_id: int, *, held: bool = False) -> None:
+        """Take on worker ``pid``, forked by this very process before it re-executed
+        itself in place (``execv``: same pid, so the worker is still our child).
+
+        It serves on as a worker a reload replaces (see :meth:`remove_group`
+        with *when_replaced*): once every worker of the group added under
+        ``group`` is up and stayed up ``start_check`` seconds it is asked to
+        drain (SIGHUP), and killed if still busy after ``grace``. If no
+        group takes the name it drains at once, unless *held*: then it serves
+        on until one does (a master whose new conf could not be loaded keeps
+        the workers it has). Its heartbeat and control pipe stayed with the
+        old image, so it is never taken for hung and never restarted.
+        """
+        child = _Child(pid, group, worker_id, HeartbeatSlot(), time.monotonic(),
+                       standby=True, adopted=True, held=held)
+        child.up_at = child.started
+        self._children[pid] = child
+
+    @property
+    def children(self) -> list[tuple[int, str, int]]:
+        """(pid, group, worker id) of every worker process alive, draining ones too:
+        what a master hands to its re-executed self to :meth:`adopt`."""
+        return [(c.pid, c.group, c.worker_id) for c in self._children.values()]
+
+    def adopt_handover(self, sock: socket.socket) -> None:
+        """Serve hand-overs on ``sock``, a listening unix socket already bound at
+        ``handover_path`` (by this process before it re-executed itself)."""
+        if self.handover_path is None:
+            raise SupervisorError("no handover_path was given")
+        sock.setblocking(False)
+        self._handover = sock
+        self._handover_ino = os.stat(self.handover_path).st_ino
+
+    @property
+    def handover_socket(self) -> socket.socket | None:
+        """The socket that answers hand-over requests, once served."""
+        return self._handover
 
     def add_socket(self, name: str, sock: socket.socket) -> None:
         """Register a listening socket under *name* (for hand-over and shutdown)."""
@@ -710,9 +753,11 @@ class Supervisor:
         them): a group that came up is not held back by another that cannot."""
         standby = [c for c in self._children.values() if c.standby and not c.retired]
         for name in {c.group for c in standby}:
+            mine = [c for c in standby if c.group == name]
             if name in self._groups and not self._stayed_up(name, now):
                 continue
-            mine = [c for c in standby if c.group == name]
+            if name not in self._groups and any(c.held for c in mine):
+                continue
             for child in mine:
                 self._retire(child)
             self.log.info("%s: %s: %d replaced worker(s) asked to drain", self.name, name,
@@ -741,7 +786,7 @@ class Supervisor:
         """Note workers due for recycling, finish started recycles, start new ones."""
         for child in list(self._children.values()):
             group = self._groups.get(child.group)
-            if group is None or child.retired or child.recycle is not None:
+            if group is None or child.retired or child.recycle is not None or child.adopted:
                 continue
             rules = group.recycling
             if rules.max_lifetime and now - child.started >= rules.max_lifetime:
@@ -994,7 +1039,7 @@ class Supervisor:
 
     def _check_hung(self, now: float) -> None:
         for child in self._children.values():
-            if child.retired or child.killed:
+            if child.retired or child.killed or child.adopted:
                 continue
             group = self._groups.get(child.group)
             if group is None or not group.timeout:

@@ -183,14 +183,20 @@ def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float) -> in
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """HUP, then wait for the master's verdict in its status file."""
-    server = Server.from_files(args.conf)  # refuse to signal with a conf that won't load
-    path = server.pid_file(args.pid_file)
-    pidfile = PidFile(path, name="brimd") if path else None
+    """HUP, then wait for the master's verdict in its status file.
+
+    The conf is not checked here: the master checks it, with the code now on
+    disk, so that a refused reload is in its log as well as on the terminal.
+    """
+    pidfile = _pidfile(args, _lenient_conf(args))
     pid = pidfile.running_pid() if pidfile is not None else None
     if pid is None or pidfile is None:
         print("brimd is not running", file=sys.stderr)
         return 7
+    return _reload(pidfile, pid)
+
+
+def _reload(pidfile: PidFile, pid: int) -> int:
     state_file = StatusFile(status_path(pidfile.path))
     before = (state_file.read() or {}).get("generation", 0)
     os.kill(pid, signal.SIGHUP)
@@ -255,6 +261,20 @@ def cmd_foreground(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    """A new brimd takes the ports over; for a foreground brimd, a reload instead.
+
+    Why: a foreground brimd is the process systemd or a container watches
+    (as PID 1 its exit ends the container); a successor taking over would
+    end it. A reload loads the new conf and code just the same, in place.
+    """
+    pidfile = _pidfile(args, _lenient_conf(args))
+    old_pid = pidfile.running_pid() if pidfile is not None else None
+    if old_pid is not None and pidfile is not None:
+        state = StatusFile(status_path(pidfile.path)).read() or {}
+        if state.get("foreground") and state.get("pid") == old_pid:
+            print(f"brimd: the running brimd (pid {old_pid}) is in the foreground; "
+                  "restarting it in place (reload)", file=sys.stderr)
+            return _reload(pidfile, old_pid)
     server, pidfile = _load(args, args.output)
     old_pid = pidfile.running_pid() if pidfile is not None else None
     inherited = {}
