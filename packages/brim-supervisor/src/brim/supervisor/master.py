@@ -674,8 +674,10 @@ class Supervisor:
                 self._check_hung(now)
                 self._check_retired(now)
                 self._check_recycling(now)
-                self._check_start(now)
+                # Replaced workers are told to drain before on_ready reports
+                # the reload done: once it says so, only new workers accept.
                 self._retire_replaced(now)
+                self._check_start(now)
             self._watchdog(now)
             self._wait(self._sleep_time(time.monotonic()))
 
