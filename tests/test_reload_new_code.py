@@ -21,7 +21,7 @@ from brimd_harness import alive, free_port, wait_for
 
 #: Each answer names its version; the bodies differ in length, so a rewrite
 #: within the same second cannot leave Python a stale .pyc that looks current.
-APP = '''
+APP = """
 BODY = {body!r}
 
 
@@ -38,7 +38,7 @@ class Version:
     def __call__(self, env, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [BODY.encode()]
-'''
+"""
 
 #: Requests the client loop sends at least, across the reload.
 REQUESTS = 2000
@@ -125,7 +125,7 @@ def test_reload_under_load_serves_the_new_code_with_the_same_master(brimd):
     # The old workers drained and left; the new ones are the master's children.
     wait_for(lambda: not old_workers & set(brimd.workers("wsgi").values())
              and len(brimd.workers("wsgi")) == 2, 15, what="the old workers gone")
-    brimd.syslog.wait_line("reloaded in place", f"pid {master}")
+    brimd.syslog.wait_line("brimd reloaded: wsgi x2", f"in place, pid {master}")
     status = brimd.run("status")
     assert status.returncode == 0 and f"running (pid {master})" in status.stdout
     assert f"wsgi 127.0.0.1:{port} 2 workers, 2 up" in status.stdout
@@ -202,3 +202,56 @@ def test_reload_into_broken_code_or_conf_keeps_the_old_code_serving(brimd):
     assert done.returncode == 0, done.stderr
     assert _get(port) == b"the new code"
     assert brimd.master_pid() == master
+    # The re-executed master still hands its sockets over to a restart.
+    done = brimd.run("restart")
+    assert done.returncode == 0, done.stderr
+    assert "binding anew" not in done.stderr
+    assert brimd.master_pid() != master
+    wait_for(lambda: not alive(master), 15, what="the old master gone")
+    assert _get(port) == b"the new code"
+
+
+#: Loads fine the first time after it is armed (the reload's check) and fails
+#: the second (the re-executed master): as if the code changed in between.
+FLAKY = """
+import pathlib
+
+_armed = pathlib.Path({armed!r})
+if _armed.exists():
+    loads = int(_armed.read_text() or 0) + 1
+    _armed.write_text(str(loads))
+    if loads == 2:
+        raise RuntimeError("broke after the check")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_new_image_that_cannot_load_holds_the_old_workers(brimd):
+    port = free_port()
+    armed = brimd.root / "armed"
+    brimd.write("reload_app.py", APP.format(body="old code") + FLAKY.format(armed=str(armed)))
+    brimd.use(_conf(), brimd.local(port=port, start_check=0.3))
+    master = brimd.start()
+    workers = set(brimd.workers("wsgi").values())
+    armed.write_text("0")
+    done = brimd.run("reload")
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("brimd: reload refused, still running the previous "
+                                  "workers: "), done.stderr
+    assert "RuntimeError: broke after the check" in done.stderr, done.stderr
+    brimd.syslog.wait_line("reload refused", "broke after the check")
+    # The same master holds the old workers, which serve the old code.
+    assert brimd.master_pid() == master and alive(master)
+    assert set(brimd.workers("wsgi").values()) == workers
+    assert _get(port) == b"old code"
+    assert "last reload: brimd: reload refused" in brimd.run("status").stdout
+    # A reload that works replaces them.
+    armed.unlink()
+    brimd.write("reload_app.py", APP.format(body="the new code"))
+    done = brimd.run("reload")
+    assert done.returncode == 0, done.stderr
+    assert _get(port) == b"the new code"
+    assert brimd.master_pid() == master
+    wait_for(lambda: not workers & set(brimd.workers("wsgi").values()), 15,
+             what="the held workers drained")

@@ -450,6 +450,27 @@ class Supervisor:
         self._handover = sock
         self._handover_ino = os.stat(self.handover_path).st_ino
 
+    def keep_signals_for_exec(self) -> Callable[[], None]:
+        """Before this process re-executes itself (``execv``): keep every signal to it.
+
+        Blocks every signal the master handles and turns the ones noted but
+        not yet acted on back into pending signals: the kernel keeps both the
+        mask and pending signals across ``execv``, and :meth:`run` in the new
+        image unblocks them once its handlers are in place, so a TERM that
+        came during a reload still stops the master. Returns the undo, for
+        when the exec failed.
+        """
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        noted = list(dict.fromkeys(self._pending))
+        self._pending.clear()
+        for signum in noted:
+            os.kill(os.getpid(), signum)
+
+        def undo() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+        return undo
+
     @property
     def handover_socket(self) -> socket.socket | None:
         """The socket that answers hand-over requests, once served."""
@@ -607,6 +628,9 @@ class Supervisor:
         try:
             for sig in _HANDLED:
                 signal.signal(sig, self._on_signal)
+            # Blocked by a master that re-executed itself (see
+            # keep_signals_for_exec): its pending signals are ours now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             if self.handover_path is not None and self._handover is None:
                 self.prepare_handover()
             set_process_title(f"{self.name}: {self.title}")

@@ -41,9 +41,11 @@ commands:
                 finish their connections and exit on their own (SIGQUIT)
   restart       start a new brimd that takes the ports over from the
                 running one; the old one shuts down once the new workers
-                stayed up (nothing is refused in between)
-  reload        re-read the conf and replace every worker gracefully
-                (SIGHUP); waits and reports like start
+                stayed up (nothing is refused in between). A foreground
+                brimd is reloaded instead, so its process stays
+  reload        load the conf and the code now on disk and replace every
+                worker gracefully, same master pid (SIGHUP); waits and
+                reports like start
   force-reload  the same as reload
   status        whether brimd runs, and its workers up per subserver (exit
                 0 running, 1 stale pid file, 3 not running, 4 unknown)

@@ -215,11 +215,11 @@ class Master:
         if [settings.user, settings.group] != carried.identity:
             self.logger.warning("reload: user and group changes take effect on restart, "
                                 "not reload")
-        self.logger.info("brimd %s reloaded in place (pid %d), new code loaded: %s; "
-                         "%d previous worker(s) serve until the new ones are up", version(),
-                         os.getpid(), ", ".join(f"{s.group} x{s.workers}"
-                                                for s in self.server.subservers),
-                         len(carried.workers))
+        self.logger.info("brimd reloaded: %s (brimd %s, new code loaded, master re-executed "
+                         "in place, pid %d; %d previous worker(s) serve until the new ones "
+                         "are up)", ", ".join(f"{s.group} x{s.workers}"
+                                              for s in self.server.subservers),
+                         version(), os.getpid(), len(carried.workers))
 
     def _drop_privileges(self) -> None:
         server = self.server
@@ -363,7 +363,7 @@ class Master:
         self.logger.info("brimd: the new conf and code loaded in a check; re-executing the "
                          "master in place (pid %d)", os.getpid())
         try:
-            execute(carried)
+            execute(carried, sup)
         except OSError as err:
             self._refuse(sup, f"brimd: reload failed: cannot re-execute the master: {err}")
         finally:

@@ -48,7 +48,7 @@ import traceback
 from typing import Any
 
 from brim.conf import ConfError
-from brim.supervisor import ActivatedSocket, SupervisorError
+from brim.supervisor import ActivatedSocket, PidFile, Supervisor, SupervisorError
 from brim.supervisor.handover import recv_sockets, send_sockets
 
 __all__ = ["ENV_STATE", "Carried", "ReloadRefused", "check_new", "execute", "resume"]
@@ -164,8 +164,9 @@ def _check_main() -> int:
     carried = Carried.loads(os.environ.pop(ENV_STATE))
     reply = socket.socket(fileno=int(os.environ.pop(_ENV_REPLY)))
     sys.path[:] = carried.sys_path
+    inherited, activated = _sockets(carried)
     try:
-        server, inherited = _build(carried)
+        server = _build(carried, inherited, activated)
     except Exception as err:
         print(_describe(err), flush=True)
         return 1
@@ -184,29 +185,40 @@ def _describe(err: BaseException) -> str:
     return "brimd: " + "".join(traceback.format_exception_only(type(err), err)).strip()
 
 
-def _build(carried: Carried) -> tuple[Any, dict[str, socket.socket]]:
+def _sockets(carried: Carried) -> tuple[dict[str, socket.socket], list[ActivatedSocket]]:
+    """The carried listening sockets by key, and those systemd passed, as objects."""
+    # One object per descriptor: a socket systemd passed is also among the
+    # listening sockets, and two objects would each close it.
+    by_fd = {fd: socket.socket(fileno=fd)
+             for fd in dict.fromkeys([*(fd for _, fd in carried.activated),
+                                      *carried.sockets.values()])}
+    inherited = {key: by_fd[fd] for key, fd in carried.sockets.items()}
+    activated = [ActivatedSocket(name, by_fd[fd]) for name, fd in carried.activated]
+    return inherited, activated
+
+
+def _build(carried: Carried, inherited: dict[str, socket.socket],
+           activated: list[ActivatedSocket]) -> Any:
     """The Server the conf on disk describes, bound to the carried sockets (plus new
-    ones), its stats allocated: what a reload runs. Raises whatever loading raises."""
+    ones): what a reload runs. Raises whatever loading raises."""
     from .core import Server
 
-    inherited = {key: socket.socket(fileno=fd) for key, fd in carried.sockets.items()}
-    activated = [ActivatedSocket(name, socket.socket(fileno=fd))
-                 for name, fd in carried.activated]
     server = Server.from_files(carried.conf, output=carried.output)
     server.start_time = carried.start_time
     for sock in server.bind(dict(inherited), activated=activated).values():
         sock.close()
-    return server, inherited
+    return server
 
 
 # -- 2. exec -----------------------------------------------------------------------------
 
 
-def execute(carried: Carried) -> None:
+def execute(carried: Carried, sup: Supervisor) -> None:
     """``execv`` this process into a fresh brimd image that resumes as the master.
 
-    Returns only if the exec failed (OSError), with the descriptors closed
-    on exec again.
+    Signals to the master that came meanwhile are kept for the new image
+    (:meth:`~brim.supervisor.Supervisor.keep_signals_for_exec`). Returns only
+    if the exec failed (OSError), with everything as it was.
     """
     fds = carried.fds()
     for fd in fds:
@@ -220,9 +232,11 @@ def execute(carried: Carried) -> None:
         except (AttributeError, OSError, ValueError):
             pass
     argv = _interpreter("resume")
+    undo = sup.keep_signals_for_exec()
     try:
         os.execve(argv[0], argv, env)
     except OSError:
+        undo()
         for fd in fds:
             os.set_inheritable(fd, False)
         raise
@@ -243,16 +257,17 @@ def resume() -> int:
         mark_daemonized()
     for fd in carried.fds():
         os.set_inheritable(fd, False)
+    inherited, activated = _sockets(carried)
     try:
-        server, _inherited = _build(carried)
+        server = _build(carried, inherited, activated)
         server.allocate_stats()
     except Exception as err:
-        return _hold(carried, _describe(err))
+        return _hold(carried, inherited, _describe(err))
     master = Master.resumed(server, carried)
     return master.run()
 
 
-def _hold(carried: Carried, error: str) -> int:
+def _hold(carried: Carried, sockets: dict[str, socket.socket], error: str) -> int:
     """The new image cannot load its conf: keep the old workers serving, say why.
 
     The master runs on with no group of its own: the adopted workers serve
@@ -260,7 +275,6 @@ def _hold(carried: Carried, error: str) -> int:
     lets them finish, HUP tries to reload again) and the status file
     reports the error, which ``brimd reload`` prints.
     """
-    from brim.supervisor import PidFile, Supervisor
     from brim.supervisor.systemd import Notifier
 
     from .logtarget import LogTarget
@@ -290,14 +304,14 @@ def _hold(carried: Carried, error: str) -> int:
         try:
             for key, sock in check_new(carried).items():
                 carried.sockets[key] = sock.fileno()
-            execute(carried)
+            execute(carried, sup)
         except (ReloadRefused, OSError) as err:
             logger.error("brimd: reload refused: %s", err)
         write_status(sup)
 
     sup = Supervisor(
         name="brimd", logger=logger, grace=carried.grace,
-        sockets={key: socket.socket(fileno=fd) for key, fd in carried.sockets.items()},
+        sockets=sockets,
         handover_path=handover_path(path, os.getpid()) if path else None,
         reap_orphans=carried.foreground, notify=notifier, on_reload=reload,
         on_status=write_status)
