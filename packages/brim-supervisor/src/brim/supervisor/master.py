@@ -70,7 +70,7 @@ from brim.supervisor._linux import set_child_subreaper
 from brim.supervisor.control import ERROR, READY, RECYCLE, ControlChannel
 from brim.supervisor.dump import DUMP_SIGNAL
 from brim.supervisor.errors import SupervisorError
-from brim.supervisor.handover import answer_handover, release_handover, serve_handover
+from brim.supervisor.handover import HandoverPoint
 from brim.supervisor.hangs import HangCheck
 from brim.supervisor.heartbeat import HeartbeatSlot
 from brim.supervisor.pool import Child, Group, Pool, Slot, Target
@@ -252,8 +252,8 @@ class Supervisor:
         self._scaling = Scaling(self._pool, self._wake)
         self._pending: list[int] = []
         self._wake_r = self._wake_w = -1
-        self._handover: socket.socket | None = None
-        self._handover_ino = 0
+        self._handover = (HandoverPoint(self.handover_path, handover_replace)
+                          if self.handover_path is not None else None)
         self._master_pid = 0
         self._running = False
         self._stopping = False
@@ -360,11 +360,9 @@ class Supervisor:
     def adopt_handover(self, sock: socket.socket) -> None:
         """Serve hand-overs on ``sock``, a listening unix socket already bound at
         ``handover_path`` (by this process before it re-executed itself)."""
-        if self.handover_path is None:
+        if self._handover is None:
             raise SupervisorError("no handover_path was given")
-        sock.setblocking(False)
-        self._handover = sock
-        self._handover_ino = os.stat(self.handover_path).st_ino
+        self._handover.adopt(sock)
 
     def keep_signals_for_exec(self) -> Callable[[], None]:
         """Before this process re-executes itself (``execv``): keep every signal to it.
@@ -390,7 +388,7 @@ class Supervisor:
     @property
     def handover_socket(self) -> socket.socket | None:
         """The socket that answers hand-over requests, once served."""
-        return self._handover
+        return self._handover.sock if self._handover is not None else None
 
     def add_socket(self, name: str, sock: socket.socket) -> None:
         """Register a listening socket under *name* (for hand-over and shutdown)."""
@@ -513,8 +511,8 @@ class Supervisor:
             # Blocked by a master that re-executed itself (see
             # keep_signals_for_exec): its pending signals are ours now.
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
-            if self.handover_path is not None and self._handover is None:
-                self.prepare_handover()
+            if self._handover is not None:
+                self._handover.serve()
             set_process_title(f"{self.name}: {self.title}")
             self.log.info("%s: master %d started", self.name, self._master_pid)
             self._begin_check()
@@ -529,7 +527,8 @@ class Supervisor:
             for sig, handler in old_handlers.items():
                 if handler is not None:
                     signal.signal(sig, handler)
-            self._close_handover()
+            if self._handover is not None:
+                self._handover.close()
             os.close(r)
             os.close(w)
             self._wake_r = self._wake_w = -1
@@ -681,8 +680,8 @@ class Supervisor:
         readers: list[Any] = [self._wake_r]
         if self._control is not None:
             readers.append(self._control.fd_read)
-        if self._handover is not None:
-            readers.append(self._handover)
+        if self._handover is not None and self._handover.sock is not None:
+            readers.append(self._handover.sock)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
@@ -696,7 +695,7 @@ class Supervisor:
         if self._control is not None and self._control.fd_read in ready:
             self._read_control()
         handover = self._handover
-        if handover is not None and handover in ready and answer_handover(handover, self._sockets):
+        if handover is not None and handover.sock in ready and handover.answer(self._sockets):
             self.log.info("%s: handed over %d listening socket(s)", self.name, len(self._sockets))
 
     # -- stopping -------------------------------------------------------------
@@ -755,7 +754,8 @@ class Supervisor:
             slot.pid = None
         for sock in self._sockets.values():
             sock.close()
-        self._close_handover()
+        if self._handover is not None:
+            self._handover.close()
 
     def prepare_handover(self) -> None:
         """Start serving ``handover_path`` now rather than when :meth:`run` starts.
@@ -764,17 +764,9 @@ class Supervisor:
         be allowed to create the socket where it should live (next to a pid
         file in /var/run, say); binding it first, as root, avoids that.
         """
-        if self.handover_path is None:
-            raise SupervisorError("no handover_path was given")
         if self._handover is None:
-            self._handover = serve_handover(self.handover_path, self.handover_replace)
-            self._handover.setblocking(False)
-            self._handover_ino = os.stat(self.handover_path).st_ino
-
-    def _close_handover(self) -> None:
-        if self._handover is not None and self.handover_path is not None:
-            release_handover(self._handover, self.handover_path, self._handover_ino)
-            self._handover = None
+            raise SupervisorError("no handover_path was given")
+        self._handover.serve()
 
     def _do_reload(self) -> None:
         self.log.info("%s: reload requested", self.name)
@@ -859,8 +851,7 @@ class Supervisor:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         if self._handover is not None:
-            self._handover.close()  # our fd only; the socket file stays the master's
-            self._handover = None
+            self._handover.close_in_child()
         for other in self._children.values():
             other.heartbeat.close()
         self._children.clear()
