@@ -352,7 +352,7 @@ class Master:
             return
         carried = self._carried(sup)
         try:
-            new_sockets = check_new(carried)
+            new_sockets = check_new(carried, self._watchdog_ping)
         except ReloadRefused as err:
             self._refuse(sup, f"brimd: reload refused, still running the previous conf: {err}")
             return
@@ -369,6 +369,10 @@ class Master:
         finally:
             for sock in new_sockets.values():  # reached only if the exec failed
                 sock.close()
+
+    def _watchdog_ping(self) -> None:
+        if self.notifier is not None and self.notifier.watchdog_interval:
+            self.notifier.watchdog()
 
     def _refuse(self, sup: Supervisor, error: str) -> None:
         self.state, self.error = "failed", error

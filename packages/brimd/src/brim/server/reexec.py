@@ -44,7 +44,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from brim.conf import ConfError
@@ -115,13 +117,16 @@ def _interpreter(mode: str) -> list[str]:
 # -- 1. check, in a fresh interpreter ----------------------------------------------------
 
 
-def check_new(carried: Carried) -> dict[str, socket.socket]:
+def check_new(carried: Carried,
+              keepalive: Callable[[], object] | None = None) -> dict[str, socket.socket]:
     """Load the conf and apps now on disk in a fresh child process, bind what is new.
 
     Returns the sockets the check bound (addresses the master does not hold
     yet), by key; raises :class:`ReloadRefused` with the error otherwise.
     Blocks the master for as long as the check takes (at most
-    :data:`CHECK_TIMEOUT`); its workers serve on meanwhile.
+    :data:`CHECK_TIMEOUT`); its workers serve on meanwhile, and
+    ``keepalive`` is called every second (systemd's watchdog ping: an app
+    that takes long to import must not get brimd killed as hung).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
@@ -136,14 +141,21 @@ def check_new(carried: Carried) -> dict[str, socket.socket]:
         theirs.close()
         raise ReloadRefused(f"brimd: cannot start the check of the new conf: {err}") from None
     theirs.close()
-    try:
-        output, _ = proc.communicate(timeout=CHECK_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        ours.close()
-        raise ReloadRefused(f"brimd: loading the new conf took more than "
-                            f"{CHECK_TIMEOUT:g}s") from None
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    while True:
+        if keepalive is not None:
+            keepalive()
+        try:
+            output, _ = proc.communicate(timeout=min(1.0, deadline - time.monotonic()))
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() < deadline:
+                continue
+            proc.kill()
+            proc.communicate()
+            ours.close()
+            raise ReloadRefused(f"brimd: loading the new conf took more than "
+                                f"{CHECK_TIMEOUT:g}s") from None
     text = output.decode("utf-8", "replace").strip()
     try:
         if proc.returncode != 0:
@@ -302,7 +314,7 @@ def _hold(carried: Carried, sockets: dict[str, socket.socket], error: str) -> in
         carried.workers = [list(child) for child in sup.children]
         carried.notify = notifier.environment()
         try:
-            for key, sock in check_new(carried).items():
+            for key, sock in check_new(carried, notifier.watchdog).items():
                 carried.sockets[key] = sock.fileno()
             execute(carried, sup)
         except (ReloadRefused, OSError) as err:
