@@ -357,6 +357,17 @@ class Supervisor:
         what a master hands to its re-executed self to :meth:`adopt`."""
         return [(c.pid, c.group, c.worker_id) for c in self._children.values()]
 
+    def prepare_handover(self) -> None:
+        """Start serving ``handover_path`` now rather than when :meth:`run` starts.
+
+        Why: a program that drops privileges before :meth:`run` may no longer
+        be allowed to create the socket where it should live (next to a pid
+        file in /var/run, say); binding it first, as root, avoids that.
+        """
+        if self._handover is None:
+            raise SupervisorError("no handover_path was given")
+        self._handover.serve()
+
     def adopt_handover(self, sock: socket.socket) -> None:
         """Serve hand-overs on ``sock``, a listening unix socket already bound at
         ``handover_path`` (by this process before it re-executed itself)."""
@@ -579,18 +590,66 @@ class Supervisor:
         return bool(handler(signum)) if handler is not None else False
 
     def _handle_term(self, signum: int) -> None:
-        self._begin_stop(signal.Signals(signum).name)
+        """TERM, INT: stop; a second one while stopping skips the rest of the grace."""
+        why = signal.Signals(signum).name
+        if self._stopping:
+            self._kill_remaining(f"second {why} while stopping")
+            return
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + self.grace
+        if self.notify is not None:
+            self.notify.stopping()
+        self.log.info(
+            "%s: %s received, stopping %d worker(s)", self.name, why, len(self._children)
+        )
+        for child in self._children.values():
+            self._pool.signal(child, signal.SIGTERM)
 
     def _handle_quit(self, signum: int) -> bool:
-        self._do_shutdown()
+        """QUIT: let the workers finish on their own, let go of the sockets, end the loop."""
+        handed_over = bool(self._hook("on_shutdown", self))
+        if self.notify is not None and not handed_over:
+            self.notify.stopping()
+        self.log.info(
+            "%s: graceful shutdown: %d worker(s) finish their work, master %d exits",
+            self.name, len(self._children), self._master_pid,
+        )
+        for child in self._children.values():
+            child.heartbeat.request_drain()
+            self._pool.signal(child, DRAIN_SIGNAL)
+            child.heartbeat.close()
+        self._children.clear()
+        for slot in self._slots.values():
+            slot.pid = None
+        for sock in self._sockets.values():
+            sock.close()
+        if self._handover is not None:
+            self._handover.close()
         return True
 
     def _handle_hup(self, signum: int) -> None:
-        if not self._stopping:
-            self._do_reload()
+        """HUP: on_reload (or replace every worker), then a start check."""
+        if self._stopping:
+            return
+        self.log.info("%s: reload requested", self.name)
+        if self.notify is not None:
+            self.notify.reloading()
+        try:
+            if self.on_reload is not None:
+                self.on_reload(self)
+            else:
+                self.replace_all()
+        except Exception:
+            self.log.exception("%s: reload hook failed", self.name)
+        # READY=1 follows once the workers the reload started are up (or,
+        # if it changed nothing, at once): Type=notify-reload waits for it.
+        self._begin_check()
 
     def _handle_reopen(self, signum: int) -> None:
-        self._do_reopen()
+        """USR1: run on_reopen here, then pass it on to every worker."""
+        self._hook("on_reopen", self)
+        for child in list(self._children.values()):
+            self._pool.signal(child, REOPEN_SIGNAL)
 
     def _handle_dump(self, signum: int) -> None:
         self.log.info("%s: %s: asking every worker for a stack dump", self.name,
@@ -700,20 +759,6 @@ class Supervisor:
 
     # -- stopping -------------------------------------------------------------
 
-    def _begin_stop(self, why: str) -> None:
-        if self._stopping:
-            self._kill_remaining(f"second {why} while stopping")
-            return
-        self._stopping = True
-        self._stop_deadline = time.monotonic() + self.grace
-        if self.notify is not None:
-            self.notify.stopping()
-        self.log.info(
-            "%s: %s received, stopping %d worker(s)", self.name, why, len(self._children)
-        )
-        for child in self._children.values():
-            self._pool.signal(child, signal.SIGTERM)
-
     def _kill_remaining(self, why: str) -> None:
         for child in self._children.values():
             if not child.killed:
@@ -737,63 +782,11 @@ class Supervisor:
                 pass
             self._children.pop(pid).heartbeat.close()
 
-    def _do_shutdown(self) -> None:
-        handed_over = bool(self._hook("on_shutdown", self))
-        if self.notify is not None and not handed_over:
-            self.notify.stopping()
-        self.log.info(
-            "%s: graceful shutdown: %d worker(s) finish their work, master %d exits",
-            self.name, len(self._children), self._master_pid,
-        )
-        for child in self._children.values():
-            child.heartbeat.request_drain()
-            self._pool.signal(child, DRAIN_SIGNAL)
-            child.heartbeat.close()
-        self._children.clear()
-        for slot in self._slots.values():
-            slot.pid = None
-        for sock in self._sockets.values():
-            sock.close()
-        if self._handover is not None:
-            self._handover.close()
-
-    def prepare_handover(self) -> None:
-        """Start serving ``handover_path`` now rather than when :meth:`run` starts.
-
-        Why: a program that drops privileges before :meth:`run` may no longer
-        be allowed to create the socket where it should live (next to a pid
-        file in /var/run, say); binding it first, as root, avoids that.
-        """
-        if self._handover is None:
-            raise SupervisorError("no handover_path was given")
-        self._handover.serve()
-
-    def _do_reload(self) -> None:
-        self.log.info("%s: reload requested", self.name)
-        if self.notify is not None:
-            self.notify.reloading()
-        try:
-            if self.on_reload is not None:
-                self.on_reload(self)
-            else:
-                self.replace_all()
-        except Exception:
-            self.log.exception("%s: reload hook failed", self.name)
-        # READY=1 follows once the workers the reload started are up (or,
-        # if it changed nothing, at once): Type=notify-reload waits for it.
-        self._begin_check()
-
     # -- workers -------------------------------------------------------------
 
     def reopen(self) -> None:
         """Ask the loop to have logs reopened, as SIGUSR1 does."""
         self._request(REOPEN_SIGNAL)
-
-    def _do_reopen(self) -> None:
-        """Run on_reopen here, then pass SIGUSR1 on to every worker."""
-        self._hook("on_reopen", self)
-        for child in list(self._children.values()):
-            self._pool.signal(child, REOPEN_SIGNAL)
 
     def _reap(self) -> None:
         self._read_control()  # a dying worker's last error comes before its exit
