@@ -120,11 +120,16 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
     broken, so they read only what they need (pid_file, grace) from this.
     """
     try:
-        if args.conf:
-            return read_conf(args.conf)
-        return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+        return _read_conf(args)
     except ConfError:
         return None
+
+
+def _read_conf(args: argparse.Namespace) -> Conf:
+    """The conf files as plain text (the -c files, or those of the defaults that exist)."""
+    if args.conf:
+        return read_conf(args.conf)
+    return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
 
 
 def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
@@ -190,7 +195,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
     The conf is not checked here: the master checks it, with the code now on
     disk, so that a refused reload is in its log as well as on the terminal.
     """
-    pidfile = _pidfile(args, _lenient_conf(args))
+    conf = _lenient_conf(args)
+    if conf is None and not args.pid_file:
+        _read_conf(args)  # which brimd cannot be told: say what is wrong with the conf
+    pidfile = _pidfile(args, conf)
     pid = pidfile.running_pid() if pidfile is not None else None
     if pid is None or pidfile is None:
         print("brimd is not running", file=sys.stderr)

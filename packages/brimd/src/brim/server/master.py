@@ -1,14 +1,15 @@
 """The running brimd master: from a bound Server to a supervised, reporting service.
 
 Why apart from :class:`~brim.server.core.Server`: a Server is a validated
-conf with its sockets and stats (and what apps see as ``env['brim']``); a
-reload builds a new one. The master outlives those: it holds the pid file,
-the supervisor, systemd's notifier, the report to the command that started
-it and the status file, and it swaps Servers on reload. One object owns
-that lifecycle: :meth:`Master.run` (the master itself, in the foreground or
-once daemonized), :meth:`Master.start_daemon` (``start`` and ``restart``:
-fork, daemonize, and wait for an honest report) and :meth:`Master.reload`
-(SIGHUP).
+conf with its sockets and stats (and what apps see as ``env['brim']``). The
+master holds the pid file, the supervisor, systemd's notifier, the report to
+the command that started it and the status file. One object owns that
+lifecycle: :meth:`Master.run` (the master itself, in the foreground or once
+daemonized), :meth:`Master.start_daemon` (``start`` and ``restart``: fork,
+daemonize, and wait for an honest report) and :meth:`Master.reload`
+(SIGHUP), which re-executes the master in place with a new Server built from
+the conf and code on disk; :meth:`Master.resumed` is the master again in
+that new image (see :mod:`brim.server.reexec`).
 
 An honest start: the command that starts brimd returns only once every
 subserver's workers are up and stayed up ``start_check`` seconds, printing
