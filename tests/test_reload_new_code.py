@@ -11,6 +11,7 @@ with the error on stderr, and the log says why.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import threading
@@ -255,3 +256,22 @@ def test_new_image_that_cannot_load_holds_the_old_workers(brimd):
     assert brimd.master_pid() == master
     wait_for(lambda: not workers & set(brimd.workers("wsgi").values()), 15,
              what="the held workers drained")
+
+
+@pytest.mark.timeout(90)
+def test_term_during_a_reload_still_stops_the_master(brimd):
+    port = free_port()
+    brimd.write("reload_app.py", APP.format(body="old code"))
+    brimd.use(_conf(), brimd.local(port=port, start_check=0.3))
+    proc, lines = _foreground(brimd)
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: any("brimd: reload requested" in line for line in lines),
+             what="the reload under way")
+    # The master is checking the new conf in a fresh interpreter: the TERM is
+    # noted then, and must reach the image the master re-executes into.
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, "".join(lines)
+    wait_for(lambda: "brimd stopped" in "".join(lines), what="the whole log read")
+    log = "".join(lines)
+    assert log.index("brimd reloaded: ") < log.index("SIGTERM received, stopping"), log
+    assert not brimd.pid_file.exists()
