@@ -85,8 +85,9 @@ from brim.supervisor.signals import (
     REOPEN_SIGNAL,
     RESET_IN_CHILD,
 )
+from brim.supervisor.spawning import Forker
 from brim.supervisor.startcheck import Failed, ReplacedWorkers, StartCheck
-from brim.supervisor.worker import ChildSetup, WorkerContext, run_child
+from brim.supervisor.worker import ChildSetup, WorkerContext
 
 __all__ = ["DRAIN_SIGNAL", "REOPEN_SIGNAL", "Recycling", "Supervisor", "Target",
            "describe_status"]
@@ -250,6 +251,9 @@ class Supervisor:
             reap_orphans=reap_orphans, status_changed=self._status_changed,
             on_child_exit=lambda *args: self._hook("on_child_exit", *args))
         self._scaling = Scaling(self._pool, self._wake)
+        self._forker = Forker(self._pool, restart_delay=restart_delay,
+                              before_fork=lambda *args: self._hook("before_fork", *args),
+                              setup_for=self._child_setup)
         self._pending: list[int] = []
         self._wake_r = self._wake_w = -1
         self._handover = (HandoverPoint(self.handover_path, handover_replace)
@@ -793,42 +797,16 @@ class Supervisor:
         self._reaper.reap(self._stopping)
 
     def _spawn_due(self, now: float) -> None:
-        for slot in list(self._slots.values()):
-            if slot.pid is None and slot.next_start <= now:
-                self._spawn(slot)
+        self._forker.spawn_due(now)
 
     def _spawn(self, slot: Slot) -> None:
-        group = slot.group
-        self._hook("before_fork", group.name, slot.worker_id)
-        heartbeat = HeartbeatSlot()
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-        try:
-            pid = os.fork()
-        except OSError as err:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            heartbeat.close()
-            slot.failures += 1
-            slot.next_start = time.monotonic() + self.restart_delay
-            self.log.error(
-                "%s: cannot start worker %s %d: fork failed: %s",
-                self.name, group.name, slot.worker_id, err.strerror,
-            )
-            return
-        if pid == 0:
-            self._become_worker(group, slot.worker_id, heartbeat, old_mask)  # never returns
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        slot.pid = pid
-        self._children[pid] = Child(pid, group.name, slot.worker_id, heartbeat, time.monotonic())
-        self.log.info(
-            "%s: started worker %s %d (pid %d)", self.name, group.name, slot.worker_id, pid
-        )
+        self._forker.spawn(slot)
 
-    def _become_worker(
-        self, group: Group, worker_id: int, heartbeat: HeartbeatSlot, mask: set[int]
-    ) -> None:
-        """In the new worker: hand over to :func:`brim.supervisor.worker.run_child`."""
+    def _child_setup(self, group: Group, worker_id: int, heartbeat: HeartbeatSlot,
+                     mask: set[int]) -> ChildSetup:
+        """What :func:`brim.supervisor.worker.run_child` needs in a new worker."""
         assert self._control is not None
-        setup = ChildSetup(
+        return ChildSetup(
             group=group.name, worker_id=worker_id,
             title=group.title.format(group=group.name, id=worker_id),
             master_pid=self._master_pid, supervisor_name=self.name, heartbeat=heartbeat,
@@ -837,7 +815,6 @@ class Supervisor:
             death_signal=DRAIN_SIGNAL, capture_output=self.capture_output,
             release_master=self._release_in_child, after_fork_child=self.after_fork_child,
         )
-        run_child(setup, group.target)
 
     def _release_in_child(self) -> None:
         """Close, in a new worker, what only the master may hold."""
