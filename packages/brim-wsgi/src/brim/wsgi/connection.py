@@ -21,6 +21,7 @@ from .exchange import Exchange
 from .proxy import Preamble, parse_preamble
 from .request import HeadScan, Request, parse_head
 from .state import ServerState, Shed
+from .tls import tls_environ
 
 __all__ = ["Connection"]
 
@@ -114,6 +115,7 @@ class Connection:
             return False
         finally:
             self.state.waiting_idle.pop(me, None)
+        self.base_env = {**self.base_env, **tls_environ(tls)}
         return True
 
     def _read_preamble(self) -> bool:

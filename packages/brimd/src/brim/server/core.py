@@ -229,9 +229,13 @@ class Server:
             sub.sock = sock
             if isinstance(sub, WSGISubserver) and sub.certfile:
                 try:
-                    sub.settings.ssl_context = server_ssl_context(sub.certfile, sub.keyfile)
+                    sub.settings.ssl_context = server_ssl_context(
+                        sub.certfile, sub.keyfile, **sub.tls_options)
                 except SupervisorError as err:
-                    raise ConfError(f"[{sub.section}] certfile: {err}") from None
+                    text = str(err)
+                    option = ("cafile" if "CA file" in text else
+                              "ciphers" if "cipher" in text else "certfile")
+                    raise ConfError(f"[{sub.section}] {option}: {text}") from None
         systemds = {id(a.sock) for a in self.activated}
         return {key: sock for key, sock in inherited.items() if id(sock) not in systemds}
 

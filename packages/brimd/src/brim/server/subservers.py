@@ -196,6 +196,18 @@ class WSGISubserver(ListeningSubserver):
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
+        #: The rest of the TLS options, as server_ssl_context takes them.
+        self.tls_options: dict[str, Any] = {
+            "cafile": options.value(conf, self.kind, section, "cafile"),
+            "client_cert": options.value(conf, self.kind, section, "client_cert"),
+            "min_version": options.value(conf, self.kind, section, "tls_min_version"),
+            "ciphers": options.value(conf, self.kind, section, "ciphers") or None,
+            "alpn": ("http/1.1",),
+        }
+        if self.tls_options["client_cert"] != "none" and not self.tls_options["cafile"]:
+            found = conf.found_in(section, "client_cert", inherit=True) or section
+            raise conf.error(found, "client_cert", "needs cafile, the CAs to verify client "
+                             "certificates against")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
                       *self.apps.stats]
         self._max_workers = self.recycle.max_workers or 2 * self.workers
