@@ -98,7 +98,8 @@ LISTEN_OPTIONS: tuple[Option, ...] = (
            inherit=True, minimum=1, maximum=1024),
     Option("backlog", "int", 4096, "Connections the kernel queues before accepting.",
            inherit=True, minimum=1),
-    Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use.",
+    Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use. "
+           "Unset, foreground does not retry: a busy port fails at once.",
            inherit=True, minimum=0),
 )
 
