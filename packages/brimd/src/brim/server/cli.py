@@ -244,12 +244,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     conf = _lenient_conf(args)
     return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM, _grace(conf) + 15.0,
-                            "stop", "stopped")
+                            "stop", "brimd stopped (pid {pid})")
 
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
     return _signal_and_wait(_pidfile(args, _lenient_conf(args)), signal.SIGQUIT, 15.0,
-                            "shut down", "shut down; its workers finish their connections")
+                            "shut down",
+                            "brimd shut down (pid {pid}); its workers finish their connections")
 
 
 def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float, what: str,
@@ -266,7 +267,7 @@ def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float, what:
         return 1
     pid = pidfile.signal_and_wait(signum, timeout)
     if pid is not None:
-        print(f"brimd {done} (pid {pid})")
+        print(done.format(pid=pid))
     elif pidfile.remove_stale():
         print(f"brimd is not running (removed the stale pid file {pidfile.path})")
     else:
