@@ -11,10 +11,11 @@ Workers then only call constructors (see :func:`brim.wsgi.chain.build_chain`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from brim.conf import Conf, ConfError, load_object
+from brim.conf import Conf, ConfError, check_unknown, load_object
 from brim.stats import StatsError, check_stats
 
 __all__ = ["AppSpec", "app_stats", "load_apps", "load_class", "parse_app_conf"]
@@ -47,13 +48,23 @@ def load_class(conf: Conf, name: str, *, referrer: tuple[str, str]) -> type:
     return cls
 
 
-def parse_app_conf(cls: type, name: str, conf: Conf) -> Any:
+def parse_app_conf(cls: type, name: str, conf: Conf, accepted: Iterable[str] = ()) -> Any:
     """Run ``cls.parse_conf(name, conf)`` if it has one, turning failures into ConfError.
 
     An app that rejects its conf raises any exception whose text is meant for
-    the user (the seed's HelloWorld raises ``Exception('[helloworld] you must
-    configure a path to serve.')``); that text becomes the error as it is.
+    the user (the HelloWorld of the WSGI guide raises ``Exception('[helloworld]
+    you must configure a path to serve.')``); that text becomes the error as it is.
+
+    An app that lists the options of its section in ``conf_options`` (names,
+    or :class:`brim.conf.Option` declarations) gets every other option in
+    ``[name]`` refused, with a did-you-mean, as brimd's own sections do;
+    ``call`` and ``accepted`` (a TCP or UDP section's own options) are
+    always allowed. Apps without the list are not checked.
     """
+    declared = getattr(cls, "conf_options", None)
+    if declared is not None:
+        known = {"call", *accepted, *(getattr(o, "name", o) for o in declared)}
+        check_unknown(conf, name, known)
     parse = getattr(cls, "parse_conf", None)
     if parse is None:
         return conf
