@@ -181,3 +181,18 @@ def test_every_example_conf_is_shown_in_the_docs(conf):
     readmes = [p for p in [ROOT / "README.md", *ROOT.glob("packages/*/README.md")]
                if f"examples/{conf}" in p.read_text()]
     assert pages or readmes, f"{conf} is shown on no docs page"
+
+
+def test_quickstart_hint_log_sink_file_puts_the_log_in_that_file(brimd):
+    """The quick-start conf's hint for a log file, as written: only the file moves."""
+    text = (EXAMPLES / "quickstart.conf").read_text()
+    hint = re.findall(r"^#\s+(log_sink = file|log_file = \S+)$", text, re.M)
+    assert hint == ["log_sink = file", "log_file = /tmp/brimd.log"]
+    log = brimd.root / "brimd.log"
+    port = free_port()
+    override = brimd.write("mine.conf", f"[brim]\nport = {port}\n{hint[0]}\nlog_file = {log}\n")
+    brimd.confs = [EXAMPLES / "quickstart.conf", override]
+    brimd.start()
+    assert curl("-s", f"http://127.0.0.1:{port}/echo", "--data-binary", "x").stdout == b"x"
+    wait_for(lambda: log.exists() and "POST /echo 200" in log.read_text(), what="the log line")
+    assert brimd.run("stop").returncode == 0
