@@ -117,7 +117,7 @@ def test_tcp_echo(brimd):
         s.sendall(b"hello tcp\n")
         reply = s.recv(100)
     assert reply == b"hello tcp\n"
-    assert f"print(s.recv(100))\" {reply!r}" in _doc("tcp.rst")
+    assert f'print(s.recv(100))" {reply!r}' in _doc("tcp.rst")
     _stop(proc)
 
 

@@ -111,7 +111,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     else:
         doc = textwrap.fill(f"brimd {command}: {COMMAND_DOCS[command]}", 78)
         parser = argparse.ArgumentParser(
-            prog=f"brimd {command}", add_help=False, usage=f"%(prog)s [options]",
+            prog=f"brimd {command}", add_help=False, usage="%(prog)s [options]",
             description=doc, epilog=_SIGNALS_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

@@ -205,7 +205,7 @@ def check_sections(conf: Conf, kinds: Iterable[str] = ("wsgi", "daemons")) -> No
 def misplaced(kind: str) -> dict[str, str]:
     """Option name to where it belongs, for options sections of ``kind`` do not take."""
     here = {o.name for o in SECTION_OPTIONS[kind]}
-    hints = {}
+    hints: dict[str, list[str]] = {}
     for other, declared in SECTION_OPTIONS.items():
         for name in (o.name for o in declared if o.name not in here):
             hints.setdefault(name, []).append(_HEADERS[other])
@@ -471,8 +471,8 @@ __all__ = [
     "SECTION_OPTIONS",
     "check_sections",
     "declares",
-    "misplaced",
     "default_pid_file",
+    "misplaced",
     "option",
     "reference_rst",
     "sample_conf",
