@@ -144,15 +144,7 @@ class PidFile:
         lines = self._read_lines()
         if lines is None or self.is_running() or self._read_lines() != lines:
             return False
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            raise SupervisorError(
-                f"cannot remove pid file {self.path}: {err.strerror or err}"
-            ) from None
-        return True
+        return self._unlink()
 
     def write(self, pid: int | None = None) -> None:
         """Write *pid* (default: this process) atomically: temp file, then rename.
@@ -232,6 +224,10 @@ class PidFile:
         """
         if not force and self.read() != os.getpid():
             return False
+        return self._unlink()
+
+    def _unlink(self) -> bool:
+        """Remove the file; False if it was already gone."""
         try:
             os.unlink(self.path)
         except FileNotFoundError:
