@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import ssl
+import time
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -182,9 +183,51 @@ def preload(hub_names: Iterable[str | None] = ()) -> None:
                 raise ValueError(f"eventlet hub {name!r} is not usable here: {err}") from None
 
 
-def green_socket(sock: socket.socket) -> Any:
-    """Wrap a plain socket so its blocking calls yield to other green threads."""
-    return _green_socket_mod.socket(sock)
+def green_socket(sock: socket.socket, waiting: dict[Any, float] | None = None,
+                 shed: type[BaseException] = Exception) -> Any:
+    """Wrap a plain socket so its blocking calls yield to other green threads.
+
+    With ``waiting``, the socket is handed to code brim does not control (a
+    TCP app) and may have to be taken back: while a receive waits on the
+    peer, the calling green thread is listed in ``waiting`` with the time
+    it started waiting, so a full worker can shed it (``shed`` thrown into
+    it). That ends the wait as if the peer had closed: the socket is shut
+    down and the receive returns ``b''``, which any app handles already.
+    """
+    if waiting is None:
+        return _green_socket_mod.socket(sock)
+    watched = _WatchedSocket(sock)
+    watched._brim_waiting = waiting
+    watched._brim_shed = shed
+    return watched
+
+
+class _WatchedSocket(_green_socket_mod.socket):
+    """eventlet's green socket, listing its reader while a receive waits (see green_socket).
+
+    Every receive (recv, recv_into, recvfrom, makefile reads) waits through
+    eventlet's ``_read_trampoline``; a copy made by ``dup()`` is not watched.
+    """
+
+    _brim_waiting: dict[Any, float] | None = None
+    _brim_shed: type[BaseException] = Exception
+
+    def _read_trampoline(self) -> None:
+        waiting = self._brim_waiting
+        if waiting is None:
+            super()._read_trampoline()
+            return
+        me = greenlet.getcurrent()
+        waiting[me] = time.monotonic()
+        try:
+            super()._read_trampoline()
+        except self._brim_shed:
+            try:
+                self.fd.shutdown(socket.SHUT_RDWR)  # the reader now sees the end of the stream
+            except OSError:
+                pass
+        finally:
+            waiting.pop(me, None)
 
 
 def wait_read(fd: int, timeout: float | None = None) -> None:

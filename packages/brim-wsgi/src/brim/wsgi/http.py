@@ -30,7 +30,7 @@ from .environ import brim_items
 from .file_wrapper import FileWrapper
 from .log import txn_logger
 from .settings import HTTPSettings
-from .state import DRAIN_IDLE, ServerState
+from .state import DRAIN_IDLE, ServerState, make_room
 
 __all__ = ["DRAIN_IDLE", "HTTPServer", "HTTPSettings"]
 
@@ -93,15 +93,8 @@ class HTTPServer:
         shed_one = self.state.shed_one
         while True:
             conn, addr = green.accept(listener)
-            if not pool.free() and not shed_one():
-                # Full: make room by ending the connection that has waited
-                # longest on its client. Connections accepted in a burst
-                # have not run yet, so none is listed as waiting: let them
-                # reach their first read, then look again. If still none
-                # waits, every slot is in a request, and spawn_n waits for
-                # one to finish.
-                green.sleep(0)
-                shed_one()
+            if not pool.free():
+                make_room(pool, shed_one)
             spawn_n(handle, conn, addr)
 
     def serve_forever(self) -> None:

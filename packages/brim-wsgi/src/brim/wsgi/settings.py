@@ -60,8 +60,8 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            "over wsgi.input.", inherit=True, minimum=1),
     Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes gathered from an app's "
            "iterable before writing a chunk of a chunked response.", inherit=True, minimum=1),
-    Option("log_headers", "bool", False, "Add every request header to the request log line.",
-           inherit=True),
+    Option("log_headers", "bool", False, "Add every request header to the request log line "
+           "(Authorization, Proxy-Authorization, Cookie values as [redacted]).", inherit=True),
     Option("count_status_codes", "list",
            tuple(str(code) for code in HTTPSettings.count_status_codes), "Status codes that "
            "get a stat of their own (status_<code>_count).", inherit=True),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .exchange import Exchange
     from .request import Request
 
-__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed"]
+__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed", "make_room", "shed_longest"]
 
 #: Seconds an idle keep-alive connection may still send one request once its
 #: worker starts draining (see ServerState.drain).
@@ -34,9 +34,40 @@ DRAIN_IDLE = 2.0
 class Shed(Exception):
     """Thrown into a waiting connection's green thread to end it.
 
-    Used when the worker is full and needs the slot for a new connection,
-    and when a draining worker closes the connections that stayed idle.
+    Used when the worker is full and needs the slot for a new connection
+    (WSGI and TCP), and when a draining WSGI worker closes the connections
+    that stayed idle.
     """
+
+
+def shed_longest(*queues: dict[Any, float]) -> bool:
+    """Throw Shed into the green thread that has waited longest in the first queue
+    that has one; False when every queue is empty.
+
+    A queue maps a waiting green thread to when it started waiting, oldest
+    first. The thread runs at once, until it ends or waits again. What
+    WSGI connections and TCP connections (see :func:`brim.wsgi.green.green_socket`)
+    share for shedding.
+    """
+    for waiting in queues:
+        for thread in waiting:
+            del waiting[thread]
+            green.throw(thread, Shed)
+            return True
+    return False
+
+
+def make_room(pool: Any, shed_one: Callable[[], bool]) -> None:
+    """Before a new connection's green thread is spawned in a full pool: shed one.
+
+    Ends the connection that has waited longest on its client. Connections
+    accepted in a burst have not run yet, so none is listed as waiting: they
+    get to reach their first read, then ``shed_one`` is asked again. If
+    still none waits, every slot is busy, and the spawn waits for one.
+    """
+    if not pool.free() and not shed_one():
+        green.sleep(0)
+        shed_one()
 
 
 class Counters:
@@ -157,12 +188,9 @@ class ServerState:
         An idle one is closed quietly (nothing was asked); failing that, the
         connection that has waited longest on a head in progress gets 408.
         """
-        for waiting in (self.waiting_idle, self.waiting_head):
-            for thread in waiting:
-                del waiting[thread]
-                self.shed_count += 1
-                green.throw(thread, Shed)
-                return True
+        if shed_longest(self.waiting_idle, self.waiting_head):
+            self.shed_count += 1
+            return True
         return False
 
     def drain(self) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brim.conf import Conf, ConfError
-from brim.supervisor import PidFile, SupervisorError, fetch_sockets, status
+from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
@@ -67,10 +67,15 @@ its stacks (sent to one worker: that one).
 """
 
 
+#: ``brimd serve APP``: parsed on its own (see brim.server.serve), listed with the rest.
+_SERVE_DOC = ("serve one WSGI app (package.module:app) in the foreground with no conf file, "
+              "as gunicorn does; see brimd serve -h")
+
+
 def _command_list() -> str:
     """Every command with its doc, wrapped under its name."""
     lines = ["commands:"]
-    for name, doc in COMMAND_DOCS.items():
+    for name, doc in [*COMMAND_DOCS.items(), ("serve APP", _SERVE_DOC)]:
         lines.extend(textwrap.wrap(doc, 78, initial_indent=f"  {name:<12}  ",
                                    subsequent_indent=" " * 16))
     return "\n".join(lines) + "\n"
@@ -146,11 +151,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         close = difflib.get_close_matches(word, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         parser.error(f"unrecognized option {word}{hint}")
+    if args.command == "serve":
+        parser.error("serve comes first and takes its own options: brimd serve APP "
+                     "[options] (see brimd serve -h)")
     if args.command is not None and args.command not in COMMAND_DOCS:
         close = difflib.get_close_matches(args.command, COMMANDS, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         parser.error(f"unknown command {args.command!r} ({hint}commands: "
-                     + ", ".join(COMMANDS) + ")")
+                     + ", ".join(COMMANDS) + ", serve)")
     if extra:
         parser.error("unrecognized arguments: " + " ".join(extra))
     args.command = args.command or "start"
@@ -159,11 +167,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``brimd`` command; returns the exit code."""
-    args = _parse(argv)
-    # Errors name the files as the user typed them, but the daemon changes to
-    # / and reload re-reads the files from there, so it keeps absolute paths.
-    args.reload_conf = [os.path.abspath(os.path.expanduser(p)) for p in args.conf or ()] or None
-    handler = _HANDLERS[args.command]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    handler: Callable[[argparse.Namespace], int]
+    if argv[:1] == ["serve"]:  # its own arguments: see brim.server.serve
+        from .serve import cmd_serve, parse_args
+
+        args, handler = parse_args(argv[1:]), cmd_serve
+    else:
+        args = _parse(argv)
+        # Errors name the files as the user typed them, but the daemon changes to
+        # / and reload re-reads the files from there, so it keeps absolute paths.
+        args.reload_conf = [os.path.abspath(os.path.expanduser(p))
+                            for p in args.conf or ()] or None
+        handler = _HANDLERS[args.command]
     try:
         return handler(args)
     except (ConfError, SupervisorError) as err:
@@ -368,8 +384,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         # Under systemd the running master was told where to notify; its
         # successor takes that over (the old one names it with MAINPID=).
         state = StatusFile(status_path(pidfile.path)).read() or {}
-        for name, value in (state.get("notify") or {}).items():
-            os.environ.setdefault(name, value)
+        Notifier.adopt_environment(state.get("notify"))
         try:
             inherited = fetch_sockets(handover_path(pidfile.path, old_pid))
         except SupervisorError as err:
