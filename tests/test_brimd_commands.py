@@ -20,11 +20,14 @@ def _brimd(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*BRIMD, *args], capture_output=True, text=True, timeout=30)
 
 
-def test_a_misspelt_global_option_after_the_command_is_named():
-    done = _brimd("--config", "x.conf", "foreground")
+@pytest.mark.parametrize("argv", [("--config", "x.conf", "foreground"),
+                                  ("foreground", "--config", "x.conf"),
+                                  ("foreground", "--config=x.conf")])
+def test_a_misspelt_option_is_named_before_or_after_the_command(argv):
+    done = _brimd(*argv)
     assert done.returncode == 2
     assert "unrecognized option --config (did you mean --conf?)" in done.stderr
-    assert "x.conf" not in done.stderr  # not mistaken for the command
+    assert "invalid choice" not in done.stderr  # x.conf is not taken for the command
 
 
 def test_an_unknown_command_is_named_with_the_closest_one():
