@@ -32,7 +32,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .settings import HTTPSettings
 
-__all__ = ["EXTENSION_METHOD", "KNOWN_METHODS", "HeadScan", "Request", "has_bare_cr_lf", "parse_fields", "parse_head"]
+__all__ = ["EXTENSION_METHOD", "KNOWN_METHODS", "HeadScan", "Request", "has_bare_cr_lf",
+           "parse_fields", "parse_head"]
 
 #: The registered methods brim knows: RFC 9110's, PATCH (RFC 5789), WebDAV's
 #: (RFC 4918), REPORT and MKCALENDAR (RFC 3253, 4791), SEARCH (RFC 5323), the
