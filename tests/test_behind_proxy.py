@@ -10,7 +10,7 @@ import json
 
 from brimd_harness import curl, free_port, wait_for
 
-APP = '''
+APP = """
 import json
 
 def app(env, start_response):
@@ -22,7 +22,7 @@ def app(env, start_response):
         out = json.dumps({k: env.get(k) for k in keys}).encode()
     start_response("200 OK", [("Content-Length", str(len(out)))])
     return [out]
-'''
+"""
 
 
 def test_trusted_and_untrusted_listeners(brimd, syslog):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from brimd_harness import free_port, wait_for
 
-APP = '''
+APP = """
 import json
 
 def app(env, start_response):
@@ -21,7 +21,7 @@ def app(env, start_response):
     body = json.dumps({k: env.get(k) for k in keys}).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
 
 def _openssl(*args: str) -> None:

@@ -13,6 +13,7 @@ import struct
 
 import http_harness as H
 import pytest
+
 from brim.wsgi.proxy import PROXY_V2, TrustedProxies
 
 _KEYS = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME",
@@ -105,7 +106,7 @@ def test_untrusted_peer_forwarding_headers_are_left_as_they_came(untrusting):
 @pytest.mark.parametrize("header", [
     b"X-Forwarded-For: 198.51.100.23, nonsense\r\n",
     b"X-Forwarded-Proto: ftp\r\n",
-    b"Forwarded: for=\"unterminated\r\n",
+    b'Forwarded: for="unterminated\r\n',
     b"X-Forwarded-Host: a/b\r\n",
 ])
 def test_trusted_malformed_forwarding_header_is_400(trusting, header):

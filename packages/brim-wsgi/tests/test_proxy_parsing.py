@@ -6,6 +6,9 @@ import ipaddress
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from brim.wsgi.errors import BadRequest
 from brim.wsgi.proxy import (
     NOT_A_PREAMBLE,
@@ -16,8 +19,6 @@ from brim.wsgi.proxy import (
     forwarded,
     parse_preamble,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 LOCAL = TrustedProxies(["127.0.0.1", "::1"])
 LAN = TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
@@ -31,7 +32,7 @@ def test_trusted_proxies_words():
     assert TrustedProxies(["10.0.0.1,10.0.0.2"]).trusts("10.0.0.2")
     none = TrustedProxies([])
     assert not none and not none.trusts("127.0.0.1")
-    with pytest.raises(ValueError, match="'proxy.example' is not an address"):
+    with pytest.raises(ValueError, match=r"'proxy\.example' is not an address"):
         TrustedProxies(["proxy.example"])
 
 
