@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import struct
+import subprocess
 
 import http_harness as H
 import pytest
@@ -199,3 +201,30 @@ def test_chunked_body_growing_over_max_body_size_is_413(trusting):
                         b"Transfer-Encoding: chunked\r\n\r\n" + ok)
     assert (status, body) == (200, b"read 800")
     _lives_on(trusting)
+
+
+def test_preamble_before_the_tls_handshake(tmp_path):
+    """The preamble comes in the clear; not a byte past it is read, so TLS starts intact."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    client_ctx.check_hostname = False
+    running = H.start(_app, tmp_path, proxy_protocol=True, ssl_context=server_ctx)
+    try:
+        for preamble, client in ((b"PROXY TCP4 203.0.113.60 10.0.0.1 40100 443\r\n",
+                                  "203.0.113.60"),
+                                 (_v2("2001:db8::60", 40101), "2001:db8::60"), (b"", "127.0.0.1")):
+            raw = running.connect()
+            raw.sendall(preamble)
+            with client_ctx.wrap_socket(raw) as sock:
+                sock.sendall(b"GET /env HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                status, _h, body = H.Reader(sock).response()
+            assert status == 200 and json.loads(body)["REMOTE_ADDR"] == client
+            assert json.loads(body)["wsgi.url_scheme"] == "https"
+    finally:
+        running.kill()

@@ -179,7 +179,7 @@ class ServerState:
                 method = ex.error.method if ex.error else None
                 target = ex.error.target if ex.error else None
             lines.append(f'{method or "-"} {target or "-"} txn:{ex.txn} '
-                         f'for {now - ex.start:.2f}s from {ex.conn.client or "-"}')
+                         f'for {now - ex.start:.2f}s from {ex.client or "-"}')
         return lines
 
     def shed_one(self) -> bool:
