@@ -29,6 +29,7 @@ def test_trusted_proxies_words():
     assert not LAN.trusts("192.0.2.1") and not LAN.trusts("") and not LAN.trusts("/tmp/s")
     assert LOCAL.trusts("::1") and LOCAL.trusts("::ffff:127.0.0.1")
     assert TrustedProxies(["*"]).trusts("203.0.113.5")
+    assert TrustedProxies(["::1", "127.0.0.1/32"]) == TrustedProxies(["127.0.0.1 ::1"]) != LAN
     assert TrustedProxies(["10.0.0.1,10.0.0.2"]).trusts("10.0.0.2")
     none = TrustedProxies([])
     assert not none and not none.trusts("127.0.0.1")

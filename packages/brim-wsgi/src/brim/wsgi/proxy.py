@@ -59,6 +59,15 @@ class TrustedProxies:
     def __bool__(self) -> bool:
         return self.everyone or bool(self.networks)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TrustedProxies):
+            return NotImplemented
+        return (self.everyone, frozenset(self.networks)) == (other.everyone,
+                                                           frozenset(other.networks))
+
+    def __hash__(self) -> int:
+        return hash((self.everyone, frozenset(self.networks)))
+
     def __repr__(self) -> str:
         words = ["*"] if self.everyone else [str(n) for n in self.networks]
         return f"TrustedProxies({words!r})"
