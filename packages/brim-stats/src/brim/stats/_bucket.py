@@ -131,6 +131,14 @@ class StatsBucket:
         except ValueError:
             self._wrap(self._base + i)
 
+    def set_at(self, i: int, value: int) -> None:
+        """set() by position, for an int in 0..2**64-1: a server's own gauges.
+
+        ``i`` must come from index_of() on a bucket of the same group; it is
+        not checked.
+        """
+        self._words[self._base + i] = value
+
     def mark_started(self, now: float | None = None) -> None:
         """Record that this bucket's process (re)started now, or at ``now``.
 

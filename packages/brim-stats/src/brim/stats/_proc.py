@@ -18,8 +18,9 @@ _BOOT: float | None = None
 def usage(pid: int, started: int = 0) -> tuple[int, float] | None:
     """``(rss_bytes, cpu_seconds)`` of ``pid`` (user + system), or None if not readable.
 
-    ``started`` (seconds since the epoch, 0: unknown) guards against a
-    recycled pid: a process that started well before it is not the one meant.
+    ``started`` (seconds since the epoch, 0: unknown) is when the process
+    meant said it started (after its fork): a process with that pid that
+    began well after it is another one, which took a pid freed by its death.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -35,7 +36,7 @@ def usage(pid: int, started: int = 0) -> tuple[int, float] | None:
     except (IndexError, ValueError):
         return None
     boot = _boot_time()
-    if started and boot is not None and boot + begun < started - 2:
+    if started and boot is not None and boot + begun > started + 2:
         return None
     return rss, (utime + stime) / _TICKS
 

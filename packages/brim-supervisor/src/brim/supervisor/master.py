@@ -184,6 +184,8 @@ class _Child:
     #: Its group was replaced by a reload; it serves until the replacement
     #: passes its start check (see Supervisor.remove_group).
     standby: bool = False
+    #: Killed as hung (no heartbeat): see Supervisor.exit_cause.
+    hung: bool = False
 
 
 class Supervisor:
@@ -219,7 +221,10 @@ class Supervisor:
     * ``before_fork(group, worker_id)`` -- in the master, before each fork.
     * ``after_fork_child(ctx)`` -- in the new worker, before its target.
     * ``on_child_exit(group, worker_id, pid, status)`` -- in the master,
-      after a worker was reaped (``status`` as from ``os.waitpid``).
+      after a worker was reaped (``status`` as from ``os.waitpid``);
+      :attr:`exit_cause` says then why it went: ``hung`` (killed for
+      missing heartbeats), ``recycled``, ``retired`` (drained by a
+      reload, a resize or a stop) or ``crash`` (anything else).
     * ``on_started(supervisor)`` -- once per :meth:`run`, after the first
       workers were forked; the moment a successor tells its predecessor to
       shut down (connections queue on the shared socket until they accept).
@@ -308,6 +313,8 @@ class Supervisor:
         self.before_fork = before_fork
         self.after_fork_child = after_fork_child
         self.on_child_exit = on_child_exit
+        #: Why the worker last reaped went (see on_child_exit).
+        self.exit_cause = ""
         self.on_started = on_started
         self.on_reopen = on_reopen
         self.on_ready = on_ready
@@ -1015,6 +1022,7 @@ class Supervisor:
                     self.dump_wait)
                 self._signal(child, self.dump_signal)
             elif child.dump_at is None or now >= child.dump_at + self.dump_wait:
+                child.hung = True
                 self._kill(child, "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs, "
                            "killing it", silent)
 
@@ -1049,6 +1057,9 @@ class Supervisor:
         child = self._children.pop(pid)
         child.heartbeat.close()
         self._child_exited(child, status)
+        self.exit_cause = ("hung" if child.hung else "recycled" if child.recycle is not None
+                           else "retired" if child.retired or child.standby or self._stopping
+                           else "crash")
         if self.on_child_exit is not None:
             try:
                 self.on_child_exit(child.group, child.worker_id, pid, status)

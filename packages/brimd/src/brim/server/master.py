@@ -34,9 +34,11 @@ from brim.supervisor import (
     parse_umask,
     user_ids,
 )
+from brim.stats import Carry, StatsError, StatsStore
 from brim.supervisor.systemd import Notifier
 
 from .core import Server
+from .exits import recycle_reason, recycle_stat, restart_stat
 from .report import StartReport
 from .statusfile import StatusFile, status_path
 from .subservers import RECYCLE_STAT, ListeningSubserver, Subserver, WSGISubserver
@@ -93,6 +95,8 @@ class Master:
         self.state = "starting"
         self.error: str | None = None
         self.failure: str | None = None
+        #: The counters carried from the store the last reload replaced, until the next.
+        self.carry: Carry | None = None
 
     # -- start and restart: fork, daemonize, wait for the report ------------------
 
@@ -159,7 +163,7 @@ class Master:
             on_reload=self.reload, on_reopen=server.reopen_logs, on_ready=self._ready,
             on_start_failed=self._start_failed, on_recycle=self._recycled,
             on_status=self._write_status, on_shutdown=self._shutdown,
-            after_fork_child=self._in_worker,
+            after_fork_child=self._in_worker, on_child_exit=self._exited,
         )
         add_groups(server, sup)
         if path:
@@ -250,8 +254,29 @@ class Master:
         sup.stop()
 
     def _recycled(self, group: str, worker_id: int, pid: int, reason: str) -> None:
-        if self.server.stats is not None:
-            self.server.stats.bucket(group, worker_id).incr(RECYCLE_STAT[0])
+        self._count(group, worker_id, RECYCLE_STAT[0])
+        counted = recycle_reason(reason)
+        if counted is not None:
+            self._count(group, worker_id, recycle_stat(counted))
+
+    def _exited(self, group: str, worker_id: int, pid: int, status: int) -> None:
+        """A worker was reaped: count a restart by its cause; fold a replaced store's counts."""
+        sup = self.server.supervisor
+        cause = sup.exit_cause if sup is not None else ""
+        if cause in ("crash", "hung"):
+            self._count(group, worker_id, restart_stat(cause))
+        if self.carry is not None:
+            self.carry.fold()
+
+    def _count(self, group: str, worker_id: int, stat: str) -> None:
+        """Count one in a worker slot's bucket (the master's own words in it)."""
+        stats = self.server.stats
+        if stats is None:
+            return
+        try:
+            stats.bucket(group, worker_id).incr(stat)
+        except StatsError:  # a group or slot the current store does not have (reloaded)
+            pass
 
     def _shutdown(self, sup: Supervisor) -> bool:
         """QUIT: if a successor wrote the pid file, tell systemd it is the main process now."""
@@ -264,6 +289,8 @@ class Master:
         return True
 
     def _write_status(self, sup: Supervisor) -> None:
+        if self.carry is not None:
+            self.carry.fold()
         if self.status is None or self.predecessor is not None:
             return
         counts = sup.up_counts()
@@ -272,6 +299,8 @@ class Master:
             "error": self.error,
             # A successor started by `brimd restart` notifies systemd in our place.
             "notify": self.notifier.environment() if self.notifier is not None else {},
+            # Where `brimd top` maps the stats store (see StatsStore.attach).
+            "stats": self.server.stats.path if self.server.stats is not None else None,
             "subservers": [
                 {"name": sub.group, "line": describe(sub, counts.get(sub.group, (0, 0))[1]),
                  "up": counts.get(sub.group, (0, 0))[0],
@@ -315,7 +344,7 @@ class Master:
                                                        old.settings.group):
             self.logger.warning("reload: user and group changes take effect on restart, "
                                 "not reload")
-        new.allocate_stats()
+        self._carry_stats(old, new.allocate_stats())
         self.logger = new.setup_logging(stderr=old.log_to_stderr, syslog=old.log_to_syslog)
         for group in list(sup.groups):
             sup.remove_group(group, when_replaced=True)
@@ -326,11 +355,33 @@ class Master:
             except OSError:
                 pass
         add_groups(new, sup)
-        if old.stats is not None:
-            old.stats.close()
         self.server = new
         self.logger.info("brimd reloaded: %s",
                          ", ".join(f"{s.group} x{s.workers}" for s in new.subservers))
+
+
+    def _carry_stats(self, old: Server, new: StatsStore) -> None:
+        """Start the new store's counters where the old one's are, so none goes back.
+
+        The store a reload replaces stays open while its workers drain, and
+        what they still count is folded into the departed buckets as they
+        go (on each status change and reaped worker); it is closed at the
+        next reload, after a last fold. Each worker slot the old store had
+        in use counts one ``reload`` recycle.
+        """
+        if self.carry is not None:
+            self.carry.fold()
+            self.carry.old.close()
+            self.carry = None
+        if old.stats is None:
+            return
+        self.carry = new.carry_from(old.stats)
+        for group in new.groups():
+            if group not in old.stats.groups():
+                continue
+            for n, values in enumerate(old.stats.values(group, usage=False)):
+                if values["start_time"] and n < new.bucket_count(group):
+                    new.bucket(group, n).incr(recycle_stat("reload"))
 
 
 def add_groups(server: Server, sup: Supervisor) -> None:

@@ -29,6 +29,7 @@ from brim.wsgi.stats import server_stats
 
 from . import options
 from .apps import app_stats, load_apps, load_class, parse_app_conf
+from .exits import EXIT_STATS
 from .logtarget import LogTarget
 from .settings import ListenSettings, RecycleSettings, read_record
 
@@ -47,9 +48,12 @@ RECYCLE_STAT: StatDecl = (
 PROCESS_STATS: list[StatDecl] = [
     ("start_time", "worker", "When this worker or daemon process last started, in seconds "
      "since the epoch (0 if it has not started yet)"),
+    ("pid", "worker", "Process id of the worker or daemon now in this slot (0: never "
+     "started); reports add its RSS and CPU seconds from /proc"),
     ("start_count", "sum", "Times this worker or daemon process started; more than once "
      "means it was restarted"),
     RECYCLE_STAT,
+    *EXIT_STATS,
 ]
 
 
@@ -196,7 +200,7 @@ class WSGISubserver(ListeningSubserver):
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
-        self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
+        self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT, *EXIT_STATS,
                       *self.apps.stats]
         self._max_workers = self.recycle.max_workers or 2 * self.workers
         if self._max_workers < self.workers:
