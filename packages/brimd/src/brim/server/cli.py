@@ -26,7 +26,7 @@ from .master import START_TIMEOUT, Master, handover_path, version
 from .statusfile import StatusFile, status_path
 
 COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
-            "no-daemon", "foreground")
+            "no-daemon", "foreground", "top")
 
 #: The commands as ``brimd -h`` lists them (plain text: a terminal shows it as is).
 COMMAND_HELP = """\
@@ -47,6 +47,8 @@ commands:
   force-reload  the same as reload
   status        whether brimd runs, and its workers up per subserver (exit
                 0 running, 1 stale pid file, 3 not running, 4 unknown)
+  top           a live view of the running brimd's workers (req/s, in flight,
+                p50/p99, RSS, CPU%, restarts), every second; keys sort, q quits
   foreground    run in the foreground with all workers, logging to stderr:
                 for systemd (Type=notify-reload) and containers (as PID 1 it
                 reaps orphans); SIGTERM drains and exits
@@ -175,6 +177,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("brimd is not running")
     return code
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """The live view (brim.server.top) of the brimd the pid file names."""
+    from brim.stats import StatsError
+
+    from . import top
+
+    pidfile = _pidfile(args, _lenient_conf(args))
+    if pidfile is None or status(pidfile.path, name="brimd") != 0:
+        print("brimd is not running", file=sys.stderr)
+        return 3
+    master = pidfile.read()
+    if not sys.stdout.isatty():
+        print("brimd top: needs a terminal", file=sys.stderr)
+        return 1
+    source = top.Source(StatusFile(status_path(pidfile.path)).read, master or 0)
+    try:
+        source.current()
+        return top.run(source)
+    except (StatsError, OSError) as err:
+        print(f"brimd top: {err}", file=sys.stderr)
+        return 1
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -307,4 +332,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "force-reload": cmd_reload,
     "no-daemon": cmd_no_daemon,
     "foreground": cmd_foreground,
+    "top": cmd_top,
 }
