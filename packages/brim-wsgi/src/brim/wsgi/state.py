@@ -96,17 +96,6 @@ class Counters:
             if i is not None:
                 self._codes[code] = i
 
-    def started(self, ex: Exchange) -> None:
-        """An exchange starts serving: listed for stack dumps, counted in flight."""
-        self.in_flight[ex] = None
-        self.metrics.request_started()
-
-    def finished(self, ex: Exchange) -> None:
-        """An exchange has ended (finish()): no longer in flight; its duration is observed."""
-        if ex in self.in_flight:
-            del self.in_flight[ex]
-            self.metrics.request_finished(ex.start)
-
     def count(self, code: int) -> None:
         """Count one finished request with this status."""
         at = self._by_code.get(code) if self._stats is not None else ()

@@ -25,6 +25,7 @@ import sys
 from importlib import metadata
 
 from brim.conf import ConfError
+from brim.stats import Carry, StatsError, StatsStore
 from brim.supervisor import (
     PidFile,
     Supervisor,
@@ -34,7 +35,6 @@ from brim.supervisor import (
     parse_umask,
     user_ids,
 )
-from brim.stats import Carry, StatsError, StatsStore
 from brim.supervisor.systemd import Notifier
 
 from .core import Server
