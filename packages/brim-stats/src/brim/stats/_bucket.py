@@ -131,6 +131,20 @@ class StatsBucket:
         except ValueError:
             self._wrap(self._base + i)
 
+    def words(self) -> tuple[memoryview, int]:
+        """The shared words and where this bucket starts in them: for a server's own hot path.
+
+        Word ``base + index_of(name)`` is the stat ``name``, and a histogram's
+        words start at ``base + histogram_at(name)``. Writing them directly
+        skips a method call per write; only the bucket's owner may, and only
+        ints in 0..2**64-1.
+        """
+        return self._words, self._base
+
+    def histogram_at(self, name: str) -> int | None:
+        """The position of a histogram stat's first word in the bucket; None if undeclared."""
+        return self._hist.get(name)
+
     def set_at(self, i: int, value: int) -> None:
         """set() by position, for an int in 0..2**64-1: a server's own gauges.
 

@@ -26,7 +26,8 @@ BOUNDS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 WORDS = len(BOUNDS) + 2
 """Words one histogram takes: a count per bound, the ``+Inf`` count, the sum (microseconds)."""
 
-_SUM = WORDS - 1
+SUM = WORDS - 1
+"""The sum's word, after a histogram's first word (the counts come before it)."""
 
 
 def word_names(name: str) -> list[str]:
@@ -47,7 +48,7 @@ class Histogram:
     def __init__(self, words: memoryview, first: int) -> None:
         self._words = words
         self._first = first
-        self._sum = first + _SUM
+        self._sum = first + SUM
 
     def observe(self, seconds: float) -> None:
         """Count one observation of ``seconds`` (a duration; negative counts as 0)."""
