@@ -15,6 +15,7 @@ from ._bucket import StatsBucket
 from ._declare import PID, STAT_TYPES, StatDecl, StatsError, check_stats, is_counter, stat_help
 from ._group import DAEMON, GROUP_KINDS, WORKERS, Group
 from ._histogram import BOUNDS as HISTOGRAM_BOUNDS
+from ._histogram import SUM as HISTOGRAM_SUM
 from ._histogram import Histogram, quantile
 from ._prometheus import prometheus_text
 from ._store import DEPARTED, Carry, StatsStore
@@ -24,6 +25,7 @@ __all__ = [
     "DEPARTED",
     "GROUP_KINDS",
     "HISTOGRAM_BOUNDS",
+    "HISTOGRAM_SUM",
     "PID",
     "STAT_TYPES",
     "WORKERS",

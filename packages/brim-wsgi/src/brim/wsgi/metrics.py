@@ -28,8 +28,7 @@ import time
 from bisect import bisect_left
 from typing import Any
 
-from brim.stats import HISTOGRAM_BOUNDS
-from brim.stats._histogram import SUM
+from brim.stats import HISTOGRAM_BOUNDS, HISTOGRAM_SUM
 
 from .stats import BUSY_SLOTS, CONNECTIONS_IDLE, CONNECTIONS_OPEN, IN_FLIGHT, REQUEST_DURATION
 
@@ -60,7 +59,7 @@ class Metrics:
         words, base = stats.words()
         self._flight, self._open, self._idle, self._busy = (base + i for i in at)
         self._first = base + first
-        self._sum = base + first + SUM
+        self._sum = base + first + HISTOGRAM_SUM
         for i in (self._flight, self._open, self._idle, self._busy):
             words[i] = 0
         self._words = words
