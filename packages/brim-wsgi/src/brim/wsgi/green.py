@@ -305,16 +305,25 @@ def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
-    """Run a server-side TLS handshake on a non-blocking SSLSocket, green style."""
+    """Run a server-side TLS handshake on a non-blocking SSLSocket, green style.
+
+    timeout bounds the whole handshake, not each wait: a client that
+    dribbles its ClientHello a byte at a time still runs out of it.
+    TimeoutError when it does.
+    """
     fd = sock.fileno()
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             sock.do_handshake()
             return
-        except ssl.SSLWantReadError:
-            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
-        except ssl.SSLWantWriteError:
-            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("TLS handshake not finished in time") from None
+            _trampoline(fd, read=isinstance(want, ssl.SSLWantReadError),
+                        write=isinstance(want, ssl.SSLWantWriteError), timeout=left,
+                        timeout_exc=TimeoutError)
 
 
 def accept(sock: socket.socket) -> tuple[socket.socket, Any]:

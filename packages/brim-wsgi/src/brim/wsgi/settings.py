@@ -56,10 +56,12 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            "check off.", inherit=True, minimum=0),
     Option("concurrent_per_worker", "int", 1024, "Connections each worker serves at once.",
            inherit=True, minimum=1),
-    Option("wsgi_input_iter_chunk_size", "int", 4096, "Bytes per item when an app iterates "
-           "over wsgi.input.", inherit=True, minimum=1),
-    Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes gathered from an app's "
-           "iterable before writing a chunk of a chunked response.", inherit=True, minimum=1),
+    Option("wsgi_input_iter_chunk_size", "int", 4096, "Longest item when an app iterates "
+           "over wsgi.input (line by line; a longer line comes in pieces this long).",
+           inherit=True, minimum=1),
+    Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes of a list or tuple body joined "
+           "into one send (a streamed body's blocks are each sent as yielded).", inherit=True,
+           minimum=1),
     Option("log_headers", "bool", False, "Add every request header to the request log line "
            "(Authorization, Proxy-Authorization, Cookie values as [redacted]).", inherit=True),
     Option("count_status_codes", "list",
