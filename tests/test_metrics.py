@@ -13,8 +13,12 @@ import os
 import signal
 import socket
 
+import pytest
 from brimd_harness import alive, echo_stats_conf, free_port, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+
+from brim.server.statusfile import StatusFile, status_path
+from brim.server.top import Source, take
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -119,16 +123,22 @@ def test_histogram_counts_every_request_and_gauges_follow_slow_ones(brimd):
     wait_for(lambda: gauges() == (1, 1, 1, 0), what="the gauges back down")
 
 
+@pytest.mark.slow  # a reload re-executes the master and checks the new conf first: ~5 s
 def test_counters_never_go_back_across_reload_and_kill_9(brimd):
     port = _start(brimd)
     for _ in range(10):
         _get(port, "/")
     before = _counters(_scrape(port))
     old = set(brimd.workers("wsgi").values())
+    # What brimd top reads: the store the status file names, mapped from outside.
+    source = Source(StatusFile(status_path(str(brimd.pid_file))).read, brimd.master_pid())
+    assert {s.pid for s in take(source.current())} == old
 
     assert brimd.run("reload").returncode == 0
     wait_for(lambda: not any(alive(p) for p in old), what="the old workers drained")
     wait_for(lambda: len(brimd.workers("wsgi")) == 2, what="two new workers")
+    # The re-executed master has a new store, and the reader follows it there.
+    assert {s.pid for s in take(source.current())} == set(brimd.workers("wsgi").values())
     for _ in range(5):
         _get(port, "/")
     after_reload = _counters(_scrape(port))
