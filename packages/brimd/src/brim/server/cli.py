@@ -21,12 +21,14 @@ from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, s
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
-from .dialect import MAIN_SECTION, read_conf
+from .check import cmd_check
+from .dialect import MAIN_SECTION, apply_overrides, read_conf
+from .effective import cmd_show_conf
 from .master import START_TIMEOUT, Master, handover_path, version
 from .statusfile import StatusFile, status_path
 
 COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
-            "no-daemon", "foreground")
+            "no-daemon", "foreground", "check", "show-conf")
 
 #: The commands as ``brimd -h`` lists them (plain text: a terminal shows it as is).
 COMMAND_HELP = """\
@@ -51,8 +53,17 @@ commands:
                 for systemd (Type=notify-reload) and containers (as PID 1 it
                 reaps orphans); SIGTERM drains and exits
   no-daemon     one process, no workers, for debugging
+  check         read the conf, load and configure every app, report every
+                problem; start nothing, bind nothing (exit 0 valid, 1 not)
+  show-conf     print the effective conf: every option's value and where
+                it came from (file and line, environment, --set, default)
   serve APP     serve one WSGI app (package.module:app) in the foreground
                 with no conf file, as gunicorn does; see brimd serve -h
+
+options from elsewhere: --set section.option=value (repeatable) and
+environment variables BRIMD_<SECTION>__<OPTION> (BRIMD_WSGI__WORKERS=4,
+BRIMD_WSGI__API__PORT=8081 for [wsgi#api]) win over the conf files;
+--set wins over the environment.
 
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
 log files, TTIN/TTOU one WSGI worker more/fewer, USR2 every worker logs
@@ -79,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                              "/var/run/brimd.pid as root or ~/.brimd.pid)")
     parser.add_argument("-o", "--output", action="store_true",
                         help="keep stdout and stderr open and log to stderr too")
+    parser.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
+                        help="set an option over the conf files (and the BRIMD_... "
+                             "environment variables); repeat for more")
     parser.add_argument("-v", "--version", action="version", version=f"brimd {version()}")
     parser.add_argument("-x", "--traceback", action="store_true",
                         help="show the full stack trace of a start-up error")
@@ -129,8 +143,8 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
     """
     try:
         if args.conf:
-            return read_conf(args.conf)
-        return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+            return apply_overrides(read_conf(args.conf), args.set or ())
+        return apply_overrides(read_conf(DEFAULT_CONF_FILES, missing_ok=True), args.set or ())
     except ConfError:
         return None
 
@@ -194,7 +208,8 @@ def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float) -> in
 
 def cmd_reload(args: argparse.Namespace) -> int:
     """HUP, then wait for the master's verdict in its status file."""
-    server = Server.from_files(args.conf)  # refuse to signal with a conf that won't load
+    # Refuse to signal with a conf that won't load.
+    server = Server.from_files(args.conf, overrides=args.set or ())
     path = server.pid_file(args.pid_file)
     pidfile = PidFile(path, name="brimd") if path else None
     pid = pidfile.running_pid() if pidfile is not None else None
@@ -225,7 +240,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, output: bool) -> tuple[Server, PidFile | None]:
     """The validated Server and its pid file."""
-    server = Server.from_files(args.conf, output=output)
+    server = Server.from_files(args.conf, output=output, overrides=args.set or ())
     path = server.pid_file(args.pid_file)
     return server, (PidFile(path, name="brimd") if path else None)
 
@@ -290,7 +305,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_no_daemon(args: argparse.Namespace) -> int:
     from .single import run_single
 
-    server = Server.from_files(args.conf, output=True)
+    server = Server.from_files(args.conf, output=True, overrides=args.set or ())
     for sub in server.subservers:
         sub.workers = 1
     _prepare(server)
@@ -307,4 +322,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "force-reload": cmd_reload,
     "no-daemon": cmd_no_daemon,
     "foreground": cmd_foreground,
+    "check": cmd_check,
+    "show-conf": cmd_show_conf,
 }

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from brim.conf import Conf, Option, check_unknown
+from brim.conf import Conf, ConfProblems, Option, check_unknown
 from brim.supervisor import SupervisorError, parse_umask
 from brim.wsgi.settings import WSGI_OPTIONS
 
@@ -190,11 +190,15 @@ def check_sections(conf: Conf, kinds: Iterable[str] = ("wsgi", "daemons")) -> No
     ``[tcp#...]`` and ``[udp#...]`` sections also hold their app's own
     options, so only [brim], [wsgi...] and [daemons] are checked strictly.
     """
-    check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]])
+    problems = ConfProblems()
+    with problems.check():
+        check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]])
     for kind in kinds:
         names = [o.name for o in SECTION_OPTIONS[kind]]
         for section in conf.subconfigs(kind):
-            check_unknown(conf, section, names)
+            with problems.check():
+                check_unknown(conf, section, names)
+    problems.raise_any()
 
 
 def default_pid_file() -> str:
