@@ -31,7 +31,7 @@ from brim.supervisor import (
 from brim.wsgi.log import reopen_logs
 
 from . import options
-from .dialect import MAIN_SECTION, apply_overrides, read_conf
+from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides, read_conf
 from .logtarget import LogTarget
 from .settings import MasterSettings, read_record
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
@@ -119,20 +119,21 @@ class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
     Building one validates the conf completely (options, app imports,
-    ``parse_conf``, ``stats_conf``) and raises ConfError on the first problem,
+    ``parse_conf``, ``stats_conf``) and raises one ConfError naming every problem,
     before any socket is bound or process started. ``conf`` must have been
     read in brimd's dialect (``brim.server.dialect.read_conf``), or [brim]
     and the other brimd sections mean nothing to it.
     """
 
     def __init__(self, conf: Conf, *, output: bool = False,
-                 source: Callable[[], Conf] | None = None,
-                 overrides: Sequence[str] = ()) -> None:
+                 built_in_memory: bool = False, overrides: Sequence[str] = ()) -> None:
         self.conf = conf
         self.output = output
-        #: How to build this conf again on reload, for a conf that is not read
-        #: from files (``brimd serve`` builds one from its command line).
-        self.source = source
+        #: The conf was not read from files (``brimd serve`` builds one from
+        #: its command line): a reload carries it over as it is
+        #: (:attr:`brim.server.reexec.Carried.conf_store`) instead of reading
+        #: the conf files again.
+        self.built_in_memory = built_in_memory
         #: The ``--set`` values the conf was read with, applied again on reload.
         self.overrides = tuple(overrides)
         # Every problem at once (each section, each app), not only the first.
@@ -185,15 +186,10 @@ class Server:
         """
         return cls(load_conf(paths, overrides), output=output, overrides=overrides)
 
-    def reloaded(self, paths: list[str] | None) -> Server:
-        """A new Server from the same place as this one, read again (reload).
-
-        The conf files ``paths`` (the default locations when None), or this
-        Server's ``source`` when its conf was built in memory.
-        """
-        if self.source is not None:
-            return type(self)(self.source(), output=self.output, source=self.source)
-        return self.from_files(paths, output=self.output, overrides=self.overrides)
+    @classmethod
+    def in_memory(cls, store: dict[str, dict[str, str]], *, output: bool = False) -> Server:
+        """A Server for a conf built in memory, section to options (``brimd serve``)."""
+        return cls(Conf(store, dialect=BRIMD_DIALECT), output=output, built_in_memory=True)
 
     # -- master side ---------------------------------------------------------
 

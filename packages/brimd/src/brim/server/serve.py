@@ -199,15 +199,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if here not in sys.path:
         sys.path.insert(0, here)  # the app's module is found from here, as gunicorn does
 
-    def source() -> Conf:
-        return serve_conf(args)
-
-    conf = source()
+    conf = serve_conf(args)
     if args.print_conf:
         print(conf_text(conf), end="")
         return 0
     try:
-        server = Server(conf, output=True, source=source)
+        # Not Server.in_memory(conf.store): this conf knows which --set and
+        # BRIMD_... variable set what, for its errors; a reload carries the store.
+        server = Server(conf, output=True, built_in_memory=True)
     except ConfError as err:
         raise _by_flag(err) from None
     pidfile = PidFile(pid_path, name="brimd") if pid_path else None
