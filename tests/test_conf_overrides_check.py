@@ -48,8 +48,8 @@ def _run(brimd, command: str, *extra: str, env: dict[str, str] | None = None,
     return done
 
 
-def _wsgi_workers(brimd) -> set[int]:
-    return set(brimd.workers("wsgi").values())
+def _workers(brimd, group: str) -> set[int]:
+    return set(brimd.workers(group).values())
 
 
 def test_check_names_every_fault_and_binds_nothing(brimd):
@@ -97,40 +97,55 @@ def test_unknown_names_in_overrides_get_the_errors_a_file_gets(brimd):
                                    "(environment variable BRIMD_WSGI__WORKRES)")
 
 
+def _shown(setting: str, source: str) -> str:
+    """A line of show-conf: the option, then its source in a column."""
+    return f"{setting.ljust(40)}  # {source}"
+
+
+TWO_LISTENERS = """\
+[wsgi]
+apps = echo
+workers = 1
+
+[wsgi#b]
+port = 0
+apps = echo
+workers = 1
+
+[echo]
+call = brim.wsgi_echo.WSGIEcho
+"""
+
+
+@pytest.mark.slow  # a start and a reload: about 6 s on a quiet machine
 def test_environment_and_set_change_workers_and_survive_reload(brimd):
-    """File 1, environment 2, --set 3: a start runs what wins, show-conf says why,
-    and a reload (a re-executed master, told nothing) keeps it."""
+    """Files say 1 worker each. A variable gives [wsgi#b] 2, --set gives [wsgi] 3 over a
+    variable's 5: a real start runs that, show-conf says why, and a reload (the master
+    re-executes itself, told nothing) keeps it."""
     port = free_port()
-    brimd.use(brimd.local(port=port, start_check=0.2), echo_stats_conf(workers=1))
-    env = dict(brimd.env, BRIMD_WSGI__WORKERS="2")
-    shown = _run(brimd, "show-conf", env=env)
+    brimd.use(brimd.local(port=port, start_check=0.2), TWO_LISTENERS)
+    env = dict(brimd.env, BRIMD_WSGI__B__WORKERS="2", BRIMD_WSGI__WORKERS="5")
+    shown = _run(brimd, "show-conf", "--set", "wsgi.workers=3", env=env)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    wsgi = lines[lines.index("[wsgi]"):]
-    assert any(line.startswith("workers = 2 ") and line.endswith(
-        "# environment variable BRIMD_WSGI__WORKERS") for line in wsgi), shown.stdout
-    assert any(line.startswith("port = ") and line.endswith(
-        f"# via [brim], {brimd.confs[0]} line 5") for line in wsgi), shown.stdout
-    assert any(line.startswith("idle_timeout = 10.0 ") and line.endswith("# default")
-               for line in wsgi), shown.stdout
+    wsgi, wsgi_b = lines[lines.index("[wsgi]"):], lines[lines.index("[wsgi#b]"):]
+    assert _shown("workers = 3", "--set wsgi.workers=3") in wsgi, shown.stdout
+    assert _shown("workers = 2", "environment variable BRIMD_WSGI__B__WORKERS") in wsgi_b
+    assert _shown("port = 0", f"{brimd.confs[1]} line 6") in wsgi_b
+    assert _shown(f"port = {port}", f"via [brim], {brimd.confs[0]} line 5") in wsgi
+    assert _shown("idle_timeout = 10.0", "default") in wsgi
 
-    done = _run(brimd, "start", env=env)
-    assert done.returncode == 0, done.stderr
-    wait_for(lambda: len(_wsgi_workers(brimd)) == 2, what="2 workers (environment)")
-    assert _run(brimd, "stop").returncode == 0
-    wait_for(lambda: not brimd.pid_file.exists(), what="the stop")
-
-    shown = _run(brimd, "show-conf", "--set", "wsgi.workers=3", env=env)
-    assert any(line.startswith("workers = 3 ") and line.endswith("# --set wsgi.workers=3")
-               for line in shown.stdout.splitlines()), shown.stdout
     done = _run(brimd, "start", "--set", "wsgi.workers=3", env=env)
     assert done.returncode == 0, done.stderr
-    before = wait_for(lambda: len(_wsgi_workers(brimd)) == 3 and _wsgi_workers(brimd),
-                      what="3 workers (--set over the environment)")
+    assert len(_workers(brimd, "wsgi")) == 3 and len(_workers(brimd, "wsgi#b")) == 2
+    before = _workers(brimd, "wsgi") | _workers(brimd, "wsgi#b")
     master = brimd.master_pid()
-    done = _run(brimd, "reload")  # no --set, no variable: the master carries them
+    done = _run(brimd, "reload")  # no --set, no variables: the master carries them
     assert done.returncode == 0, done.stderr
-    after = wait_for(lambda: (len(_wsgi_workers(brimd)) == 3
-                              and not _wsgi_workers(brimd) & before and _wsgi_workers(brimd)),
-                     timeout=30, what="3 new workers after the reload")
-    assert len(after) == 3 and brimd.master_pid() == master
+
+    def replaced() -> bool:
+        a, b = _workers(brimd, "wsgi"), _workers(brimd, "wsgi#b")
+        return len(a) == 3 and len(b) == 2 and not (a | b) & before
+
+    wait_for(replaced, timeout=30, what="3 and 2 new workers after the reload")
+    assert brimd.master_pid() == master
