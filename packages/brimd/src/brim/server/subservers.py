@@ -253,7 +253,8 @@ class SocketSubserver(ListeningSubserver):
             super().__init__(conf, section)
         with problems.check():
             self.cls = load_class(conf, section, referrer=(section, "call"))
-            self.conf = parse_app_conf(self.cls, section, conf)
+            own = [o.name for o in options.SECTION_OPTIONS[self.kind]]
+            self.conf = parse_app_conf(self.cls, section, conf, own)
             self.stats = [*PROCESS_STATS, (self.count_stat, "sum", self.count_help),
                           *app_stats(self.cls, section, self.conf)]
         problems.raise_any()
