@@ -25,8 +25,8 @@ from brim.conf import Conf, ConfError
 from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
-from .core import DEFAULT_CONF_FILES, Server, pid_file_path
 from .check import cmd_check
+from .core import DEFAULT_CONF_FILES, Server, pid_file_path
 from .dialect import MAIN_SECTION, apply_overrides, read_conf
 from .effective import cmd_show_conf
 from .master import START_TIMEOUT, Master, handover_path, version

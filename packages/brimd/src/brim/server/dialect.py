@@ -13,7 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from brim.conf import Conf, Dialect, environment_overrides, parse_override
+from brim.conf import (
+    Conf,
+    ConfProblems,
+    Dialect,
+    Override,
+    environment_overrides,
+    parse_override,
+)
 
 #: The section of the master process and of the defaults every subconfig falls back to.
 MAIN_SECTION = "brim"
@@ -42,8 +49,14 @@ def apply_overrides(conf: Conf, settings: Sequence[str] = (),
     values (``section.option=value``) applied over it: command line, then
     environment, then the files, then each option's default."""
     env = os.environ if environ is None else environ
-    found = environment_overrides(env, ENV_PREFIX, [*conf.sections(), *NEW_SECTIONS])
-    found += [parse_override(text, f"--set {text}") for text in settings]
+    found: list[Override] = []
+    problems = ConfProblems()  # every bad variable and --set at once
+    with problems.check():
+        found += environment_overrides(env, ENV_PREFIX, [*conf.sections(), *NEW_SECTIONS])
+    for text in settings:
+        with problems.check():
+            found.append(parse_override(text, f"--set {text}"))
+    problems.raise_any()
     conf.apply(found, sections=NEW_SECTIONS)
     return conf
 
