@@ -67,12 +67,15 @@ COMMAND_DOCS: dict[str, str] = {
 }
 COMMANDS = tuple(COMMAND_DOCS)
 
-_SIGNALS_HELP = """\
+#: Said under every command's help: options can come from outside the files.
+_OVERRIDES_HELP = """\
 options from elsewhere: --set section.option=value (repeatable) and the
 environment variables BRIMD_<SECTION>__<OPTION> (BRIMD_WSGI__WORKERS=4;
 BRIMD_WSGI__API__PORT=8081 for [wsgi#api]) win over the conf files, and
 --set wins over the environment.
+"""
 
+_SIGNALS_HELP = """\
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
 log files, TTIN/TTOU one WSGI worker more/fewer, USR2 every worker logs
 its stacks (sent to one worker: that one).
@@ -94,7 +97,7 @@ def _command_list() -> str:
 
 
 #: The commands as ``brimd -h`` lists them.
-COMMAND_HELP = _command_list() + "\n" + _SIGNALS_HELP
+COMMAND_HELP = _command_list() + "\n" + _OVERRIDES_HELP + "\n" + _SIGNALS_HELP
 
 
 class _CommandHelp(argparse.Action):
@@ -129,7 +132,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         doc = textwrap.fill(f"brimd {command}: {COMMAND_DOCS[command]}", 78)
         parser = argparse.ArgumentParser(
             prog=f"brimd {command}", add_help=False, usage="%(prog)s [options]",
-            description=doc, epilog=_SIGNALS_HELP,
+            description=doc, epilog=_OVERRIDES_HELP + "\n" + _SIGNALS_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     parser.add_argument("-h", "--help", action=_CommandHelp)
