@@ -69,6 +69,7 @@ class Connection:
 
     def run(self) -> None:
         """Serve requests until the client or a rule ends the connection."""
+        self.state.metrics.connection_opened()
         try:
             if self.settings.proxy_protocol:
                 try:
@@ -99,6 +100,7 @@ class Connection:
                 green.sleep(0)
         finally:
             self.close()
+            self.state.metrics.connection_closed()
 
     def _tls_handshake(self) -> bool:
         """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""

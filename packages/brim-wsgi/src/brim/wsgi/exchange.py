@@ -110,7 +110,7 @@ class Exchange:
     def serve(self) -> bool:
         """Answer the request (run the app, or send the refusal); True to keep the connection."""
         set_txn(self.txn)
-        self.state.in_flight[self] = None  # listed by stack dumps until finish()
+        self.state.started(self)  # in flight (stack dumps, gauges) until finish()
         try:
             if self.error is None and self.conn.trusted:
                 self._forwarded()
@@ -207,7 +207,7 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        state.in_flight.pop(self, None)
+        state.finished(self)
         state.count(code)
         log = state.request_log
         if log is not None:
