@@ -4,7 +4,9 @@ A connection reads request heads and hands each to an
 :class:`~brim.wsgi.exchange.Exchange`, which runs the app and answers; the
 connection never builds a response itself. While it waits on its client it
 is listed in the server state, idle or part-way through a head, so a full
-worker can shed the connection that has waited longest.
+worker can shed the connection that has waited longest. It waits, sends and
+yields through the worker's engine (green threads or OS threads), never
+through eventlet or threading directly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import socket
 import time
 from typing import Any
 
-from . import green
 from .body import NoBody
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
 from .exchange import Exchange
@@ -35,6 +36,7 @@ class Connection:
     def __init__(self, state: ServerState, sock: socket.socket, addr: Any) -> None:
         self.state = state
         self.settings = state.settings
+        self.engine = state.engine
         self.sock = sock
         #: Bytes received and not yet consumed by a head or a body.
         self.buf = bytearray()
@@ -58,9 +60,16 @@ class Connection:
     # ----- the connection's life ---------------------------------------------
 
     def run(self) -> None:
-        """Serve requests until the client or a rule ends the connection."""
+        """Serve requests until the client or a rule ends the connection.
+
+        An engine that parks idle keep-alive connections (OS threads) ends
+        this call with its Parked exception, the connection still open, and
+        calls run() again when the client sends its next request.
+        """
+        parked = False
         try:
-            if self.settings.ssl_context is not None and not self._tls_handshake():
+            if (self.served == 0 and self.settings.ssl_context is not None
+                    and not self._tls_handshake()):
                 return
             while True:
                 try:
@@ -76,21 +85,25 @@ class Connection:
                 # Let other connections run before reading the next request:
                 # with a fast client the next request is often already here,
                 # and without this one busy connection can starve the rest.
-                green.sleep(0)
+                self.engine.sleep(0)
+        except self.engine.Parked:
+            parked = True
+            raise
         finally:
-            self.close()
+            if not parked:
+                self.close()
 
     def _tls_handshake(self) -> bool:
         """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""
         context = self.settings.ssl_context
         assert context is not None
-        me = green.current()
+        me = self.engine.current()
         self.state.waiting_idle[me] = time.monotonic()
         try:
             tls = context.wrap_socket(self.sock, server_side=True,
                                       do_handshake_on_connect=False)
             self.sock = tls
-            green.tls_handshake(tls, self.settings.idle_timeout)
+            self.engine.tls_handshake(tls, self.settings.idle_timeout)
         except (OSError, ValueError, Shed):
             return False
         finally:
@@ -137,10 +150,16 @@ class Connection:
                 timeout = settings.idle_timeout
                 if state.draining:
                     timeout = min(timeout, max(0.0, state.drain_deadline - time.monotonic()))
-            me = green.current()
+            me = self.engine.current()
             waiting[me] = time.monotonic()
             try:
-                data = green.recv(self.sock, RECV_SIZE, timeout)
+                # An idle keep-alive connection may be parked off its thread
+                # (OS threads); it stays listed as waiting meanwhile.
+                data = self.engine.recv_waiting(self.sock, RECV_SIZE, timeout,
+                                                park=not buf and self.served > 0)
+            except self.engine.Parked:
+                me = None
+                raise
             except TimeoutError:
                 if not buf:
                     return None
@@ -154,7 +173,8 @@ class Connection:
             except OSError:
                 return None
             finally:
-                waiting.pop(me, None)
+                if me is not None:
+                    waiting.pop(me, None)
             if not data:
                 return None
             if not buf and data[:2] != b"\r\n":
@@ -177,7 +197,7 @@ class Connection:
         client closed or reset the connection.
         """
         try:
-            data = green.recv(self.sock, RECV_SIZE, timeout)
+            data = self.engine.recv(self.sock, RECV_SIZE, timeout)
         except TimeoutError:
             raise
         except OSError as err:
@@ -189,14 +209,14 @@ class Connection:
     def send(self, data: bytes | memoryview) -> None:
         """Send all of data; RequestTimeout or ClientGone when the client does not take it."""
         try:
-            green.sendall(self.sock, data, self.settings.client_timeout)
+            self.engine.sendall(self.sock, data, self.settings.client_timeout)
         except OSError as err:
             raise _send_failed(err) from None
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send count bytes of a file with os.sendfile; the bytes sent."""
         try:
-            return green.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
+            return self.engine.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
         except OSError as err:
             raise _send_failed(err) from None
 
@@ -212,7 +232,7 @@ class Connection:
         reads it. So: shut our side, read a little more, then close.
         """
         try:
-            green.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
+            self.engine.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
         except OSError:
             return
         if not linger:
@@ -222,7 +242,7 @@ class Connection:
             deadline = time.monotonic() + min(self.settings.client_timeout, 2.0)
             for _ in range(64):
                 left = deadline - time.monotonic()
-                if left <= 0 or not green.recv(self.sock, RECV_SIZE, left):
+                if left <= 0 or not self.engine.recv(self.sock, RECV_SIZE, left):
                     break
         except (OSError, ValueError):
             pass

@@ -31,6 +31,7 @@ with warnings.catch_warnings():
     import eventlet.greenpool
     import eventlet.greenthread
     import eventlet.hubs
+    import eventlet.patcher
     from eventlet.green import socket as _green_socket_mod
 # Later warnings from inside eventlet (e.g. about fork) are just as useless to
 # a brim user; keep them out of logs too.
@@ -41,6 +42,8 @@ import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wa
 
 __all__ = [
     "Event",
+    "Exit",
+    "Parked",
     "GreenPool",
     "GreenletExit",
     "accept",
@@ -49,13 +52,18 @@ __all__ = [
     "green_stacks",
     "install_signal_handlers",
     "kill",
+    "lock",
+    "make_pool",
+    "monkey_patch",
     "preload",
     "recv",
+    "recv_waiting",
     "sendall",
     "sendfile",
     "sleep",
     "spawn",
     "spawn_n",
+    "stacks",
     "throw",
     "tls_handshake",
     "use_hub",
@@ -71,7 +79,39 @@ spawn_n = eventlet.greenthread.spawn_n
 kill = eventlet.greenthread.kill
 current = greenlet.getcurrent
 _trampoline = eventlet.hubs.trampoline
+#: os as it was before any monkey_patch(), for code that runs inside the hub.
+_real_os: Any = eventlet.patcher.original("os")
+#: What a killed green thread raises (the engine interface's name for it).
+Exit = greenlet.GreenletExit
 
+
+class Parked(BaseException):
+    """Never raised here: a green thread waiting on an idle client costs a few KB,
+    so it simply waits (the threads engine parks such connections instead)."""
+
+
+class _NoLock:
+    """A lock for code that never switches green threads while holding it."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def lock() -> _NoLock:
+    """What guards state shared by a worker's connections: nothing, with green threads.
+
+    Green threads switch only where they wait, and the HTTP core never
+    waits while it holds this lock, so none is needed.
+    """
+    return _NO_LOCK
 
 
 def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None = None,
@@ -133,13 +173,20 @@ def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None
     return lines
 
 
-def throw(thread: Any, exc: type[BaseException]) -> None:
-    """Raise exc inside another green thread, where it is waiting.
+def stacks(note: Callable[[contextvars.Context | None], str | None] | None = None,
+           limit: int = 40) -> list[str]:
+    """The engine interface's name for :func:`green_stacks`."""
+    return green_stacks(note, limit)
+
+
+def throw(thread: Any, exc: type[BaseException]) -> bool:
+    """Raise exc inside another green thread, where it is waiting; always True.
 
     The thread runs at once until it waits again or ends; then the caller
     goes on. Used to end connections that wait on their client.
     """
     eventlet.greenthread.kill(thread, exc)
+    return True
 
 
 _HUB_NAMES = ("epolls", "poll", "selects", "kqueue")
@@ -213,6 +260,16 @@ def recv(sock: socket.socket, size: int, timeout: float | None) -> bytes:
             _trampoline(sock.fileno(), read=True, timeout=timeout, timeout_exc=TimeoutError)
         except _WOULD_BLOCK_WRITE:
             _trampoline(sock.fileno(), write=True, timeout=timeout, timeout_exc=TimeoutError)
+
+
+def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
+                 park: bool = False) -> bytes:
+    """recv() for a connection listed as waiting on its client (it may be thrown Shed).
+
+    ``park`` is for engines that take idle connections off their thread;
+    a green thread simply waits.
+    """
+    return recv(sock, size, timeout)
 
 
 def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
@@ -309,6 +366,11 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
     number to a pipe; a green thread reads the pipe and calls handler(signum)
     in a normal green context, where it may kill green threads, close
     sockets, and so on. Returns a function that uninstalls them.
+
+    The pipe is written and read with the unpatched os functions: once a
+    worker is patched (``monkey_patch``), eventlet's os.write waits on the
+    hub before it writes to a pipe, and a signal handler that interrupted
+    the hub itself must not wait on it (that was a crash on every TERM).
     """
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
@@ -317,14 +379,14 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
 
     def _on_signal(signum: int, frame: Any) -> None:
         try:
-            os.write(wfd, bytes((signum,)))
+            _real_os.write(wfd, bytes((signum,)))
         except OSError:
             pass  # pipe full: that signal is already pending
 
     def _dispatch() -> None:
         while True:
             try:
-                data = os.read(rfd, 64)
+                data = _real_os.read(rfd, 64)
             except BlockingIOError:
                 wait_read(rfd)
                 continue
@@ -352,3 +414,128 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
                 pass
 
     return _uninstall
+
+
+class GreenConnections:
+    """A worker's connections as green threads, and the green thread accepting them.
+
+    Green threads are cheap, so ``size`` and ``connections`` are one limit
+    here: one green thread per open connection, idle ones included.
+    """
+
+    def __init__(self, size: int, connections: int) -> None:
+        self._pool = GreenPool(connections)
+        self._acceptor: Any = None
+
+    def start(self, listener: socket.socket, handle: Callable[[socket.socket, Any], None],
+              make_room: Callable[[], bool]) -> None:
+        self._acceptor = spawn(self._accept_loop, listener, handle, make_room)
+
+    def _accept_loop(self, listener: socket.socket,
+                     handle: Callable[[socket.socket, Any], None],
+                     make_room: Callable[[], bool]) -> None:
+        pool = self._pool
+        spawn_n = pool.spawn_n
+        while True:
+            conn, addr = accept(listener)
+            if not pool.free() and not make_room():
+                # Full: make room by ending the connection that has waited
+                # longest on its client. Connections accepted in a burst
+                # have not run yet, so none is listed as waiting: let them
+                # reach their first read, then look again. If still none
+                # waits, every slot is in a request, and spawn_n waits for
+                # one to finish.
+                sleep(0)
+                make_room()
+            spawn_n(handle, conn, addr)
+            # Let the new connection reach its app before accepting another:
+            # an app that blocks the process then blocks it before this
+            # worker takes more connections from the shared queue, and they
+            # go to a worker that is free instead of waiting here.
+            sleep(0)
+
+    def stop_accepting(self) -> None:
+        if self._acceptor is not None:
+            kill(self._acceptor)
+
+    def wait(self) -> None:
+        """Until accepting stopped and every connection ended."""
+        if self._acceptor is not None:
+            try:
+                self._acceptor.wait()
+            except GreenletExit:
+                pass
+        self._pool.waitall()
+
+    def kill_all(self) -> None:
+        self.stop_accepting()
+        for g in list(self._pool.coroutines_running):
+            kill(g)
+
+
+def make_pool(size: int, connections: int) -> GreenConnections:
+    """The engine interface's pool: one green thread per connection, up to ``connections``."""
+    return GreenConnections(size, connections)
+
+
+# ----- patching the standard library -------------------------------------------
+
+_real_monkey_patch = eventlet.patcher.monkey_patch
+#: The keyword arguments of each eventlet.monkey_patch() an app called in the
+#: master, to be applied in each green worker instead.
+_asked: list[dict[str, Any]] = []
+
+
+def monkey_patch(**modules: bool) -> None:
+    """Patch the standard library's blocking calls in this process, eventlet's way.
+
+    socket (and with it name lookups, through eventlet's green DNS), ssl,
+    select and selectors, time.sleep, os, threading and subprocess: called
+    in a green worker before its app is built, so an app that blocks in
+    those calls lets the worker's other green threads run. Code in C
+    extensions that does its own I/O (most database drivers) still blocks
+    the whole worker.
+    """
+    _real_monkey_patch(**modules)
+
+
+def defer_app_patching() -> None:
+    """Make an app's own eventlet.monkey_patch() in the master wait for the workers.
+
+    Why: brimd's master imports every app to check it before forking, so an
+    app module that calls ``eventlet.monkey_patch()`` at import time would
+    patch the master itself: its threading then answers that the main thread
+    is not the main thread, its select and sleep want a hub, and every
+    worker forked from it inherits a half-started hub. Patching is a
+    serving process's business, so the call is recorded here and made again
+    in each green worker (:func:`apply_deferred_patching`); the master stays
+    as it was. Idempotent.
+    """
+    if eventlet.monkey_patch is _deferred:
+        return
+    eventlet.monkey_patch = _deferred
+    eventlet.patcher.monkey_patch = _deferred
+
+
+def _deferred(**modules: Any) -> None:
+    _asked.append(modules)
+
+
+def apply_deferred_patching() -> bool:
+    """Make, in this worker, the eventlet.monkey_patch() calls the apps asked for.
+
+    Puts eventlet's own function back first, so an app that calls it again
+    at run time patches this worker as it expects. True if any was asked.
+    """
+    eventlet.monkey_patch = _real_monkey_patch
+    eventlet.patcher.monkey_patch = _real_monkey_patch
+    asked = list(_asked)
+    _asked.clear()
+    for modules in asked:
+        _real_monkey_patch(**modules)
+    return bool(asked)
+
+
+def patching_asked() -> bool:
+    """Whether an app called eventlet.monkey_patch() while the master imported it."""
+    return bool(_asked)

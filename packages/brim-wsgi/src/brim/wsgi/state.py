@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import green
 from .log import RequestLog, request_log
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
 from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .exchange import Exchange
     from .request import Request
 
@@ -32,7 +32,7 @@ DRAIN_IDLE = 2.0
 
 
 class Shed(Exception):
-    """Thrown into a waiting connection's green thread to end it.
+    """Thrown into a waiting connection's thread (green or OS) to end it.
 
     Used when the worker is full and needs the slot for a new connection,
     and when a draining worker closes the connections that stayed idle.
@@ -90,7 +90,12 @@ class ServerState:
     """
 
     def __init__(self, settings: HTTPSettings, app: Any, logger: logging.Logger,
-                 stats: Any, base_env: dict[str, Any]) -> None:
+                 stats: Any, base_env: dict[str, Any], engine: Engine) -> None:
+        #: The worker model's engine: everything that spawns, waits or wakes.
+        self.engine = engine
+        #: Held while counting and logging a finished request (OS threads
+        #: finish at once; green threads never do, and get a no-op lock).
+        self.lock = engine.lock()
         self.settings = settings
         self.app = app
         self.logger = logger
@@ -138,7 +143,11 @@ class ServerState:
         """
         now = time.time()
         lines = []
-        for ex in list(self.in_flight):
+        try:
+            exchanges = list(self.in_flight)
+        except RuntimeError:  # changed by another OS thread meanwhile: once more
+            exchanges = list(self.in_flight)
+        for ex in exchanges:
             req = ex.req
             method: str | None
             target: str | None
@@ -158,10 +167,16 @@ class ServerState:
         connection that has waited longest on a head in progress gets 408.
         """
         for waiting in (self.waiting_idle, self.waiting_head):
-            for thread in waiting:
-                del waiting[thread]
+            while waiting:
+                try:
+                    thread = next(iter(waiting))
+                except (StopIteration, RuntimeError):  # emptied or changed by a thread
+                    continue
+                if waiting.pop(thread, None) is None:
+                    continue  # it stopped waiting meanwhile
+                if not self.engine.throw(thread, Shed):
+                    continue  # its bytes came meanwhile (OS threads): not idle any more
                 self.shed_count += 1
-                green.throw(thread, Shed)
                 return True
         return False
 
@@ -177,26 +192,30 @@ class ServerState:
         self.draining = True
         self.drain_deadline = time.monotonic() + DRAIN_IDLE
         self.flush_log()
-        green.spawn(self._close_idle_later)
+        self.engine.spawn(self._close_idle_later)
 
     def flush_log(self) -> None:
         """Write out the request lines waiting in a buffered sink."""
         if self.request_log is not None:
-            self.request_log.flush()
+            with self.lock:
+                self.request_log.flush()
 
     def flush_log_forever(self) -> None:
-        """Flush the request log every FLUSH_EVERY seconds (a green thread's loop).
+        """Flush the request log every FLUSH_EVERY seconds (a thread's loop).
 
         So a worker that is killed loses at most the lines of its last
         FLUSH_EVERY seconds.
         """
         while True:
-            green.sleep(FLUSH_EVERY)
+            self.engine.sleep(FLUSH_EVERY)
             self.flush_log()
 
     def _close_idle_later(self) -> None:
-        green.sleep(DRAIN_IDLE)
+        self.engine.sleep(DRAIN_IDLE)
         while self.waiting_idle:
-            thread = next(iter(self.waiting_idle))
-            del self.waiting_idle[thread]
-            green.throw(thread, Shed)
+            try:
+                thread = next(iter(self.waiting_idle))
+            except (StopIteration, RuntimeError):
+                continue
+            if self.waiting_idle.pop(thread, None) is not None:
+                self.engine.throw(thread, Shed)
