@@ -75,6 +75,12 @@ __all__ = [
 #: The default of the ``threads`` option (see docs/wsgi.rst for why 8).
 DEFAULT_THREADS = 8
 
+#: Seconds a thread that just answered a keep-alive client waits for its next
+#: request before parking the connection, when no other connection waits for
+#: a thread. A client that sends requests back to back (most do, behind a
+#: proxy or a connection pool) then costs no trip through the reactor.
+LINGER = 0.002
+
 
 class Exit(BaseException):
     """Raised in a task that kill() ended, at its next wait."""
@@ -330,7 +336,12 @@ def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
             return sock.recv(size)
         except _WOULD_BLOCK_READ:
             if park:
-                raise Parked(sock, timeout) from None
+                pool = task.pool
+                if (pool is None or not pool.idle_wanted()
+                        or not _wait(sock.fileno(), select.POLLIN, LINGER, throwable=True)):
+                    raise Parked(sock, timeout) from None
+                park = False  # its next request came while it lingered
+                continue
             _timed_out(_wait(sock.fileno(), select.POLLIN, timeout, throwable=True))
         except ssl.SSLWantWriteError:
             _timed_out(_wait(sock.fileno(), select.POLLOUT, timeout, throwable=True))
@@ -435,6 +446,8 @@ class ThreadConnections:
         #: Connections open: running, queued or parked (not those held).
         self.live = 0
         self.accepting = False
+        #: A client waits in the listen queue while every thread is taken.
+        self._pending = False
         self._killed = False
         self._tasks: set[Task] = set()
         #: Connections accepted while the worker was full, waiting for a slot.
@@ -485,6 +498,11 @@ class ThreadConnections:
         for task in tasks:
             throw(task, Exit)
         self._ended.set()
+
+    def idle_wanted(self) -> bool:
+        """Whether a thread may linger on its connection: no other connection, parked
+        or still in the listen queue, waits for a thread."""
+        return not self._pending and self._queue.empty()
 
     def requeue(self, task: Task) -> None:
         """Hand a parked task that was thrown an exception back to a thread."""
@@ -589,7 +607,11 @@ class ThreadConnections:
                        and self.busy < self.size):
                     self.live += 1
                     self._submit(self._held.popleft())
-                want = self.accepting and not self._held and self.busy < self.size
+                # Full, the listener is still watched until a client is seen
+                # waiting in it; from then threads stop lingering (see
+                # idle_wanted), and the worker accepts when one is free.
+                want = self.accepting and not self._held and (
+                    self.busy < self.size or not self._pending)
             if want != listening:
                 try:
                     if want:
@@ -605,7 +627,12 @@ class ThreadConnections:
                 if data is None:
                     _drain(self._wake_r)
                 elif data is _LISTENER:
-                    self._accept(listener, handle, make_room)
+                    with _lock:
+                        full = self.busy >= self.size
+                        if full:
+                            self._pending = True
+                    if not full:
+                        self._accept(listener, handle, make_room)
                 else:
                     with _lock:
                         if not data.parked:
@@ -633,6 +660,7 @@ class ThreadConnections:
             try:
                 conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
+                self._pending = False
                 return
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
