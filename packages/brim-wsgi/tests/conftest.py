@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import http_harness as H  # noqa: E402
-import pytest  # noqa: E402
+import http_harness as H
+import pytest
 
 
 @pytest.fixture(scope="module", params=H.MODELS)

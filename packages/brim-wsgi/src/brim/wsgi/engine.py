@@ -103,4 +103,4 @@ def load(model: str) -> Engine:
     if model not in MODELS:
         raise ValueError(f"unknown worker_model {model!r}; choose from {', '.join(MODELS)}")
     module: Any = importlib.import_module(f"brim.wsgi.{model}")
-    return module  # type: ignore[no-any-return]
+    return module

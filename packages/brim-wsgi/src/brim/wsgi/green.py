@@ -43,9 +43,9 @@ import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wa
 __all__ = [
     "Event",
     "Exit",
-    "Parked",
     "GreenPool",
     "GreenletExit",
+    "Parked",
     "accept",
     "current",
     "green_socket",

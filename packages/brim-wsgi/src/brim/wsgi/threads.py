@@ -115,8 +115,19 @@ class Task:
     throughout, as a green thread would.
     """
 
-    __slots__ = ("args", "context", "deadline", "done", "fd", "fn", "parked", "pool",
-                 "thrown", "throwable", "wake")
+    __slots__ = (
+        "args",
+        "context",
+        "deadline",
+        "done",
+        "fd",
+        "fn",
+        "parked",
+        "pool",
+        "throwable",
+        "thrown",
+        "wake",
+    )
 
     def __init__(self, fn: Callable[..., Any] | None, args: tuple[Any, ...] = ()) -> None:
         self.fn = fn
