@@ -14,7 +14,6 @@ here, before the import, and never reaches a terminal or a log.
 from __future__ import annotations
 
 import contextvars
-import errno
 import os
 import signal
 import socket
@@ -39,6 +38,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"eventlet
 warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet is deprecated")
 
 import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
+
+from . import _sockets  # noqa: E402
 
 __all__ = [
     "Event",
@@ -272,89 +273,32 @@ def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
     return recv(sock, size, timeout)
 
 
+def _wait(fd: int, writing: bool, timeout: float | None) -> None:
+    _trampoline(fd, read=not writing, write=writing, timeout=timeout, timeout_exc=TimeoutError)
+
+
 def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
     """Send all of data on a non-blocking socket, yielding while the kernel is full.
 
-    The common case (everything fits in the socket buffer) is one send call
-    and no trip through the hub. TimeoutError if the peer reads nothing for
-    timeout seconds.
+    TimeoutError if the peer reads nothing for timeout seconds.
     """
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        sent = 0
-    total = len(data)
-    if sent == total:
-        return
-    fd = sock.fileno()
-    view = memoryview(data)
-    while sent < total:
-        try:
-            sent += sock.send(view[sent:])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
-        except ssl.SSLWantReadError:
-            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+    _sockets.sendall(sock, data, timeout, _wait)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
              timeout: float | None) -> int:
-    """Send count bytes of file fd from offset with os.sendfile, green style.
-
-    Returns the bytes sent: fewer than count only when the file ended first.
-    TimeoutError if the peer reads nothing for timeout seconds.
-    """
-    out = sock.fileno()
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
-        except BlockingIOError:
-            _trampoline(out, write=True, timeout=timeout, timeout_exc=TimeoutError)
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+    """Send count bytes of file fd from offset with os.sendfile, green style."""
+    return _sockets.sendfile(sock, fd, offset, count, timeout, _wait)
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
     """Run a server-side TLS handshake on a non-blocking SSLSocket, green style."""
-    fd = sock.fileno()
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
-        except ssl.SSLWantWriteError:
-            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
+    _sockets.tls_handshake(sock, timeout, _wait)
 
 
 def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-    """Accept one connection from a non-blocking listening socket, green style.
-
-    Several worker processes share one listener, so EAGAIN after a wake-up
-    (another worker won the race) is normal and simply waits again. The new
-    connection is returned non-blocking, ready for recv/sendall above.
-    """
-    fd = sock.fileno()
-    while True:
-        try:
-            conn, addr = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            _trampoline(fd, read=True)
-            continue
-        except OSError as err:
-            # The peer gave up between SYN and accept, or a transient resource
-            # shortage: neither should end the accept loop.
-            if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE,
-                             errno.ENOBUFS, errno.ENOMEM):
-                sleep(0.01 if err.errno in (errno.EMFILE, errno.ENFILE) else 0)
-                continue
-            raise
-        conn.setblocking(False)
-        return conn, addr
+    """Accept one connection from a non-blocking listening socket, green style."""
+    return _sockets.accept(sock, _wait, sleep)
 
 
 def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Callable[[], None]:

@@ -50,6 +50,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import _sockets
+
 __all__ = [
     "Exit",
     "Parked",
@@ -358,83 +360,35 @@ def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
             _timed_out(_wait(sock.fileno(), select.POLLOUT, timeout, throwable=True))
 
 
-def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
-    """Send all of data, waiting while the kernel's buffer is full.
+def _wait_ready(fd: int, writing: bool, timeout: float | None) -> None:
+    _timed_out(_wait(fd, select.POLLOUT if writing else select.POLLIN, timeout))
 
-    TimeoutError if the peer takes nothing for timeout seconds.
-    """
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        sent = 0
-    total = len(data)
-    if sent == total:
-        return
-    fd = sock.fileno()
-    view = memoryview(data)
-    while sent < total:
-        try:
-            sent += sock.send(view[sent:])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            _timed_out(_wait(fd, select.POLLOUT, timeout))
-        except ssl.SSLWantReadError:
-            _timed_out(_wait(fd, select.POLLIN, timeout))
+
+def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
+    """Send all of data, waiting while the kernel's buffer is full (TimeoutError)."""
+    _sockets.sendall(sock, data, timeout, _wait_ready)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
              timeout: float | None) -> int:
     """Send count bytes of file fd from offset with os.sendfile; the bytes sent."""
-    out = sock.fileno()
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
-        except BlockingIOError:
-            _timed_out(_wait(out, select.POLLOUT, timeout))
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+    return _sockets.sendfile(sock, fd, offset, count, timeout, _wait_ready)
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
-    """A server-side TLS handshake; the connection counts as waiting for its first byte."""
-    fd = sock.fileno()
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            _timed_out(_wait(fd, select.POLLIN, timeout, throwable=True))
-        except ssl.SSLWantWriteError:
-            _timed_out(_wait(fd, select.POLLOUT, timeout, throwable=True))
+    """A server-side TLS handshake; the connection counts as waiting for its first byte,
+    so a throw (shedding, draining) ends it."""
+    _sockets.tls_handshake(sock, timeout, _wait_client)
 
 
-_TRANSIENT_ACCEPT = (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE,
-                     errno.ENOBUFS, errno.ENOMEM)
+def _wait_client(fd: int, writing: bool, timeout: float | None) -> None:
+    _timed_out(_wait(fd, select.POLLOUT if writing else select.POLLIN, timeout,
+                     throwable=True))
 
 
 def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-    """Accept one connection from a non-blocking listener, waiting for one.
-
-    EAGAIN after a wake-up (another worker won the race) waits again. The
-    connection is returned non-blocking.
-    """
-    fd = sock.fileno()
-    while True:
-        try:
-            conn, addr = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            _wait(fd, select.POLLIN, None)
-            continue
-        except OSError as err:
-            if err.errno in _TRANSIENT_ACCEPT:
-                sleep(0.01 if err.errno in (errno.EMFILE, errno.ENFILE) else 0)
-                continue
-            raise
-        conn.setblocking(False)
-        return conn, addr
+    """Accept one connection from a non-blocking listener, waiting for one."""
+    return _sockets.accept(sock, _wait_ready, sleep)
 
 
 # ----- the pool -----------------------------------------------------------------
@@ -676,7 +630,7 @@ class ThreadConnections:
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
                     time.sleep(0.01)
-                if err.errno not in _TRANSIENT_ACCEPT:
+                if err.errno not in _sockets.TRANSIENT_ACCEPT:
                     with _lock:
                         self.accepting = False
                 return
