@@ -13,7 +13,12 @@ Who takes a thread, and when:
   it, so a busy worker leaves new connections in the shared listen queue,
   to a worker that has a free thread. A new connection keeps its thread
   until its first request is answered (or it is shed, or idle_timeout ends
-  it): that thread is what the worker accepted it for.
+  it): that thread is what the worker accepted it for. One exception keeps
+  a saturated server fair: when every thread is taken and a client waits
+  in the listen queue, each task the worker finishes lets it take one
+  waiting client, queued behind the work it has; so a worker whose threads
+  all block takes nobody, and one that serves a steady stream of keep-alive
+  requests still lets new clients in.
 * An idle keep-alive connection does not keep a thread. It is *parked*: the
   worker's reactor thread watches it in a selector (gunicorn's gthread does
   the same), and hands it to a free thread when its next request arrives.
@@ -413,6 +418,10 @@ class ThreadConnections:
         self.accepting = False
         #: A client waits in the listen queue while every thread is taken.
         self._pending = False
+        #: Connections the worker may still take from the listen queue while
+        #: every thread is taken: one per task finished since a client was
+        #: seen waiting there (see _accept).
+        self._credits = 0
         self._killed = False
         self._tasks: set[Task] = set()
         #: Connections accepted while the worker was full, waiting for a slot.
@@ -533,6 +542,9 @@ class ThreadConnections:
                     self._tasks.discard(task)
                     task.done.set()
                     poke = bool(self._held) or self.busy == self.size - 1 or not self.accepting
+                if self._pending and self._credits < self.size:
+                    self._credits += 1
+                    poke = poke or self._credits == 1
                 if not self.accepting:
                     self._check_ended()
             if poke:
@@ -576,7 +588,7 @@ class ThreadConnections:
                 # waiting in it; from then threads stop lingering (see
                 # idle_wanted), and the worker accepts when one is free.
                 want = self.accepting and not self._held and (
-                    self.busy < self.size or not self._pending)
+                    self.busy < self.size or not self._pending or self._credits > 0)
             if want != listening:
                 try:
                     if want:
@@ -593,7 +605,7 @@ class ThreadConnections:
                     _drain(self._wake_r)
                 elif data is _LISTENER:
                     with _lock:
-                        full = self.busy >= self.size
+                        full = self.busy >= self.size and not self._credits
                         if full:
                             self._pending = True
                     if not full:
@@ -620,12 +632,24 @@ class ThreadConnections:
                 make_room: Callable[[], bool]) -> None:
         while True:
             with _lock:
-                if not self.accepting or self._held or self.busy >= self.size:
+                if not self.accepting or self._held:
                     return
+                if self.busy >= self.size:
+                    # Every thread is taken, yet the worker is getting work
+                    # done: take one waiting client per task finished, behind
+                    # the work queued, so a steady stream of keep-alive
+                    # requests cannot keep new clients out for good. A worker
+                    # whose threads all block finishes nothing, and takes
+                    # nobody.
+                    if not self._credits:
+                        return
+                    self._credits -= 1
             try:
                 conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
-                self._pending = False
+                with _lock:
+                    self._pending = False
+                    self._credits = 0
                 return
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
