@@ -1,9 +1,10 @@
 """Sphinx settings for the brim documentation (built by the test suite with -W).
 
-Two pages are partly generated here at build time, from the code itself, so
+Three pages are partly generated here at build time, from the code itself, so
 the docs cannot drift from it: the conf reference (from the option tables in
-brim.server.options) and the ``brimd --help`` text (from its argument parser).
-Both land in docs/_generated/, which git ignores.
+brim.server.options) and the ``brimd --help`` and ``brimd serve --help`` texts
+(from their argument parsers).
+All land in docs/_generated/, which git ignores.
 """
 
 import os
@@ -29,7 +30,7 @@ def _write_if_changed(path: pathlib.Path, text: str) -> None:
 
 
 def _generate() -> None:
-    from brim.server import options
+    from brim.server import options, serve
     from brim.server.cli import _parser
 
     out = pathlib.Path(__file__).resolve().parent / "_generated"
@@ -37,6 +38,7 @@ def _generate() -> None:
     _write_if_changed(out / "options.rst", options.reference_rst())
     os.environ["COLUMNS"] = "80"  # argparse wraps its help to the terminal width
     _write_if_changed(out / "brimd-help.txt", _parser().format_help())
+    _write_if_changed(out / "brimd-serve-help.txt", serve._parser().format_help())
 
 
 _generate()

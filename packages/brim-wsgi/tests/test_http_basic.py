@@ -105,8 +105,7 @@ def test_seed_app_returning_str_works_with_curl(tmp_path):
         server.kill()
 
 
-def _streams(env, start_response):
-    """Generators without Content-Length: small ones get a length, big ones chunks."""
+def _stream(env, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     n = int(env["QUERY_STRING"] or 0)
     if env["PATH_INFO"] == "/text":
@@ -116,15 +115,27 @@ def _streams(env, start_response):
         yield b"%06d\n" % i
 
 
-def test_output_coalesced_chunked_or_sized(tmp_path):
+def _streams(env, start_response):
+    """Bodies without Content-Length: a small list gets a length; generators are chunked."""
+    if env["PATH_INFO"] == "/list":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%06d\n" % i for i in range(int(env["QUERY_STRING"]))]
+    return _stream(env, start_response)
+
+
+def test_output_lists_joined_generators_chunked(tmp_path):
     server = H.start(_streams, tmp_path, wsgi_output_iter_chunk_size=1000)
     try:
         sock = server.connect()
         reader = H.Reader(sock)
-        sock.sendall(b"GET /small?3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /list?3 HTTP/1.1\r\nHost: x\r\n\r\n")
         _status, headers, body = reader.response()
         assert headers.get("content-length") == "21"
         assert "transfer-encoding" not in headers
+        assert body == b"000000\n000001\n000002\n"
+        sock.sendall(b"GET /small?3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        _status, headers, body = reader.response()
+        assert headers["transfer-encoding"] == "chunked"  # streamed: each block as yielded
         assert body == b"000000\n000001\n000002\n"
         sock.sendall(b"GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.settimeout(H.WAIT)

@@ -136,10 +136,12 @@ def test_bad_response_header_is_refused(server):
 def test_request_log_line(server):
     _get(server, "/info?q=a%20b", headers={"User-Agent": "my agent/1.0",
                                            "Referer": "http://r/"})
-    log = server.wait_log(" /info?q=a%20b ")
+    # '%' is escaped as %25: the client's literal '%20' reads apart from the
+    # escaped spaces of the user agent.
+    log = server.wait_log(" /info?q=a%2520b ")
     line = next(x for x in log.splitlines() if "NOTICE" in x and "/info" in x)
     fields = line.split(" NOTICE ", 1)[1].split()
-    assert fields[:5] == ["127.0.0.1", "GET", "/info?q=a%20b", "200", "0"]
+    assert fields[:5] == ["127.0.0.1", "GET", "/info?q=a%2520b", "200", "0"]
     assert fields[5] == "2"  # bytes out
     float(fields[6])  # duration
     assert len(fields[7]) == 32  # txn

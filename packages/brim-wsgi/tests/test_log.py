@@ -10,6 +10,7 @@ import pytest
 from brim.wsgi.log import (
     NOTICE,
     current_txn,
+    escape_text,
     format_request_line,
     log_quote,
     set_txn,
@@ -90,7 +91,26 @@ def test_quoting_and_request_line():
     assert log_quote("") == "-"
     assert log_quote(None) == "-"
     assert log_quote("/a b\x00\u00e9") == "/a%20b%00%C3%A9"
-    assert log_quote("/already%20quoted?x=1") == "/already%20quoted?x=1"
+    # '%' is escaped too, so an escaped space and a literal '%20' read apart.
+    assert log_quote("/already%20quoted?x=1") == "/already%2520quoted?x=1"
+    assert log_quote("a b") == "a%20b" and log_quote("a%20b") == "a%2520b"
     line = format_request_line("1.2.3.4", "GET", "/p q", 404, 0, 10, 0.5, "tx", None, "",
                                ["app:", "a b"], [("Host", "h")])
     assert line == "1.2.3.4 GET /p%20q 404 0 10 0.50000 tx - - app: a%20b headers: Host:h"
+
+
+def test_log_headers_redacts_credentials():
+    headers = [("Host", "h"), ("Authorization", "Bearer s1"), ("cookie", "id=s2"),
+               ("Proxy-Authorization", "Basic s3"), ("Set-Cookie", "id=s4")]
+    line = format_request_line("1.2.3.4", "GET", "/", 200, 0, 0, 0.5, "tx", None, None,
+                               None, headers)
+    assert line.endswith("headers: Host:h Authorization:[redacted] cookie:[redacted] "
+                         "Proxy-Authorization:[redacted] Set-Cookie:[redacted]")
+
+
+def test_escape_text_leaves_no_line_break():
+    text = "a\nb\rc\x85d\u2028e\u2029f\x0bg\x0ch\x1ci\x1bj\tk\\l"
+    escaped = escape_text(text)
+    assert escaped.splitlines() == [escaped]
+    assert escaped == "a\\nb\\rc\\x85d\\u2028e\\u2029f\\x0bg\\x0ch\\x1ci\\x1bj\tk\\l"
+    assert escape_text("plain /path") == "plain /path"

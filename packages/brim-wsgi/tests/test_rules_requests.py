@@ -31,10 +31,10 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("worker_model")]
 
 REASONS = {
     400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 505: "HTTP Version Not Supported",
+    417: "Expectation Failed", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 505: "HTTP Version Not Supported",
 }
-CODES = (400, 408, 414, 431, 500, 501, 505)
+CODES = (400, 408, 414, 417, 431, 500, 501, 505)
 
 # Small limits so the oversize cases stay small; large enough for a 9 KB head.
 MAX_REQUEST_LINE = 1024
@@ -382,6 +382,18 @@ REFUSED: list[tuple[str, bytes, int]] = [
                 b"/echo?q=1#frag", b"/a%A", b"/a%+A", b"/a%zz", b"/%", b"/a%2", b"/a%G1",
                 b"/a%%41", b"/a%-1")],
     ("asterisk-form with POST", b"POST * HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400),
+    # RFC 3986 leaves these out of every part of a URI: path, query, authority
+    *[(f"target with {c!r} in the path", _get(b"/a" + c + b"b"), 400)
+      for c in (b"\\", b'"', b"<", b">", b"{", b"|", b"}", b"^", b"`")],
+    *[(f"target with {c!r} in the query", _get(b"/a?q=" + c), 400) for c in (b'"', b"|")],
+    ("target with '<' in an absolute-form path", _get(b"http://x/a<"), 400),
+    # Expect: only 100-continue is understood (RFC 9110 10.1.1), body pending or not
+    *[(f"Expect {v!r}", _post(b"Expect: " + v + b"\r\nContent-Length: 5\r\n"), 417)
+      for v in (b"100-continue, x-foo", b"x-foo, 100-continue", b"x-foo", b"100-continue;a=b",
+                b"101-continue")],
+    ("two Expect fields, one unknown", _post(b"Expect: 100-continue\r\nExpect: x-foo\r\n"
+                                             b"Content-Length: 5\r\n"), 417),
+    ("Expect unknown on a GET", _get(headers=HOST + b"Expect: x-foo\r\n"), 417),
     # sizes
     ("request line over limit", _get(b"/echo?" + b"a" * MAX_REQUEST_LINE), 414),
     ("request line never ends", b"GET /" + b"a" * (5 * MAX_REQUEST_LINE), 414),
@@ -504,6 +516,11 @@ SERVED: list[tuple[str, bytes, dict]] = [
                                        + b"\r\n"), {"path": "/echo"}),
     ("repeated non-singleton field", _get(headers=HOST + b"Accept: a/b\r\nAccept: c/d\r\n"),
      {"path": "/echo"}),
+    # RFC 9110 5.6.1: empty list elements are ignored
+    *[(f"TE {v!r}", _te(v), {"body": "hello", "content_length": None})
+      for v in (b", chunked", b"chunked,", b" ,chunked , ", b",,chunked")],
+    ("URI sub-delims and gen-delims served", _get(b"/a:b@c!$&'()*+,;=-._~?q=/?:@[]"),
+     {"path": "/a:b@c!$&'()*+,;=-._~", "query": "q=/?:@[]"}),
 ]
 
 
@@ -582,6 +599,42 @@ def test_trailers_never_reach_the_environ(server, packets):
     for keys in (info["keys_before_read"], info["keys"]):
         assert "HTTP_HOST" in keys and set(keys) <= allowed, keys
     assert info["headers"]["HTTP_X_A"] == "head"
+    _worker_same_and_serving(server)
+
+
+@pytest.mark.parametrize("value", [b"keep-alive, close", b"close, keep-alive",
+                                   b"Keep-Alive,Close"])
+def test_http_1_0_connection_close_wins_over_keep_alive(server, value):
+    """RFC 9112 9.3: a close option closes, whatever else Connection says."""
+    raw = (b"GET /echo HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n"
+           b"GET /second HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    mark = server.mark()
+    data = _exchange(server, raw)  # returns once the server closed the connection
+    [(status, headers, body)] = _responses(data)
+    assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "close", data[:300]
+    assert json.loads(body[8:])["path"] == "/echo"
+    _worker_same_and_serving(server)
+    assert "/second" not in server.log()[mark:]
+
+
+@pytest.mark.parametrize("expect", [b"Expect: 100-continue, 100-continue\r\n",
+                                    b"Expect: 100-continue\r\nExpect: 100-Continue\r\n",
+                                    b"Expect: , 100-continue\r\n"],
+                         ids=["one field, twice", "two fields", "empty element"])
+def test_expect_100_continue_said_twice_gets_100(server, expect):
+    """The client holds its body back until 100 Continue: it must come."""
+    sock = server.connect()
+    try:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n" + expect
+                     + CLOSE + b"\r\n")
+        reader = H.Reader(sock, timeout=5)
+        assert reader._line() == b"HTTP/1.1 100 Continue"
+        assert reader._line() == b""
+        sock.sendall(b"hello")
+        status, _headers, body = reader.response()
+    finally:
+        sock.close()
+    assert status == 200 and json.loads(body[8:])["body"] == "hello"
     _worker_same_and_serving(server)
 
 

@@ -16,6 +16,7 @@ afterwards, and that a normal request on a new connection is answered.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -218,6 +219,142 @@ def test_idle_timeout_covers_the_tls_handshake(tmp_path, tls):
         assert took < 3, f"closed after {took:.2f}s: not idle_timeout"
         assert running.stat("request_count") == count
         _worker_same_and_serving(running, client_ctx)
+    finally:
+        running.kill()
+
+
+def _client_hello(client_ctx: ssl.SSLContext) -> bytes:
+    """The bytes of a real ClientHello, made without a socket."""
+    tls = client_ctx.wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO())
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return out.read()
+
+
+def test_a_dribbled_client_hello_is_closed_after_idle_timeout(tmp_path, tls):
+    """A byte of ClientHello every 0.4 s never lets one wait reach idle_timeout (1 s):
+    the handshake as a whole must still end by it."""
+    server_ctx, client_ctx = tls
+    running = H.start(_app, tmp_path, count_status_codes=CODES, ssl_context=server_ctx,
+                      client_timeout=5, idle_timeout=1)
+    try:
+        hello = _client_hello(client_ctx)
+        sock = running.connect()
+        sock.settimeout(0.4)
+        start = time.monotonic()
+        closed = False
+        try:
+            for byte in hello:
+                sock.sendall(bytes((byte,)))
+                try:
+                    closed = sock.recv(4096) == b""
+                except TimeoutError:
+                    pass  # still open: 0.4 s passed, send the next byte
+                except ConnectionResetError:
+                    closed = True
+                if closed or time.monotonic() - start > 4:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        finally:
+            took = time.monotonic() - start
+            sock.close()
+        assert closed and took < 2.0, f"open after {took:.2f}s (closed: {closed})"
+        _worker_same_and_serving(running, client_ctx)
+    finally:
+        running.kill()
+
+
+def _endless_writer(env, start_response):
+    """write()s forever; under HEAD nothing goes out, so only a probe can find the client gone."""
+    if env["PATH_INFO"] == "/pid":
+        return _app(env, start_response)
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        while True:
+            write(b"Zq" * 50)
+            H.app_sleep(0.01)
+    finally:
+        env["brim.stats"].incr("app.closed")
+
+
+def test_head_to_an_endless_writer_ends_when_a_tls_client_says_close_notify(tmp_path, tls):
+    """A TLS client that leaves with close_notify: the raw socket then holds an alert, not
+    an end of stream, so the check must read through TLS to see the client went."""
+    server_ctx, client_ctx = tls
+    running = H.start(_endless_writer, tmp_path, count_status_codes=CODES,
+                      ssl_context=server_ctx, app_stats=(("app.closed", "sum"),))
+    try:
+        for n in range(1, 4):
+            tcp = running.connect()
+            sock = client_ctx.wrap_socket(tcp)
+            sock.sendall(b"HEAD /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                more = sock.recv(4096)
+                assert more, head
+                head += more
+            assert head.startswith(b"HTTP/1.1 200 ") and b"Zq" not in head, head
+            sock.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                sock.unwrap()  # sends close_notify; brim never answers it
+            tcp.close()
+            running.wait_stat("app.closed", n)
+        _worker_same_and_serving(running, client_ctx)
+    finally:
+        running.kill()
+
+
+# ----- caches keyed by what clients send stay small -----------------------------------
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _echo_app(env, start_response):
+    """Echoes client values into its response headers, as many apps do (a Host, a token)."""
+    out = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Length", str(len(out))),
+                              ("X-Host", env.get("HTTP_HOST", "")),
+                              ("X-Line", env.get("HTTP_X_LINE", ""))])
+    return [out]
+
+
+def test_distinct_large_heads_do_not_grow_the_worker(tmp_path):
+    """1,200 requests, each with a new 8 KB field line, field name and Host value.
+
+    Every value reaches a validation cache (request fields, names, Hosts) and
+    the app echoes two into its response headers (response caches): the
+    worker's RSS must grow by under 30 MB, and the worker must serve on.
+    """
+    running = H.start(_echo_app, tmp_path, count_status_codes=CODES)
+    try:
+        sock = running.connect()
+        reader = H.Reader(sock)
+
+        def send(i: int) -> None:
+            pad = b"%06d" % i
+            sock.sendall(b"GET /%d HTTP/1.1\r\nHost: h%s%s\r\nX-Line: %s%s\r\n"
+                         b"X-%s%s: v\r\n\r\n" % (i, pad, b"h" * 8000, pad, b"l" * 8000,
+                                                 pad, b"n" * 8000))
+            status, headers, _body = reader.response()
+            assert status == 200 and headers["x-host"].startswith("h" + pad.decode()), status
+
+        for i in range(50):  # warm up: the worker's usual allocations are made
+            send(i)
+        before = _rss_kb(running.pid)
+        for i in range(50, 1250):
+            send(i)
+        grown = (_rss_kb(running.pid) - before) / 1024
+        sock.close()
+        assert grown < 30, f"worker RSS grew by {grown:.1f} MB"
+        assert os.waitpid(running.pid, os.WNOHANG) == (0, 0), "the worker died"
+        data = _exchange(running, b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert data.partition(b"\r\n\r\n")[2] == str(running.pid).encode()
     finally:
         running.kill()
 

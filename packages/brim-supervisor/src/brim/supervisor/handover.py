@@ -138,13 +138,14 @@ def serve_handover(path: str | os.PathLike[str], replace: bool = False) -> socke
         raise SupervisorError(f"cannot serve socket hand-over at {path}: already in use")
     bind_path = f"{path}.{os.getpid()}.new" if live else path
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o077)
+    # The mode comes from the umask at bind(): a chmod by path afterwards
+    # could be sent through a link planted there in between.
+    old_umask = os.umask(0o177)
     try:
         with contextlib.suppress(FileNotFoundError):
             if live:
                 os.unlink(bind_path)
         server.bind(bind_path)
-        os.chmod(bind_path, 0o600)
         if live:
             os.replace(bind_path, path)
     except OSError as err:

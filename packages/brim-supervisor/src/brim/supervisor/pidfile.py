@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 import time
 
 from brim.supervisor._linux import process_start_time
 from brim.supervisor.errors import SupervisorError
+from brim.supervisor.files import open_replacing, replace_file
 
 #: LSB ``status`` exit codes.
 STATUS_RUNNING = 0
@@ -137,7 +137,9 @@ class PidFile:
         """Write *pid* (default: this process) atomically: temp file, then rename.
 
         A reader therefore sees either the old file or the whole new one, never
-        a half-written pid. The directory must exist.
+        a half-written pid; a symbolic link at the path is replaced, never
+        written through (see :mod:`brim.supervisor.files`). The directory
+        must exist.
         """
         pid = os.getpid() if pid is None else pid
         start = process_start_time(pid)
@@ -145,27 +147,9 @@ class PidFile:
         if self._fd is not None:
             self._rewrite(self._fd, text)
             return
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            fd, tmp = tempfile.mkstemp(
-                prefix="." + os.path.basename(self.path) + ".", dir=directory
-            )
+            replace_file(self.path, text.encode("ascii"))
         except OSError as err:
-            raise SupervisorError(
-                f"cannot write pid file {self.path}: {err.strerror or err}"
-            ) from None
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except OSError as err:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise SupervisorError(
                 f"cannot write pid file {self.path}: {err.strerror or err}"
             ) from None
@@ -176,11 +160,13 @@ class PidFile:
         For a process that will drop privileges and only then write the
         file: it may no longer create files in the directory (or even reach
         it), but a descriptor opened before keeps working. Such a rewrite is
-        in place (write, then truncate), not atomic.
+        in place (write, then truncate), not atomic. What stands at the path
+        and is not a plain file (a symbolic link, say) is replaced first, so
+        the rewrite can only reach a file of this process's own.
         """
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._fd = open_replacing(self.path)
             except OSError as err:
                 raise SupervisorError(
                     f"cannot open pid file {self.path}: {err.strerror or err}"

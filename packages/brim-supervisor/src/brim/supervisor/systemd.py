@@ -160,6 +160,22 @@ class Notifier:
             env["WATCHDOG_USEC"] = str(self._watchdog_usec)
         return env
 
+    @staticmethod
+    def adopt_environment(values: object) -> None:
+        """Put a predecessor's :meth:`environment` into ``os.environ`` (where unset).
+
+        Only ``NOTIFY_SOCKET`` and ``WATCHDOG_USEC``, and only string values:
+        *values* comes from a file (a status file beside the pid file) that
+        someone else may have written, and a name such as ``LD_PRELOAD`` must
+        never reach a root process's environment this way.
+        """
+        if not isinstance(values, dict):
+            return
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            value = values.get(name)
+            if isinstance(value, str):
+                os.environ.setdefault(name, value)
+
     def ready(self, status: str | None = None) -> bool:
         """``READY=1``: startup (or a reload) is finished and the service serves."""
         return self.notify("READY=1", *_status_line(status))

@@ -96,15 +96,16 @@ class Input:
                 return lines
 
     def __iter__(self) -> Iterator[bytes]:
-        """Yield the body in pieces of at most wsgi_input_iter_chunk_size bytes.
+        """Yield the body line by line, as a file does (PEP 3333).
 
-        Pieces rather than lines: bodies are mostly not line-oriented, and a
-        body without newlines must not be gathered whole into memory.
+        A line longer than wsgi_input_iter_chunk_size comes in pieces of
+        that size: a body without newlines must not be gathered whole into
+        memory just because an app iterated it.
         """
-        read = self.read
+        readline = self.readline
         size = self._iter_chunk
         while True:
-            data = read(size)
-            if not data:
+            line = readline(size)
+            if not line:
                 return
-            yield data
+            yield line

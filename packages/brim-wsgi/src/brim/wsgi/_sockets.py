@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,16 +72,23 @@ def sendfile(sock: socket.socket, fd: int, offset: int, count: int, timeout: flo
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None, wait: Wait) -> None:
-    """Run a server-side TLS handshake on a non-blocking SSLSocket."""
+    """Run a server-side TLS handshake on a non-blocking SSLSocket.
+
+    timeout bounds the whole handshake, not each wait: a client that
+    dribbles its ClientHello a byte at a time still runs out of it.
+    TimeoutError when it does.
+    """
     fd = sock.fileno()
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             sock.do_handshake()
             return
-        except ssl.SSLWantReadError:
-            wait(fd, False, timeout)
-        except ssl.SSLWantWriteError:
-            wait(fd, True, timeout)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("TLS handshake not finished in time") from None
+            wait(fd, isinstance(want, ssl.SSLWantWriteError), left)
 
 
 def accept(sock: socket.socket, wait: Wait,

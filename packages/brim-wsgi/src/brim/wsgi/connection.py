@@ -12,6 +12,7 @@ through eventlet or threading directly.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -24,6 +25,9 @@ from .state import ServerState, Shed
 __all__ = ["Connection"]
 
 RECV_SIZE = 65536
+# A lingering close reads and drops at most this much (and for at most
+# min(client_timeout, 2 s)) before it closes anyway.
+MAX_LINGER = 8 << 20
 
 # Empty lines (CRLF) tolerated before a request line (RFC 9112 2.2 says to
 # ignore at least one; some clients send one after a body).
@@ -56,6 +60,8 @@ class Connection:
         #: The body of every request that has none: a NoBody never changes
         #: (it is done, and has nothing to fail on), so one serves them all.
         self.no_body = NoBody(self, self.settings)
+        #: The connection was half-closed and drained (see linger()).
+        self.lingered = False
 
     # ----- the connection's life ---------------------------------------------
 
@@ -79,7 +85,10 @@ class Connection:
                     return
                 if req is None:
                     return
-                if not Exchange(self, req).serve():
+                exchange = Exchange(self, req)
+                if not exchange.serve():
+                    if not self.lingered and self._input_unread(exchange):
+                        self.linger()
                     return
                 self.served += 1
                 # Let other connections run before reading the next request:
@@ -225,27 +234,83 @@ class Connection:
         return self.settings.ssl_context is not None
 
     def send_final(self, data: bytes, linger: bool) -> None:
-        """Send an answer the connection ends with, then (if linger) half-close and drain.
-
-        Closing a socket with unread input makes the kernel reset the
-        connection, and a reset can destroy the answer before the client
-        reads it. So: shut our side, read a little more, then close.
-        """
+        """Send an answer the connection ends with, then (if linger) linger()."""
         try:
             self.engine.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
         except OSError:
             return
-        if not linger:
-            return
+        if linger:
+            self.linger()
+
+    def linger(self) -> None:
+        """Half-close, then read and drop what the client still sends, before the close.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a reset can destroy the answer before the client
+        reads it. So: shut our side (the client sees the end of the
+        answer), read for a moment (bounded in time and bytes), then close.
+        """
+        self.lingered = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + min(self.settings.client_timeout, 2.0)
-            for _ in range(64):
+            budget = MAX_LINGER
+            while budget > 0:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.engine.recv(self.sock, RECV_SIZE, left):
+                if left <= 0:
                     break
+                data = self.engine.recv(self.sock, RECV_SIZE, left)
+                if not data:
+                    break
+                budget -= len(data)
         except (OSError, ValueError):
             pass
+
+    def _input_unread(self, exchange: Exchange) -> bool:
+        """Whether closing now would leave client bytes unread (and so reset the connection).
+
+        A body the app left unread, a pipelined request, or bytes waiting in
+        the kernel. Not for a client that failed us: it is gone or stalled.
+        """
+        if isinstance(exchange.body.error or exchange.error, (ClientGone, RequestTimeout)):
+            return False
+        if not exchange.body.done or self.buf:
+            return True
+        return self._peek() not in (b"", None)
+
+    def _peek(self) -> bytes | None:
+        """One waiting byte, left in place; b'' when the client closed, None when none waits.
+
+        Reads the socket itself (under TLS too: any byte waiting is input),
+        never blocking.
+        """
+        try:
+            return socket.socket.recv(self.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""
+
+    def peer_closed(self) -> bool:
+        """Whether the client has closed or reset its side (nothing left unread); never waits."""
+        if not self.tls:
+            return self._peek() == b""
+        # Under TLS the socket holds records, not input: a close_notify
+        # alert would look like data to a peek. So read through TLS, and
+        # keep what comes in the buffer for the next head or the body (a
+        # buffer already full enough says the client is there).
+        if len(self.buf) >= RECV_SIZE:
+            return False
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except (OSError, ValueError):
+            return True
+        if not data:
+            return True
+        self.buf += data
+        return False
 
     def close(self) -> None:
         try:

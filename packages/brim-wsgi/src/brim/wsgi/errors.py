@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "HTTPError",
-    "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
+    "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "ExpectationFailed",
+    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
     "VersionNotSupported",
 ]
 
@@ -72,6 +72,13 @@ class MethodNotImplemented(HTTPError):
 
     status = 501
     title = "Not Implemented"
+
+
+class ExpectationFailed(HTTPError):
+    """417: an Expect field asks for something other than 100-continue (RFC 9110 10.1.1)."""
+
+    status = 417
+    title = "Expectation Failed"
 
 
 class VersionNotSupported(HTTPError):

@@ -56,6 +56,8 @@ class Client(Reader, Protocol):
 
     def sendfile(self, fd: int, offset: int, count: int) -> int: ...
 
+    def peer_closed(self) -> bool: ...
+
 # After a response, unread request body up to this size is read and dropped
 # to keep the connection; beyond it the connection is closed instead.
 MAX_DISCARD = 1 << 20
@@ -64,6 +66,10 @@ _warned_str_body = False
 
 # How the response body is framed on the wire.
 _LENGTH, _CHUNKED, _CLOSE = range(3)
+
+# Statuses whose response carries no content (RFC 9110 15.3.5, 15.3.6, 15.4.5).
+# Whatever body the app gives them is dropped, and not even iterated.
+_BODYLESS = frozenset((204, 205, 304))
 
 
 class Exchange:
@@ -91,6 +97,9 @@ class Exchange:
         #: refusal, a client that failed, a rule the app broke. First one wins.
         self.error: HTTPError | None = refusal
         self.extra: list[str] = []
+        #: Set by finish(): from then on the app may not write (a write from
+        #: another green thread would land between two responses).
+        self.finished = False
         self.body: Body
         settings = conn.settings
         if req is None or not (req.chunked or req.content_length):
@@ -189,6 +198,7 @@ class Exchange:
 
     def finish(self) -> None:
         """Count the request's status and log its line: every request ends here, once."""
+        self.finished = True
         code = self.code or 500
         state = self.state
         state.in_flight.pop(self, None)
@@ -254,11 +264,29 @@ class Exchange:
 
     def write(self, data: bytes) -> None:
         """PEP 3333's legacy write(): the data goes out before write returns."""
+        if self.finished:
+            # Not recorded on the exchange: its status is counted and logged.
+            self.state.logger.error("WSGI app called write() after its response finished "
+                                    "(txn %s); nothing sent", self.txn)
+            raise AppError("write() called after the response finished")
         if self.response is None:
             self._broke("write() called before start_response")
-        if not isinstance(data, bytes):
-            self._broke(f"write() takes bytes, not {type(data).__name__}")
+        if type(data) is not bytes:
+            data = self._real_bytes(data, "write() takes bytes, not {}")
         self._emit(data, False)
+        if self.head_sent and self._no_body() and self.conn.peer_closed():
+            # Nothing goes on the wire for a bodiless response, so no send
+            # can find out that the client left: ask the socket instead.
+            raise self._client_failed(ClientGone("client went away (bodiless response)"))
+
+    def _real_bytes(self, data: Any, rule: str) -> bytes:
+        """data as plain bytes: a bytes subclass may lie about its len(); its buffer cannot.
+
+        Anything that is not bytes at all breaks the rule, which names its type at {}.
+        """
+        if not isinstance(data, bytes):
+            self._broke(rule.format(type(data).__name__))
+        return bytes(memoryview(data))
 
     def _broke(self, rule: str) -> None:
         """Record that the app broke a rule, and stop it with AppError."""
@@ -277,8 +305,8 @@ class Exchange:
             self._broke(f"app returned {type(result).__name__}, not an iterable of bytes")
         if type(result) is list and len(result) == 1:
             piece = result[0]
-            if type(piece) is not bytes and not isinstance(piece, bytes):
-                self._broke(f"body piece is {type(piece).__name__}, not bytes")
+            if type(piece) is not bytes:
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
             self._emit(piece, True)
             return
         if type(result) is FileWrapper:
@@ -286,12 +314,38 @@ class Exchange:
                 return
             if self.response is not None:
                 result = result.pieces(self.response.content_length)
+        if self.response is not None and self._no_body():
+            # HEAD, 204, 205, 304: no byte of the body is sent, so none is
+            # asked for. An endless stream would otherwise run on unseen,
+            # holding a slot long after its client left.
+            self._emit(b"", True)
+            return
+        if type(result) is list or type(result) is tuple:
+            self._send_blocks(result)
+            return
+        # Any other iterable may be a stream (server-sent events, a long
+        # poll): PEP 3333 says each block goes out as soon as it is yielded.
+        for piece in result:
+            if type(piece) is not bytes:
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
+            if self.response is not None and self._no_body():
+                break  # the first block told start_response (lazily) that none is sent
+            if piece:
+                self._emit(piece, False)
+        self._emit(b"", True)
+
+    def _send_blocks(self, blocks: list[Any] | tuple[Any, ...]) -> None:
+        """Send a body whose blocks are all here already, joined up to wsgi_output_iter_chunk_size.
+
+        Joining delays nothing (no block is waiting for a later one to be
+        made), and a small body leaves in one send with its head.
+        """
         limit = self.conn.settings.wsgi_output_iter_chunk_size
         pending: list[bytes] = []
         size = 0
-        for piece in result:
-            if type(piece) is not bytes and not isinstance(piece, bytes):
-                self._broke(f"body piece is {type(piece).__name__}, not bytes")
+        for piece in blocks:
+            if type(piece) is not bytes:
+                piece = self._real_bytes(piece, "body piece is {}, not bytes")
             if not piece:
                 continue
             pending.append(piece)
@@ -367,7 +421,7 @@ class Exchange:
         req = self.req
         response = self.response
         assert req is not None and response is not None
-        return req.method == "HEAD" or response.code in (204, 304)
+        return req.method == "HEAD" or response.code in _BODYLESS
 
     def _head(self, body_len: int | None) -> bytes:
         """The response head; body_len is the whole body's length when known."""
@@ -380,8 +434,13 @@ class Exchange:
         # once, when check_start first saw them.
         parts = [response.head]
         keep = self.keep and not response.close
-        no_body = req.method == "HEAD" or response.code in (204, 304)  # as _no_body()
-        if response.content_length is not None:
+        no_body = req.method == "HEAD" or response.code in _BODYLESS  # as _no_body()
+        if response.code == 205:
+            # RFC 9110 15.3.6: no content, and the framing must say so (a 205
+            # is not bodiless by the message rules, as 204 and 304 are).
+            parts.append(b"Content-Length: 0\r\n")
+            self.left = 0
+        elif response.content_length is not None:
             self.left = 0 if no_body else response.content_length
         elif no_body:
             self.left = 0

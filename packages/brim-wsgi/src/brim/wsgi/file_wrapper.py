@@ -10,6 +10,7 @@ any other body, in ``blksize`` pieces.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -53,13 +54,20 @@ class FileWrapper:
     def sendfile_span(self) -> tuple[int, int, int] | None:
         """(fd, offset, bytes to the end) for a regular file, else None.
 
-        None means: iterate instead (no fileno, not a regular file, or a
-        position that cannot be told).
+        None means: iterate instead (no fileno, not a regular file, a
+        position that cannot be told, a file not open for reading, or a
+        size of 0). A size of 0 is what /proc and other generated files
+        report whatever they hold, so their data is read, not trusted to
+        the size; and a file that cannot be read fails in read(), as the
+        app's error it is, not in sendfile, where it would pass for the
+        client's.
         """
         try:
             fd = self.filelike.fileno()
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISREG(info.st_mode) or not info.st_size:
+                return None
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
                 return None
             tell = getattr(self.filelike, "tell", None)
             offset = tell() if tell is not None else os.lseek(fd, 0, os.SEEK_CUR)

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import ssl
+import time
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -55,6 +56,7 @@ __all__ = [
     "kill",
     "lock",
     "make_pool",
+    "make_room_in",
     "monkey_patch",
     "preload",
     "recv",
@@ -230,9 +232,51 @@ def preload(hub_names: Iterable[str | None] = ()) -> None:
                 raise ValueError(f"eventlet hub {name!r} is not usable here: {err}") from None
 
 
-def green_socket(sock: socket.socket) -> Any:
-    """Wrap a plain socket so its blocking calls yield to other green threads."""
-    return _green_socket_mod.socket(sock)
+def green_socket(sock: socket.socket, waiting: dict[Any, float] | None = None,
+                 shed: type[BaseException] = Exception) -> Any:
+    """Wrap a plain socket so its blocking calls yield to other green threads.
+
+    With ``waiting``, the socket is handed to code brim does not control (a
+    TCP app) and may have to be taken back: while a receive waits on the
+    peer, the calling green thread is listed in ``waiting`` with the time
+    it started waiting, so a full worker can shed it (``shed`` thrown into
+    it). That ends the wait as if the peer had closed: the socket is shut
+    down and the receive returns ``b''``, which any app handles already.
+    """
+    if waiting is None:
+        return _green_socket_mod.socket(sock)
+    watched = _WatchedSocket(sock)
+    watched._brim_waiting = waiting
+    watched._brim_shed = shed
+    return watched
+
+
+class _WatchedSocket(_green_socket_mod.socket):
+    """eventlet's green socket, listing its reader while a receive waits (see green_socket).
+
+    Every receive (recv, recv_into, recvfrom, makefile reads) waits through
+    eventlet's ``_read_trampoline``; a copy made by ``dup()`` is not watched.
+    """
+
+    _brim_waiting: dict[Any, float] | None = None
+    _brim_shed: type[BaseException] = Exception
+
+    def _read_trampoline(self) -> None:
+        waiting = self._brim_waiting
+        if waiting is None:
+            super()._read_trampoline()
+            return
+        me = greenlet.getcurrent()
+        waiting[me] = time.monotonic()
+        try:
+            super()._read_trampoline()
+        except self._brim_shed:
+            try:
+                self.fd.shutdown(socket.SHUT_RDWR)  # the reader now sees the end of the stream
+            except OSError:
+                pass
+        finally:
+            waiting.pop(me, None)
 
 
 def wait_read(fd: int, timeout: float | None = None) -> None:
@@ -292,7 +336,10 @@ def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
-    """Run a server-side TLS handshake on a non-blocking SSLSocket, green style."""
+    """Run a server-side TLS handshake on a non-blocking SSLSocket, green style.
+
+    timeout bounds the whole handshake, not each wait (see _sockets).
+    """
     _sockets.tls_handshake(sock, timeout, _wait)
 
 
@@ -382,15 +429,8 @@ class GreenConnections:
         spawn_n = pool.spawn_n
         while True:
             conn, addr = accept(listener)
-            if not pool.free() and not make_room():
-                # Full: make room by ending the connection that has waited
-                # longest on its client. Connections accepted in a burst
-                # have not run yet, so none is listed as waiting: let them
-                # reach their first read, then look again. If still none
-                # waits, every slot is in a request, and spawn_n waits for
-                # one to finish.
-                sleep(0)
-                make_room()
+            if not pool.free():
+                make_room_in(pool, make_room)
             spawn_n(handle, conn, addr)
             # Let the new connection reach its app before accepting another:
             # an app that blocks the process then blocks it before this
@@ -415,6 +455,20 @@ class GreenConnections:
         self.stop_accepting()
         for g in list(self._pool.coroutines_running):
             kill(g)
+
+
+def make_room_in(pool: Any, shed_one: Callable[[], bool]) -> None:
+    """Before a new connection's green thread is spawned in a full pool: shed one.
+
+    Ends the connection that has waited longest on its client. Connections
+    accepted in a burst have not run yet, so none is listed as waiting: they
+    get to reach their first read, then ``shed_one`` is asked again. If
+    still none waits, every slot is busy, and the spawn waits for one.
+    (WSGI and TCP workers both.)
+    """
+    if not pool.free() and not shed_one():
+        sleep(0)
+        shed_one()
 
 
 def make_pool(size: int, connections: int) -> GreenConnections:

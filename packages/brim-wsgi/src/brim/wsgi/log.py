@@ -31,9 +31,12 @@ from .sinks import FileSink, Sink, StreamSink, SyslogSink, parse_facility
 __all__ = [
     "LOG_FORMATS",
     "NOTICE",
+    "REDACTED",
+    "REDACTED_HEADERS",
     "RequestLog",
     "SinkHandler",
     "current_txn",
+    "escape_text",
     "format_request_line",
     "log_quote",
     "new_txn",
@@ -225,25 +228,46 @@ class SinkHandler(logging.Handler):
         try:
             message = record.getMessage()
             txn = getattr(record, "brim_txn", None)
-            if txn and self.fmt != "json":
-                message = f"{message} txn:{txn}"
+            more: list[str] = []
             if record.exc_info:
-                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+                more.append(logging.Formatter().formatException(record.exc_info))
             if record.stack_info:
-                message = f"{message}\n{record.stack_info}"
+                more.append(record.stack_info)
             if self.fmt == "json":
+                if more:
+                    message = "\n".join([message, *more])
                 line = json.dumps({
                     "time": _clock.iso(record.created), "name": self.log_name,
                     "level": record.levelname, "message": message, "txn": txn})
-            elif isinstance(self.sink, SyslogSink):
-                line = message
             else:
-                line = (f"{_clock.text(record.created)} {self.log_name} {record.levelname} "
-                        f"{message}")
+                line = self._text(record, escape_text(message), txn, more)
             self.sink.write(line, record.levelno)
             self.sink.flush()
         except Exception:
             self.handleError(record)
+
+    def _text(self, record: logging.LogRecord, message: str, txn: str | None,
+              more: list[str]) -> str:
+        """The record as text: its first line, then one continuation line per line of
+        its traceback.
+
+        Nothing in a message or a traceback (where an exception's text may
+        hold a client's bytes) may start a line a reader takes for a record of
+        its own: line breaks and control characters are escaped (see
+        :func:`escape_text`), and each continuation line repeats the record's
+        stamp and level, then ``txn:<id> |`` (``|`` alone without a txn).
+        """
+        if txn:
+            message = f"{message} txn:{txn}"
+        syslog = isinstance(self.sink, SyslogSink)
+        stamp = "" if syslog else (f"{_clock.text(record.created)} {self.log_name} "
+                                   f"{record.levelname} ")
+        if not more:
+            return stamp + message
+        mark = f"{stamp}txn:{txn} | " if txn else f"{stamp}| "
+        lines = [stamp + message]
+        lines.extend(mark + escape_text(part) for text in more for part in text.splitlines())
+        return "\n".join(lines)
 
     def flush(self) -> None:
         self.sink.flush()
@@ -295,7 +319,7 @@ class RequestLog:
                 "bytes_out": bytes_out, "duration": round(duration, 5), "txn": txn,
                 "user_agent": user_agent, "referer": referer, "extra": extra or []}
             if headers is not None:
-                fields["headers"] = [[k, v] for k, v in headers]
+                fields["headers"] = [[k, _shown(k, v)] for k, v in headers]
             line = json.dumps(fields)
             for sink in self.sinks:
                 sink.write(line, NOTICE)
@@ -473,16 +497,38 @@ def reopen_logs() -> None:
         sink.reopen()
 
 
+# What escape_text rewrites: every character some reader ends a line at (those
+# str.splitlines breaks on: CR, LF, VT, FF, FS, GS, RS, NEL, U+2028, U+2029) and
+# the other C0 and C1 controls but tab (a terminal would act on them), as
+# Python writes them in a string literal.
+_TEXT_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+_TEXT_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_text(text: str) -> str:
+    """text with line breaks and control characters escaped (``\\n``, ``\\x85``, ``\\u2028``).
+
+    For every line of a text sink that may carry someone else's words (an
+    app's message, an exception's text): one record must stay one line, or
+    a client could write a line that reads as a record of its own. A
+    backslash is left as it is, so paths and regexes read as written.
+    """
+    if text.isprintable():
+        return text
+    return text.translate(_TEXT_ESCAPES)
+
+
 def _quote_char(ch: str) -> str:
     return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
 
 
 def log_quote(value: Any) -> str:
-    """One log field: spaces and non-printables percent-encoded, '-' if empty.
+    """One log field: spaces, ``%`` and non-printables percent-encoded, '-' if empty.
 
     Request log lines are split on spaces by the tools that read them, so no
-    field may contain one. '%' itself is left alone: paths arrive
-    percent-encoded already and should read as the client sent them.
+    field may contain one. ``%`` is written ``%25``, so the encoding can be
+    undone: a path the client sent as ``/a%20b`` reads ``/a%2520b``, and one
+    with a raw space (in a header, say) ``/a%20b``; an unquote gives each back.
     """
     if value is None:
         return "-"
@@ -490,9 +536,9 @@ def log_quote(value: Any) -> str:
         value = str(value)
     if not value:
         return "-"
-    if value.isascii() and value.isprintable() and " " not in value:
+    if value.isascii() and value.isprintable() and " " not in value and "%" not in value:
         return value
-    return "".join(ch if ("!" <= ch <= "~") else _quote_char(ch) for ch in value)
+    return "".join(ch if ("!" <= ch <= "~" and ch != "%") else _quote_char(ch) for ch in value)
 
 
 # Request line fields already quoted, by value: a worker logs the same few
@@ -539,6 +585,18 @@ def _duration_text(tens: int) -> str:
     return text
 
 
+#: Header fields whose values log_headers never writes: credentials and
+#: session keys, which anyone who can read the log could replay.
+REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+#: What a redacted header's value is logged as.
+REDACTED = "[redacted]"
+
+
+def _shown(name: str, value: str) -> str:
+    """A header's value as log_headers writes it: REDACTED for REDACTED_HEADERS."""
+    return REDACTED if name.lower() in REDACTED_HEADERS else value
+
+
 def format_request_line(client: str, method: str | None, path: str | None, status: int,
                         bytes_in: int,
                         bytes_out: int, duration: float, txn: str, user_agent: str | None,
@@ -553,5 +611,5 @@ def format_request_line(client: str, method: str | None, path: str | None, statu
     if extra:
         line += " " + " ".join(log_quote(word) for word in extra)
     if headers:
-        line += " headers: " + " ".join(log_quote(f"{k}:{v}") for k, v in headers)
+        line += " headers: " + " ".join(log_quote(f"{k}:{_shown(k, v)}") for k, v in headers)
     return line

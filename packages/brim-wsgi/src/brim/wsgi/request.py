@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .errors import (
     BadRequest,
+    ExpectationFailed,
     HeaderFieldsTooLarge,
     HTTPError,
     MethodNotImplemented,
@@ -55,6 +56,10 @@ _SIMPLE_REQUEST = re.compile(_TOKEN + rb" [\x21-\x7e]+")
 _FIELD = re.compile(rb"(" + _TOKEN + rb"):([\t\x20-\x7e\x80-\xff]*)")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# Printable bytes RFC 3986 leaves out of every part of a URI (it has them only
+# in its "unwise" list): an app or a proxy behind brim may split or quote
+# them differently, so a target holding one is refused rather than passed on.
+_NOT_IN_URI = re.compile(rb'[\\"<>{|}^`]')
 # A bare CR (not before LF) or bare LF (not after CR).
 _BARE_CR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 # Bytes that cannot appear in a request line (before its CRLF).
@@ -79,8 +84,15 @@ SINGLETON_KEYS = frozenset((
 # framing or routing, which was settled by the header section.
 _NOT_IN_TRAILERS = frozenset(("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_HOST"))
 
+# Every cache below is keyed by what clients send, so each is bounded twice:
+# by its count of entries and by the size of one entry. A client sending
+# distinct large values (8 KB names, lines, Hosts) gets no entry at all, and
+# the memory a worker can spend on these caches stays a few MB.
+
 # Field names -> environ keys, cached: most requests repeat the same names.
 _HEADER_KEYS: dict[bytes, str | None] = {}
+_MAX_HEADER_KEYS = 1024
+_MAX_CACHED_NAME = 64
 
 
 def _header_key(name: bytes) -> str | None:
@@ -102,7 +114,7 @@ def _header_key(name: bytes) -> str | None:
         key = text.upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
-    if len(_HEADER_KEYS) < 1024:
+    if len(_HEADER_KEYS) < _MAX_HEADER_KEYS and len(name) <= _MAX_CACHED_NAME:
         _HEADER_KEYS[name] = key
     return key
 
@@ -271,7 +283,10 @@ def parse_fields(section: bytes, settings: HTTPSettings, *, trailers: bool = Fal
 
 # Field lines already found good, with what they give: most requests repeat
 # the same lines (Host, User-Agent, Accept ...), so most lines cost one lookup.
+# A browser's User-Agent or Accept line fits in the size bound.
 _good_lines: dict[bytes, tuple[bytes, bytes, str | None, str]] = {}
+_MAX_GOOD_LINES = 4096
+_MAX_CACHED_LINE = 512
 
 
 def _check_field(line: bytes, what: str) -> tuple[bytes, bytes, str | None, str]:
@@ -282,7 +297,7 @@ def _check_field(line: bytes, what: str) -> tuple[bytes, bytes, str | None, str]
     name = match.group(1)
     value = match.group(2).strip(b" \t")
     checked = name, value, _header_key(name), value.decode("latin-1")
-    if len(_good_lines) < 4096:
+    if len(_good_lines) < _MAX_GOOD_LINES and len(line) <= _MAX_CACHED_LINE:
         _good_lines[line] = checked
     return checked
 
@@ -362,8 +377,9 @@ def _check_framing(req: Request) -> None:
             raise BadRequest("both Content-Length and Transfer-Encoding")
         if req.version == "1.0":
             raise BadRequest("Transfer-Encoding on an HTTP/1.0 request (faulty framing)")
-        codings = [c.strip(" \t").lower() for c in te.split(",")]
-        if codings[-1] != "chunked":
+        # RFC 9110 5.6.1: empty list elements (", chunked", "chunked,") are ignored.
+        codings = [c for c in _tokens(te) if c]
+        if not codings or codings[-1] != "chunked":
             raise BadRequest("Transfer-Encoding does not end in chunked")
         if len(codings) > 1:
             if "chunked" in codings[:-1]:
@@ -374,21 +390,42 @@ def _check_framing(req: Request) -> None:
         if _CONTENT_LENGTH.fullmatch(length) is None:
             raise BadRequest(f"invalid Content-Length {length!r}")
         req.content_length = int(length)
-    connection = env.get("HTTP_CONNECTION")
+    connection = _tokens(env.get("HTTP_CONNECTION", ""))
     if req.version == "1.1":
-        req.keep_alive = connection is None or "close" not in _tokens(connection)
+        req.keep_alive = "close" not in connection
         expect = env.get("HTTP_EXPECT")
-        req.expect_continue = expect is not None and expect.lower() == "100-continue"
+        if expect is not None:
+            req.expect_continue = _expects_continue(expect)
     else:
-        req.keep_alive = connection is not None and "keep-alive" in _tokens(connection)
+        # RFC 9112 9.3: close wins, whatever else the field says.
+        req.keep_alive = "keep-alive" in connection and "close" not in connection
+    # RFC 9110 10.1.1: an HTTP/1.0 client's Expect is ignored (the field is 1.1's).
+
+
+def _expects_continue(value: str) -> bool:
+    """Whether an HTTP/1.1 Expect value asks for 100 Continue; 417 for any other expectation.
+
+    Expect is a list (repeated fields are joined with ','), so
+    '100-continue, 100-continue' is one expectation said twice, and empty
+    elements are nothing. Anything else (an extension, a parameter) is an
+    expectation brim does not understand, and RFC 9110 10.1.1 answers that
+    with 417 rather than leaving both sides waiting.
+    """
+    members = {m for m in _tokens(value) if m}
+    if members - {"100-continue"}:
+        raise ExpectationFailed(f"expectation {value!r} not understood (only 100-continue is)")
+    return bool(members)
 
 
 def _tokens(value: str) -> list[str]:
     return [t.strip(" \t").lower() for t in value.split(",")]
 
 
-# Host values already found good: a server sees the same few all day.
+# Host values already found good: a server sees the same few all day. A DNS
+# name is at most 253 bytes; with a port, an authority worth keeping fits 300.
 _good_authorities: set[str] = set()
+_MAX_GOOD_AUTHORITIES = 1024
+_MAX_CACHED_AUTHORITY = 300
 
 
 def check_authority(value: str, what: str) -> None:
@@ -407,7 +444,7 @@ def check_authority(value: str, what: str) -> None:
             raise BadRequest(f"{what} {value!r} has an invalid IPv6 literal") from None
     if port and (len(port) > 5 or int(port) > 65535):
         raise BadRequest(f"{what} {value!r} has a port out of range")
-    if len(_good_authorities) < 1024:
+    if len(_good_authorities) < _MAX_GOOD_AUTHORITIES and len(value) <= _MAX_CACHED_AUTHORITY:
         _good_authorities.add(value)
 
 
@@ -415,6 +452,9 @@ def _split_target(req: Request, target: bytes) -> None:
     """PATH_INFO and QUERY_STRING from the request-target, by its form (RFC 9112 3.2)."""
     if b"#" in target:
         raise BadRequest("fragment (#) in the request target")
+    if _NOT_IN_URI.search(target) is not None:
+        raise BadRequest("request target holds a byte RFC 3986 leaves out of URIs "
+                         '(\\ " < > { | } ^ `)')
     if target[:1] == b"/":
         path, _, query = target.partition(b"?")
     elif target == b"*":

@@ -57,16 +57,22 @@ class ResponseHead:
 
 
 # Statuses and (name, value) pairs already found good. Apps send the same few
-# over and over, so most responses are checked with a dict lookup each.
+# over and over, so most responses are checked with a dict lookup each. An
+# app may echo what a client sent (a Host, a cookie) into its headers, so
+# each cache is bounded by the size of one entry as well as by its count.
 _MAX_CACHED = 4096
+_MAX_CACHED_STATUS = 64
+_MAX_CACHED_PAIR = 512
 _good_statuses: dict[str, int] = {}
 _good_pairs: dict[tuple[str, str], tuple[str, str]] = {}
 # Whole start_response calls already found good, and the ResponseHead each
 # gave: most apps answer with a few fixed (status, headers) pairs, so the
 # common response costs one lookup. A ResponseHead is never changed once made.
 # Fewer are kept than pairs: an app whose headers vary (an ETag, a cookie)
-# makes a new one each response, and each holds its whole head.
+# makes a new one each response, and each holds its whole head (at most
+# _MAX_CACHED_HEAD bytes of it).
 _MAX_CACHED_STARTS = 1024
+_MAX_CACHED_HEAD = 2048
 _good_starts: dict[tuple[str, tuple[Any, ...]], ResponseHead] = {}
 
 
@@ -105,15 +111,15 @@ def check_start(status: Any, headers: Any) -> ResponseHead:
             if _DIGITS.fullmatch(value) is None:
                 raise AppError(f"Content-Length {value!r} is not plain digits")
             length = int(value)
-            if code == 204:
-                continue  # RFC 9110 8.6: never on a 204
+            if code == 204 or code == 205:
+                continue  # RFC 9110 8.6: never on a 204; a 205's is brim's (always 0)
             value = str(length)
         elif lname == "date":
             has_date = True
         lines.append(f"{item[0]}: {value}\r\n")
     head = "".join(("HTTP/1.1 ", status, "\r\n", *lines)).encode("latin-1")
     response = ResponseHead(code, status, lines, length, has_date, close, head)
-    if key is not None:
+    if key is not None and len(head) <= _MAX_CACHED_HEAD:
         if len(_good_starts) >= _MAX_CACHED_STARTS:
             _good_starts.clear()  # an app whose headers vary: keep the recent ones
         _good_starts[key] = response
@@ -131,7 +137,7 @@ def _check_status(status: Any) -> int:
     code = int(match.group(1))
     if code < 200:
         raise AppError(f"status {status!r}: a 1xx status cannot be the final response")
-    if len(_good_statuses) < _MAX_CACHED:
+    if len(_good_statuses) < _MAX_CACHED and len(status) <= _MAX_CACHED_STATUS:
         _good_statuses[status] = code
     return code
 
@@ -149,7 +155,7 @@ def _check_pair(item: Any) -> tuple[str, str]:
         raise AppError(f"header {name} value {value!r} holds a control character or "
                        f"a character outside latin-1")
     checked = name.lower(), value.strip(" \t")
-    if len(_good_pairs) < _MAX_CACHED:
+    if len(_good_pairs) < _MAX_CACHED and len(name) + len(value) <= _MAX_CACHED_PAIR:
         _good_pairs[item] = checked
     return checked
 

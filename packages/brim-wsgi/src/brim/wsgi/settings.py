@@ -68,12 +68,14 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            "library's blocking calls (socket, ssl, select, time.sleep, name lookups, threading) "
            "with eventlet in each worker before its app is built. C drivers still block.",
            inherit=True),
-    Option("wsgi_input_iter_chunk_size", "int", 4096, "Bytes per item when an app iterates "
-           "over wsgi.input.", inherit=True, minimum=1),
-    Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes gathered from an app's "
-           "iterable before writing a chunk of a chunked response.", inherit=True, minimum=1),
-    Option("log_headers", "bool", False, "Add every request header to the request log line.",
-           inherit=True),
+    Option("wsgi_input_iter_chunk_size", "int", 4096, "Longest item when an app iterates "
+           "over wsgi.input (line by line; a longer line comes in pieces this long).",
+           inherit=True, minimum=1),
+    Option("wsgi_output_iter_chunk_size", "int", 65536, "Bytes of a list or tuple body joined "
+           "into one send (a streamed body's blocks are each sent as yielded).", inherit=True,
+           minimum=1),
+    Option("log_headers", "bool", False, "Add every request header to the request log line "
+           "(Authorization, Proxy-Authorization, Cookie values as [redacted]).", inherit=True),
     Option("count_status_codes", "list",
            tuple(str(code) for code in HTTPSettings.count_status_codes), "Status codes that "
            "get a stat of their own (status_<code>_count).", inherit=True),

@@ -29,6 +29,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from brim.supervisor.files import open_regular
+
 __all__ = ["FLUSH_AT", "FLUSH_EVERY", "FileSink", "Sink", "StreamSink", "SyslogSink",
            "syslog_priority"]
 
@@ -255,7 +257,12 @@ class _BufferedSink(Sink):
 
 
 class FileSink(_BufferedSink):
-    """A log file, appended to; reopened on reopen() for log rotation."""
+    """A log file, appended to; reopened on reopen() for log rotation.
+
+    A symbolic link (or a FIFO, or a hard link) at the path is refused, not
+    followed: the master opens its log as root, in a directory others may
+    write to (see :mod:`brim.supervisor.files`).
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -267,8 +274,7 @@ class FileSink(_BufferedSink):
 
     def _open(self) -> bool:
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o644)
+            self._fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as err:
             self._fd = -1
             self._warn(f"cannot open: {err.strerror}")

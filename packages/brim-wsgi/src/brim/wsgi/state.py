@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .exchange import Exchange
     from .request import Request
 
-__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed"]
+__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed", "shed_longest"]
 
 #: Seconds an idle keep-alive connection may still send one request once its
 #: worker starts draining (see ServerState.drain).
@@ -34,9 +34,36 @@ DRAIN_IDLE = 2.0
 class Shed(Exception):
     """Thrown into a waiting connection's thread (green or OS) to end it.
 
-    Used when the worker is full and needs the slot for a new connection,
-    and when a draining worker closes the connections that stayed idle.
+    Used when the worker is full and needs the slot for a new connection
+    (WSGI and TCP), and when a draining WSGI worker closes the connections
+    that stayed idle.
     """
+
+
+def shed_longest(throw: Callable[[Any, type[BaseException]], bool],
+                 *queues: dict[Any, float]) -> bool:
+    """Throw Shed into the thread that has waited longest in the first queue that has
+    one; False when no thread in any queue could be shed.
+
+    A queue maps a waiting thread (green or OS: an engine's ``current()``)
+    to when it started waiting, oldest first; ``throw`` is the engine's.
+    What WSGI connections and TCP connections (see
+    :func:`brim.wsgi.green.green_socket`) share for shedding. With OS
+    threads a queue changes under the loop, and a thread whose bytes came
+    meanwhile is not waiting any more: the engine's throw says so, and the
+    next one is tried.
+    """
+    for waiting in queues:
+        while waiting:
+            try:
+                thread = next(iter(waiting))
+            except (StopIteration, RuntimeError):  # emptied or changed by a thread
+                continue
+            if waiting.pop(thread, None) is None:
+                continue  # it stopped waiting meanwhile
+            if throw(thread, Shed):
+                return True
+    return False
 
 
 class Counters:
@@ -166,18 +193,9 @@ class ServerState:
         An idle one is closed quietly (nothing was asked); failing that, the
         connection that has waited longest on a head in progress gets 408.
         """
-        for waiting in (self.waiting_idle, self.waiting_head):
-            while waiting:
-                try:
-                    thread = next(iter(waiting))
-                except (StopIteration, RuntimeError):  # emptied or changed by a thread
-                    continue
-                if waiting.pop(thread, None) is None:
-                    continue  # it stopped waiting meanwhile
-                if not self.engine.throw(thread, Shed):
-                    continue  # its bytes came meanwhile (OS threads): not idle any more
-                self.shed_count += 1
-                return True
+        if shed_longest(self.engine.throw, self.waiting_idle, self.waiting_head):
+            self.shed_count += 1
+            return True
         return False
 
     def drain(self) -> None:

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 
 from brim.conf import Conf, ConfError
-from brim.supervisor import PidFile, SupervisorError, fetch_sockets, status
+from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
@@ -51,6 +51,8 @@ commands:
                 for systemd (Type=notify-reload) and containers (as PID 1 it
                 reaps orphans); SIGTERM drains and exits
   no-daemon     one process, no workers, for debugging
+  serve APP     serve one WSGI app (package.module:app) in the foreground
+                with no conf file, as gunicorn does; see brimd serve -h
 
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
 log files, TTIN/TTOU one WSGI worker more/fewer, USR2 every worker logs
@@ -85,11 +87,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``brimd`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
-    # Errors name the files as the user typed them, but the daemon changes to
-    # / and reload re-reads the files from there, so it keeps absolute paths.
-    args.reload_conf = [os.path.abspath(os.path.expanduser(p)) for p in args.conf or ()] or None
-    handler = _HANDLERS[args.command]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    handler: Callable[[argparse.Namespace], int]
+    if argv[:1] == ["serve"]:  # its own arguments: see brim.server.serve
+        from .serve import cmd_serve, parse_args
+
+        args, handler = parse_args(argv[1:]), cmd_serve
+    else:
+        args = _parser().parse_args(argv)
+        # Errors name the files as the user typed them, but the daemon changes to
+        # / and reload re-reads the files from there, so it keeps absolute paths.
+        args.reload_conf = [os.path.abspath(os.path.expanduser(p))
+                            for p in args.conf or ()] or None
+        handler = _HANDLERS[args.command]
     try:
         return handler(args)
     except (ConfError, SupervisorError) as err:
@@ -262,8 +272,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         # Under systemd the running master was told where to notify; its
         # successor takes that over (the old one names it with MAINPID=).
         state = StatusFile(status_path(pidfile.path)).read() or {}
-        for name, value in (state.get("notify") or {}).items():
-            os.environ.setdefault(name, value)
+        Notifier.adopt_environment(state.get("notify"))
         try:
             inherited = fetch_sockets(handover_path(pidfile.path, old_pid))
         except SupervisorError as err:

@@ -126,9 +126,13 @@ class Server:
     and the other brimd sections mean nothing to it.
     """
 
-    def __init__(self, conf: Conf, *, output: bool = False) -> None:
+    def __init__(self, conf: Conf, *, output: bool = False,
+                 source: Callable[[], Conf] | None = None) -> None:
         self.conf = conf
         self.output = output
+        #: How to build this conf again on reload, for a conf that is not read
+        #: from files (``brimd serve`` builds one from its command line).
+        self.source = source
         _defer_app_patching()
         self.subservers: list[Subserver] = build_subservers(conf)
         #: The master's own options ([brim]), read and checked once.
@@ -176,6 +180,16 @@ class Server:
                     "write one or name it with -c"
                 )
         return cls(conf, output=output)
+
+    def reloaded(self, paths: list[str] | None) -> Server:
+        """A new Server from the same place as this one, read again (reload).
+
+        The conf files ``paths`` (the default locations when None), or this
+        Server's ``source`` when its conf was built in memory.
+        """
+        if self.source is not None:
+            return type(self)(self.source(), output=self.output, source=self.source)
+        return self.from_files(paths, output=self.output)
 
     # -- master side ---------------------------------------------------------
 

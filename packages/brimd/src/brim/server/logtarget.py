@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from brim.conf import Conf, ConfError
+from brim.supervisor.files import UnsafeFileError, check_regular, open_regular
 
 from . import options
 
@@ -49,6 +50,13 @@ class LogTarget:
         if target.file and not os.path.isabs(target.file):
             # Made absolute now: a daemonized brimd runs from /.
             target = dataclasses.replace(target, file=os.path.abspath(target.file))
+        if target.sink == "file" and target.file:
+            try:
+                check_regular(target.file)  # the opens refuse it too; this says why, early
+            except UnsafeFileError as err:
+                raise target._refused(err) from None
+            except OSError:
+                pass  # a directory, say: left to the sink, which warns and drops lines
         return target
 
     def hand_file_to(self, uid: int | None, gid: int | None) -> None:
@@ -56,12 +64,17 @@ class LogTarget:
 
         The master opens its log before it drops privileges; workers open
         theirs after, as ``user``, and could not append to a file root made.
-        A file that cannot be made is left to the sink, which warns.
+        A file that cannot be made is left to the sink, which warns. Opened
+        as root in a directory ``user`` may write to: a symbolic link, a
+        non-regular file or a hard link there is refused (ConfError), never
+        followed, and the ``fchown`` is on the descriptor opened, not the path.
         """
         if self.sink != "file" or not self.file or (uid is None and gid is None):
             return
         try:
-            fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_regular(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except UnsafeFileError as err:
+            raise self._refused(err) from None
         except OSError:
             return
         try:
@@ -70,6 +83,10 @@ class LogTarget:
             pass
         finally:
             os.close(fd)
+
+    def _refused(self, err: UnsafeFileError) -> ConfError:
+        """'[brim] log_file: /var/log/brim.log is a symbolic link; not followed'."""
+        return ConfError(f"[{self.section}] log_file: {self.file} {err.strerror}")
 
     def setup(self, *, stderr: bool, syslog: bool) -> logging.Logger:
         """Configure this target's logger in this process.

@@ -301,7 +301,7 @@ class Master:
         old = self.server
         self.generation += 1
         try:
-            new = Server.from_files(self.reload_conf, output=old.output)
+            new = old.reloaded(self.reload_conf)
             unused = new.bind(old.sockets, activated=old.activated)
         except (ConfError, SupervisorError) as err:
             self.state = "failed"

@@ -338,10 +338,13 @@ def sample_conf() -> str:
         out.append("")
     out.extend(_banner(None))
     out.extend(_wrap_doc(
-        "An app section names its class with 'call' and holds the app's own "
-        "options. A complete conf using every bundled app (WSGI echo and stats "
-        "on port 8080, a TCP echo on 8081, a UDP echo on 8082 and the sample "
-        "daemon), with each app's options at their defaults:"))
+        "An app section names its class with 'call' (package.module.Class) and "
+        "holds the app's own options. A plain WSGI app (a Flask or Django app) is "
+        "named 'call = package.module:app', or 'package.module:factory()' for a "
+        "factory, and must be the last app of its chain. A complete conf using "
+        "every bundled app (WSGI echo and stats on port 8080, a TCP echo on 8081, "
+        "a UDP echo on 8082 and the sample daemon), with each app's options at "
+        "their defaults:"))
     out.append("#")
     out.extend(f"#   {line}".rstrip() for line in _SAMPLE_APPS.splitlines())
     return "\n".join(out) + "\n"

@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any
 
+from brim.supervisor.files import open_replacing
+
 __all__ = ["StatusFile", "status_path"]
 
 
@@ -33,7 +35,9 @@ class StatusFile:
         than renamed into place: after a privilege drop the master may no
         longer create files in the pid file's directory (/var/run) or even
         reach it. A reader that catches it half-written sees invalid JSON and
-        reads again.
+        reads again. The descriptor is on a file of the master's own (see
+        :meth:`open`), so a link planted at the path later is not written
+        through.
         """
         self.open()
         assert self._fd is not None
@@ -42,9 +46,14 @@ class StatusFile:
         os.ftruncate(self._fd, len(data))
 
     def open(self) -> None:
-        """Open (create) the file now: before a privilege drop, so writes work after it."""
+        """Open (create) the file now: before a privilege drop, so writes work after it.
+
+        Opened as root, in a directory others may write to: a symbolic link
+        (or anything else but a plain file) at the path is replaced by a new
+        file rather than followed.
+        """
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = open_replacing(self.path)
 
     def read(self) -> dict[str, Any] | None:
         try:

@@ -22,7 +22,6 @@ from brim.stats import DAEMON, Group, StatDecl, StatsBucket
 from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
 from brim.supervisor.systemd import describe_socket
-from brim.wsgi.chain import build_chain
 from brim.wsgi.environ import brim_items
 from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
@@ -214,12 +213,13 @@ class WSGISubserver(ListeningSubserver):
 
     def __init__(self, conf: Conf, section: str) -> None:
         super().__init__(conf, section)
-        self.specs = load_apps(conf, section)
+        #: The chain's apps, loaded and checked here; each worker builds them.
+        self.apps = load_apps(conf, section)
         self.settings = http_settings(conf, section)
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT,
-                      *(decl for spec in self.specs for decl in spec.stats)]
+                      *self.apps.stats]
         self._max_workers = self.recycle.max_workers or 2 * self.workers
         if self._max_workers < self.workers:
             raise conf.error(section, "max_workers", f"must be at least workers "
@@ -241,7 +241,7 @@ class WSGISubserver(ListeningSubserver):
 
                 green.monkey_patch()  # before the hub starts and the app is built
             engine, logger, _, bucket = _setup_green_worker(self, ctx, server)
-        app = build_chain(self.specs)
+        app = self.apps.build()
         http = HTTPServer(self.listener, app, self.settings, stats=bucket, logger=logger,
                           server=server, name=self.section)
         add_dump_source(f"requests in flight in [{self.section}]",
@@ -278,7 +278,14 @@ class SocketSubserver(ListeningSubserver):
 
     def call_app(self, app: Any, base_env: dict[str, Any], logger: Any, address: Any,
                  *args: Any) -> None:
-        """``app(*args, env)`` with a fresh txn; a failure is logged, never raised."""
+        """``app(*args, env)`` with a fresh txn; a failure is logged, never raised.
+
+        Whatever the app raises, SystemExit and KeyboardInterrupt included (an
+        app that runs argparse on a client's line, or exits on a command),
+        ends this connection or datagram only: the worker and its other
+        connections go on. Only the worker's own GreenletExit (a drain) is
+        let through.
+        """
         from brim.wsgi import green
         from brim.wsgi.log import new_txn, set_txn
 
@@ -291,7 +298,7 @@ class SocketSubserver(ListeningSubserver):
             app(*args, env)
         except green.GreenletExit:
             pass
-        except Exception:
+        except BaseException:
             logger.exception("[%s] app failed on %s from %s", self.section, self.unit,
                              _peer(address))
         finally:
@@ -328,18 +335,24 @@ class TCPSubserver(SocketSubserver):
     unit = "connection"
 
     def run(self, ctx: WorkerContext, server: Server) -> int:
+        """Accept and serve; when every slot is taken, shed the connection that has
+        waited longest on its client, as a WSGI worker does (see green_socket)."""
+        from brim.wsgi.state import Shed, shed_longest
+
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
         pool = green.GreenPool(self.listen.concurrent_per_worker)
         listener = self.listener
         listener.setblocking(False)
         base_env = self.env(server, bucket, logger)
+        #: Connections whose app waits in a receive, oldest first.
+        waiting: dict[Any, float] = {}
 
         def handle(conn: socket.socket, address: Any) -> None:
             bucket.incr(self.count_stat)
             try:
-                self.call_app(app, base_env, raw_logger, address, green.green_socket(conn),
-                              address)
+                self.call_app(app, base_env, raw_logger, address,
+                              green.green_socket(conn, waiting, Shed), address)
             finally:
                 try:
                     conn.close()
@@ -349,6 +362,7 @@ class TCPSubserver(SocketSubserver):
         def accept_loop() -> None:
             while True:
                 conn, address = green.accept(listener)
+                green.make_room_in(pool, lambda: shed_longest(green.throw, waiting))
                 pool.spawn_n(handle, conn, address)
 
         def release() -> None:
