@@ -14,10 +14,11 @@ Who takes a thread, and when:
   to a worker that has a free thread. A new connection keeps its thread
   until its first request is answered (or it is shed, or idle_timeout ends
   it): that thread is what the worker accepted it for. One exception keeps
-  a saturated server fair: when every thread is taken and a client waits
-  in the listen queue, each task the worker finishes lets it take one
-  waiting client, queued behind the work it has; so a worker whose threads
-  all block takes nobody, and one that serves a steady stream of keep-alive
+  a saturated server fair: when every thread is taken, a client waits in
+  the listen queue, and a thread finishes a task with a round of work
+  queued for every thread, the worker takes that one waiting client,
+  queued behind the work it has; so a worker whose threads block takes
+  nobody into its queue, and one that serves a steady stream of keep-alive
   requests still lets new clients in.
 * An idle keep-alive connection does not keep a thread. It is *parked*: the
   worker's reactor thread watches it in a selector (gunicorn's gthread does
@@ -418,9 +419,9 @@ class ThreadConnections:
         self.accepting = False
         #: A client waits in the listen queue while every thread is taken.
         self._pending = False
-        #: Connections the worker may still take from the listen queue while
-        #: every thread is taken: one per task finished since a client was
-        #: seen waiting there (see _accept).
+        #: Connections the worker may take from the listen queue while every
+        #: thread is taken (0 or 1): granted when a task finishes with a
+        #: round of work queued for every thread (see _accept).
         self._credits = 0
         self._killed = False
         self._tasks: set[Task] = set()
@@ -542,9 +543,14 @@ class ThreadConnections:
                     self._tasks.discard(task)
                     task.done.set()
                     poke = bool(self._held) or self.busy == self.size - 1 or not self.accepting
-                if self._pending and self._credits < self.size:
-                    self._credits += 1
-                    poke = poke or self._credits == 1
+                if (self._pending and not self._credits
+                        and self._queue.qsize() >= self.size):
+                    # Saturated, not blocked: this thread goes straight on to
+                    # a queue of at least a round of work for every thread,
+                    # so one waiting client may queue up too. (A queue that
+                    # holds only connections just handed over is no sign.)
+                    self._credits = 1
+                    poke = True
                 if not self.accepting:
                     self._check_ended()
             if poke:
@@ -636,11 +642,12 @@ class ThreadConnections:
                     return
                 if self.busy >= self.size:
                     # Every thread is taken, yet the worker is getting work
-                    # done: take one waiting client per task finished, behind
-                    # the work queued, so a steady stream of keep-alive
-                    # requests cannot keep new clients out for good. A worker
-                    # whose threads all block finishes nothing, and takes
-                    # nobody.
+                    # done (a task finished and its thread went on to queued
+                    # work): take one waiting client, behind the work queued,
+                    # so a steady stream of keep-alive requests cannot keep
+                    # new clients out for good. A worker whose threads block
+                    # finishes nothing (or frees its threads), and takes
+                    # nobody into its queue.
                     if not self._credits:
                         return
                     self._credits -= 1
