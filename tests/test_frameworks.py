@@ -279,3 +279,25 @@ def test_serve_refuses_a_wrongly_shaped_app_in_one_line(brimd, app, stderr):
                           env=brimd.env, cwd=brimd.root)
     assert (done.returncode, done.stderr) == (1, stderr + "\n")
     assert not (FRAMEWORKS / "pwned").exists() and not (brimd.root / "pwned").exists()
+
+
+def test_serve_loads_new_code_on_hup_with_the_same_master(brimd, tmp_path):
+    """HUP to ``brimd serve`` re-executes the master with the conf its command line
+    built (there is no file to read again), and the workers serve the code now on
+    disk; the master's pid stays."""
+    module = tmp_path / "hot_app.py"
+    source = ("def app(environ, start_response):\n"
+              "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+              "    return [b{!r}]\n")
+    module.write_text(source.format("old code"))
+    served = Served(brimd, [*BRIMD, "serve", "hot_app:app", "--chdir", str(tmp_path),
+                            "--workers", "2"])
+    client = Client(served.url)
+    assert client.request("GET", "/") == (200, b"old code")
+    # A different size too, so a stale .pyc of the same second cannot be taken.
+    module.write_text(source.format("new code, loaded by the reload"))
+    os.kill(served.proc.pid, signal.SIGHUP)
+    wait_for(lambda: client.request("GET", "/") == (200, b"new code, loaded by the reload"),
+             timeout=30, what="the new code served")
+    assert served.proc.poll() is None
+    assert served.stop(signal.SIGTERM) == 0

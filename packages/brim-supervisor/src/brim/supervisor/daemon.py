@@ -24,6 +24,13 @@ def is_daemonized() -> bool:
     return _daemonized
 
 
+def mark_daemonized() -> None:
+    """Say this process was daemonized: one that re-executed itself (``execv``)
+    after :func:`daemonize` is still detached, but its new image forgot."""
+    global _daemonized
+    _daemonized = True
+
+
 def _fd_of(obj: Any) -> int:
     return obj if isinstance(obj, int) else obj.fileno()
 

@@ -203,3 +203,43 @@ def answer_handover(server: socket.socket, sockets: Mapping[str, socket.socket])
         except OSError:
             return False
     return True
+
+
+class HandoverPoint:
+    """A master's end of the hand-over: the unix socket at *path*, served and answered.
+
+    One object for the socket's life in the master: :meth:`serve` binds it
+    (or :meth:`adopt` takes one this process bound before it re-executed
+    itself), :meth:`answer` serves one waiting successor, :meth:`close`
+    removes the file only while it is still ours, and :meth:`close_in_child`
+    lets a forked worker drop its copy without touching the file.
+    """
+
+    def __init__(self, path: str, replace: bool = False) -> None:
+        self.path = path
+        self.replace = replace
+        self.sock: socket.socket | None = None
+        self._inode = 0
+
+    def serve(self) -> None:
+        if self.sock is None:
+            self.adopt(serve_handover(self.path, self.replace))
+
+    def adopt(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._inode = os.stat(self.path).st_ino
+
+    def answer(self, sockets: Mapping[str, socket.socket]) -> bool:
+        """Serve one waiting connection, if any; whether sockets were sent."""
+        return self.sock is not None and answer_handover(self.sock, sockets)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            release_handover(self.sock, self.path, self._inode)
+            self.sock = None
+
+    def close_in_child(self) -> None:
+        if self.sock is not None:
+            self.sock.close()  # our fd only; the socket file stays the master's
+            self.sock = None

@@ -63,126 +63,38 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from brim.supervisor._linux import process_rss, set_child_subreaper
+from brim.supervisor._linux import set_child_subreaper
 from brim.supervisor.control import ERROR, READY, RECYCLE, ControlChannel
 from brim.supervisor.dump import DUMP_SIGNAL
 from brim.supervisor.errors import SupervisorError
-from brim.supervisor.handover import answer_handover, release_handover, serve_handover
+from brim.supervisor.handover import HandoverPoint
+from brim.supervisor.hangs import HangCheck
 from brim.supervisor.heartbeat import HeartbeatSlot
+from brim.supervisor.pool import Child, Group, Pool, Slot, Target
 from brim.supervisor.proctitle import set_process_title
-from brim.supervisor.worker import ChildSetup, WorkerContext, run_child
-
-#: The signal a worker receives when it must drain (finish and exit).
-DRAIN_SIGNAL = signal.SIGHUP
-#: The signal that asks the master, then every worker, to reopen its log
-#: files: the convention logrotate's postrotate uses for nginx and gunicorn.
-REOPEN_SIGNAL = signal.SIGUSR1
-
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
-            REOPEN_SIGNAL, signal.SIGTTIN, signal.SIGTTOU, DUMP_SIGNAL)
-_RESET_IN_CHILD = (
-    signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGALRM,
-    signal.SIGTTIN, signal.SIGTTOU,
+from brim.supervisor.reaping import Reaper, describe_status
+from brim.supervisor.recycling import Recycler, Recycling
+from brim.supervisor.scaling import Scaling
+from brim.supervisor.signals import (
+    DRAIN_SIGNAL,
+    HANDLED,
+    IGNORE_IN_CHILD,
+    REOPEN_SIGNAL,
+    RESET_IN_CHILD,
 )
-_IGNORE_IN_CHILD = (signal.SIGINT, REOPEN_SIGNAL, DUMP_SIGNAL)
+from brim.supervisor.spawning import Forker
+from brim.supervisor.startcheck import Failed, ReplacedWorkers, StartCheck
+from brim.supervisor.worker import ChildSetup, WorkerContext
+
+__all__ = ["DRAIN_SIGNAL", "REOPEN_SIGNAL", "Recycling", "Supervisor", "Target",
+           "describe_status"]
+
 _MAX_SLEEP = 1.0
 #: How often the master wakes while a start check or a recycle is under way.
 _BUSY_SLEEP = 0.05
-#: How often each worker's RSS is read when its group has ``max_rss``.
-_RSS_EVERY = 1.0
 _INHERIT: Any = object()  # "use the supervisor's value"
-
-Target = Callable[[WorkerContext], Any]
-
-
-def describe_status(status: int) -> str:
-    """'exit code 3' or 'signal SIGKILL' for a ``waitpid`` status."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"signal {name}"
-    return f"exit code {os.waitstatus_to_exitcode(status)}"
-
-
-@dataclass(frozen=True)
-class Recycling:
-    """When a group's workers are replaced on purpose, and how many at once.
-
-    ``max_lifetime`` (seconds) and ``max_rss`` (bytes) are checked by the
-    master; a worker may also ask for it itself
-    (:meth:`WorkerContext.request_recycle`, e.g. after so many requests).
-    Why the replacement comes first: the group never has fewer workers
-    taking connections than configured, so recycling costs clients nothing.
-    """
-
-    max_lifetime: float | None = None
-    max_rss: int | None = None
-    concurrency: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_lifetime is not None and self.max_lifetime <= 0:
-            raise SupervisorError(f"max_lifetime must be > 0, not {self.max_lifetime!r}")
-        if self.max_rss is not None and self.max_rss <= 0:
-            raise SupervisorError(f"max_rss must be > 0, not {self.max_rss!r}")
-        if self.concurrency < 1:
-            raise SupervisorError(f"recycle concurrency must be >= 1, not {self.concurrency!r}")
-
-
-@dataclass
-class _Group:
-    name: str
-    workers: int
-    target: Target
-    title: str
-    timeout: float | None
-    recycling: Recycling
-    announces_ready: bool
-    max_workers: int | None
-
-
-@dataclass
-class _Slot:
-    """One position (group, worker id) that must always have a live worker."""
-
-    group: _Group
-    worker_id: int
-    pid: int | None = None
-    failures: int = 0
-    next_start: float = 0.0
-
-
-@dataclass
-class _Child:
-    pid: int
-    group: str
-    worker_id: int
-    heartbeat: HeartbeatSlot
-    started: float
-    retired: bool = False
-    kill_at: float | None = None
-    killed: bool = False
-    #: When it was first seen up (monotonic); None while it starts.
-    up_at: float | None = None
-    #: Why it is to be recycled; None while it is not.
-    recycle: str | None = None
-    #: The pid of its replacement while that one starts.
-    replacement: int | None = None
-    #: No new recycle attempt before this (after a replacement failed).
-    recycle_after: float = 0.0
-    rss_checked: float = 0.0
-    #: When the dump signal was sent to it as hung (monotonic).
-    dump_at: float | None = None
-    #: The last error it reported through the control pipe.
-    last_error: str = ""
-    #: Its group was replaced by a reload; it serves until the replacement
-    #: passes its start check (see Supervisor.remove_group).
-    standby: bool = False
 
 
 class Supervisor:
@@ -320,18 +232,31 @@ class Supervisor:
         self.reap_orphans = reap_orphans
         self.notify = notify
         self._control: ControlChannel | None = None
-        #: When the running start check began (monotonic); None if none runs.
-        self._check_began: float | None = None
-        self._check_failed: tuple[str, int, str] | None = None
         self._watchdog_due = 0.0
         self._sockets: dict[str, socket.socket] = dict(sockets or {})
-        self._groups: dict[str, _Group] = {}
-        self._slots: dict[tuple[str, int], _Slot] = {}
-        self._children: dict[int, _Child] = {}
+        # The workers, and the policies that look after them each tick.
+        self._pool = Pool(name, self.log, self.grace, self.start_check)
+        self._groups = self._pool.groups
+        self._slots = self._pool.slots
+        self._children = self._pool.children
+        self._start_check = StartCheck(self._pool)
+        self._replaced = ReplacedWorkers(self._pool)
+        self._hangs = HangCheck(self._pool, dump_signal, self.dump_wait)
+        self._recycler = Recycler(self._pool, self._spawn,
+                                  lambda *args: self._hook("on_recycle", *args), restart_delay)
+        self._reaper = Reaper(
+            self._pool, self._start_check, restart_delay=restart_delay,
+            restart_delay_max=restart_delay_max, stable_after=stable_after,
+            reap_orphans=reap_orphans, status_changed=self._status_changed,
+            on_child_exit=lambda *args: self._hook("on_child_exit", *args))
+        self._scaling = Scaling(self._pool, self._wake)
+        self._forker = Forker(self._pool, restart_delay=restart_delay,
+                              before_fork=lambda *args: self._hook("before_fork", *args),
+                              setup_for=self._child_setup)
         self._pending: list[int] = []
         self._wake_r = self._wake_w = -1
-        self._handover: socket.socket | None = None
-        self._handover_ino = 0
+        self._handover = (HandoverPoint(self.handover_path, handover_replace)
+                          if self.handover_path is not None else None)
         self._master_pid = 0
         self._running = False
         self._stopping = False
@@ -372,7 +297,7 @@ class Supervisor:
         if max_workers is not None and max_workers < max(workers, 1):
             raise SupervisorError(
                 f"group {name!r}: max_workers {max_workers!r} is below its {workers} workers")
-        group = _Group(
+        group = Group(
             name,
             workers,
             target,
@@ -384,7 +309,7 @@ class Supervisor:
         )
         self._groups[name] = group
         for worker_id in range(workers):
-            self._slots[(name, worker_id)] = _Slot(group, worker_id)
+            self._slots[(name, worker_id)] = Slot(group, worker_id)
         self._wake()
 
     def remove_group(self, name: str, *, when_replaced: bool = False) -> None:
@@ -401,7 +326,7 @@ class Supervisor:
             raise SupervisorError(f"no group {name!r}")
         for key in [k for k in self._slots if k[0] == name]:
             slot = self._slots.pop(key)
-            child = self._worker_of(slot)
+            child = self._pool.worker_of(slot)
             for old in [c for c in self._children.values() if c.group == name
                         and c.worker_id == key[1] and not c.retired and not c.standby]:
                 # The slot's worker and, mid-recycle, the one it replaces.
@@ -409,7 +334,75 @@ class Supervisor:
                 if when_replaced and old is child:
                     old.standby = True
                 else:
-                    self._retire(old)
+                    self._pool.retire(old)
+
+    def adopt(self, pid: int, group: str, worker_id: int, *, held: bool = False) -> None:
+        """Take on worker ``pid``, forked by this very process before it re-executed
+        itself in place (``execv``: same pid, so the worker is still our child).
+
+        It serves on as a worker a reload replaces (see :meth:`remove_group`
+        with *when_replaced*): once every worker of the group added under
+        ``group`` is up and stayed up ``start_check`` seconds it is asked to
+        drain (SIGHUP), and killed if still busy after ``grace``. If no
+        group takes the name it drains at once, unless *held*: then it serves
+        on until one does (a master whose new conf could not be loaded keeps
+        the workers it has). Its heartbeat and control pipe stayed with the
+        old image, so it is never taken for hung and never restarted.
+        """
+        child = Child(pid, group, worker_id, HeartbeatSlot(), time.monotonic(),
+                      standby=True, adopted=True, held=held)
+        child.up_at = child.started
+        self._children[pid] = child
+
+    @property
+    def children(self) -> list[tuple[int, str, int]]:
+        """(pid, group, worker id) of every worker process alive, draining ones too:
+        what a master hands to its re-executed self to :meth:`adopt`."""
+        return [(c.pid, c.group, c.worker_id) for c in self._children.values()]
+
+    def prepare_handover(self) -> None:
+        """Start serving ``handover_path`` now rather than when :meth:`run` starts.
+
+        Why: a program that drops privileges before :meth:`run` may no longer
+        be allowed to create the socket where it should live (next to a pid
+        file in /var/run, say); binding it first, as root, avoids that.
+        """
+        if self._handover is None:
+            raise SupervisorError("no handover_path was given")
+        self._handover.serve()
+
+    def adopt_handover(self, sock: socket.socket) -> None:
+        """Serve hand-overs on ``sock``, a listening unix socket already bound at
+        ``handover_path`` (by this process before it re-executed itself)."""
+        if self._handover is None:
+            raise SupervisorError("no handover_path was given")
+        self._handover.adopt(sock)
+
+    def keep_signals_for_exec(self) -> Callable[[], None]:
+        """Before this process re-executes itself (``execv``): keep every signal to it.
+
+        Blocks every signal the master handles and turns the ones noted but
+        not yet acted on back into pending signals: the kernel keeps both the
+        mask and pending signals across ``execv``, and :meth:`run` in the new
+        image unblocks them once its handlers are in place, so a TERM that
+        came during a reload still stops the master. Returns the undo, for
+        when the exec failed.
+        """
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        noted = list(dict.fromkeys(self._pending))
+        self._pending.clear()
+        for signum in noted:
+            os.kill(os.getpid(), signum)
+
+        def undo() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+        return undo
+
+    @property
+    def handover_socket(self) -> socket.socket | None:
+        """The socket that answers hand-over requests, once served."""
+        return self._handover.sock if self._handover is not None else None
 
     def add_socket(self, name: str, sock: socket.socket) -> None:
         """Register a listening socket under *name* (for hand-over and shutdown)."""
@@ -436,18 +429,11 @@ class Supervisor:
 
     def up_counts(self) -> dict[str, tuple[int, int]]:
         """Group name to (workers up, workers wanted)."""
-        counts = {name: [0, g.workers] for name, g in self._groups.items()}
-        now = time.monotonic()
-        for (gname, _wid), slot in self._slots.items():
-            child = self._worker_of(slot)
-            if child is not None and self._is_up(child, now):
-                counts[gname][0] += 1
-        return {name: (up, wanted) for name, (up, wanted) in counts.items()}
+        return self._pool.up_counts()
 
     def status_line(self) -> str:
         """"wsgi 2/2, tcp#echo 1/1": workers up per group, for STATUS= and logs."""
-        return ", ".join(f"{name} {up}/{wanted}" for name, (up, wanted)
-                         in self.up_counts().items())
+        return self._pool.status_line()
 
     # -- requests (safe from hooks, other threads and signal handlers) -----
 
@@ -465,38 +451,11 @@ class Supervisor:
 
     def add_worker(self, group: str) -> bool:
         """One more worker in *group* (up to its ``max_workers``); False if at the limit."""
-        g = self._scalable(group)
-        if g.max_workers is not None and g.workers >= g.max_workers:
-            return False
-        self._slots[(group, g.workers)] = _Slot(g, g.workers)
-        g.workers += 1
-        self._wake()
-        return True
+        return self._scaling.add_worker(group)
 
     def remove_worker(self, group: str) -> bool:
         """One worker fewer in *group* (the highest id drains); False if one is left."""
-        g = self._scalable(group)
-        if g.workers <= 1:
-            return False
-        g.workers -= 1
-        slot = self._slots.pop((group, g.workers))
-        for child in list(self._children.values()):
-            mine = child.group == group and child.worker_id == g.workers
-            if mine and not child.retired:
-                child.replacement = None
-                self._retire(child)
-        slot.pid = None
-        return True
-
-    def _worker_of(self, slot: _Slot) -> _Child | None:
-        """The live worker a slot currently counts on, if any."""
-        return self._children.get(slot.pid) if slot.pid is not None else None
-
-    def _scalable(self, group: str) -> _Group:
-        g = self._groups.get(group)
-        if g is None:
-            raise SupervisorError(f"no group {group!r}")
-        return g
+        return self._scaling.remove_worker(group)
 
     def _request(self, signum: int) -> None:
         self._pending.append(signum)
@@ -529,7 +488,7 @@ class Supervisor:
             slot.next_start = 0.0
             self._spawn(slot)
         for child in old:
-            self._retire(child)
+            self._pool.retire(child)
         self.log.info(
             "%s: replaced %d worker(s)%s", self.name, len(old), f" of {group}" if group else ""
         )
@@ -558,22 +517,21 @@ class Supervisor:
         self._control = ControlChannel()
         if self.reap_orphans and self._master_pid != 1:
             set_child_subreaper(True)
-        old_handlers = {sig: signal.getsignal(sig) for sig in _HANDLED}
+        old_handlers = {sig: signal.getsignal(sig) for sig in HANDLED}
         old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         try:
-            for sig in _HANDLED:
+            for sig in HANDLED:
                 signal.signal(sig, self._on_signal)
-            if self.handover_path is not None and self._handover is None:
-                self.prepare_handover()
+            # Blocked by a master that re-executed itself (see
+            # keep_signals_for_exec): its pending signals are ours now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            if self._handover is not None:
+                self._handover.serve()
             set_process_title(f"{self.name}: {self.title}")
             self.log.info("%s: master %d started", self.name, self._master_pid)
             self._begin_check()
             self._spawn_due(time.monotonic())
-            if self.on_started is not None:
-                try:
-                    self.on_started(self)
-                except Exception:
-                    self.log.exception("%s: on_started hook failed", self.name)
+            self._hook("on_started", self)
             shut_down = self._loop()
             return 0
         finally:
@@ -583,13 +541,14 @@ class Supervisor:
             for sig, handler in old_handlers.items():
                 if handler is not None:
                     signal.signal(sig, handler)
-            self._close_handover()
+            if self._handover is not None:
+                self._handover.close()
             os.close(r)
             os.close(w)
             self._wake_r = self._wake_w = -1
             self._control.close()
             self._control = None
-            self._check_began = None
+            self._start_check.end()
             self._running = False
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -600,23 +559,8 @@ class Supervisor:
         """The master loop; returns True after a graceful shutdown."""
         while True:
             while self._pending:
-                signum = self._pending.pop(0)
-                if signum in (signal.SIGTERM, signal.SIGINT):
-                    self._begin_stop(signal.Signals(signum).name)
-                elif signum == signal.SIGQUIT:
-                    self._do_shutdown()
+                if self._handle(self._pending.pop(0)):
                     return True
-                elif signum == signal.SIGHUP and not self._stopping:
-                    self._do_reload()
-                elif signum == REOPEN_SIGNAL:
-                    self._do_reopen()
-                elif signum == DUMP_SIGNAL:
-                    self.log.info("%s: %s: asking every worker for a stack dump", self.name,
-                                  signal.Signals(signum).name)
-                    for child in list(self._children.values()):
-                        self._signal(child, DUMP_SIGNAL)
-                elif signum in (signal.SIGTTIN, signal.SIGTTOU) and not self._stopping:
-                    self._do_scale(signum == signal.SIGTTIN)
             self._reap()
             now = time.monotonic()
             if self._stopping:
@@ -627,36 +571,117 @@ class Supervisor:
                     self._kill_remaining("did not stop within the grace period")
             else:
                 self._spawn_due(now)
-                self._check_hung(now)
-                self._check_retired(now)
-                self._check_recycling(now)
-                self._check_start(now)
-                self._retire_replaced(now)
+                self._hangs.tick(now)
+                self._recycler.tick(now)
+                # Replaced workers are told to drain before on_ready reports
+                # the reload done: once it says so, only new workers accept.
+                self._replaced.tick(now)
+                self._verdict(self._start_check.tick(now))
             self._watchdog(now)
             self._wait(self._sleep_time(time.monotonic()))
 
-    def _do_scale(self, more: bool) -> None:
-        for name, group in list(self._groups.items()):
-            if group.max_workers is None:
-                continue
-            changed = self.add_worker(name) if more else self.remove_worker(name)
-            self.log.info(
-                "%s: %s: %s, now %d worker(s)", self.name, name,
-                ("one worker more" if more else "one worker fewer") if changed
-                else f"unchanged (limits 1..{group.max_workers})", group.workers,
-            )
-        self._status_changed()
+    # -- one small handler per signal ------------------------------------------
+
+    def _handle(self, signum: int) -> bool:
+        """Act on one noted signal; True when the loop must end (graceful shutdown)."""
+        handler = {
+            signal.SIGTERM: self._handle_term, signal.SIGINT: self._handle_term,
+            signal.SIGQUIT: self._handle_quit, signal.SIGHUP: self._handle_hup,
+            REOPEN_SIGNAL: self._handle_reopen, DUMP_SIGNAL: self._handle_dump,
+            signal.SIGTTIN: self._handle_scale, signal.SIGTTOU: self._handle_scale,
+        }.get(signum)
+        return bool(handler(signum)) if handler is not None else False
+
+    def _handle_term(self, signum: int) -> None:
+        """TERM, INT: stop; a second one while stopping skips the rest of the grace."""
+        why = signal.Signals(signum).name
+        if self._stopping:
+            self._kill_remaining(f"second {why} while stopping")
+            return
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + self.grace
+        if self.notify is not None:
+            self.notify.stopping()
+        self.log.info(
+            "%s: %s received, stopping %d worker(s)", self.name, why, len(self._children)
+        )
+        for child in self._children.values():
+            self._pool.signal(child, signal.SIGTERM)
+
+    def _handle_quit(self, signum: int) -> bool:
+        """QUIT: let the workers finish on their own, let go of the sockets, end the loop."""
+        handed_over = bool(self._hook("on_shutdown", self))
+        if self.notify is not None and not handed_over:
+            self.notify.stopping()
+        self.log.info(
+            "%s: graceful shutdown: %d worker(s) finish their work, master %d exits",
+            self.name, len(self._children), self._master_pid,
+        )
+        for child in self._children.values():
+            child.heartbeat.request_drain()
+            self._pool.signal(child, DRAIN_SIGNAL)
+            child.heartbeat.close()
+        self._children.clear()
+        for slot in self._slots.values():
+            slot.pid = None
+        for sock in self._sockets.values():
+            sock.close()
+        if self._handover is not None:
+            self._handover.close()
+        return True
+
+    def _handle_hup(self, signum: int) -> None:
+        """HUP: on_reload (or replace every worker), then a start check."""
+        if self._stopping:
+            return
+        self.log.info("%s: reload requested", self.name)
+        if self.notify is not None:
+            self.notify.reloading()
+        try:
+            if self.on_reload is not None:
+                self.on_reload(self)
+            else:
+                self.replace_all()
+        except Exception:
+            self.log.exception("%s: reload hook failed", self.name)
+        # READY=1 follows once the workers the reload started are up (or,
+        # if it changed nothing, at once): Type=notify-reload waits for it.
+        self._begin_check()
+
+    def _handle_reopen(self, signum: int) -> None:
+        """USR1: run on_reopen here, then pass it on to every worker."""
+        self._hook("on_reopen", self)
+        for child in list(self._children.values()):
+            self._pool.signal(child, REOPEN_SIGNAL)
+
+    def _handle_dump(self, signum: int) -> None:
+        self.log.info("%s: %s: asking every worker for a stack dump", self.name,
+                      signal.Signals(signum).name)
+        for child in list(self._children.values()):
+            self._pool.signal(child, DUMP_SIGNAL)
+
+    def _handle_scale(self, signum: int) -> None:
+        if not self._stopping:
+            self._scaling.scale(signum == signal.SIGTTIN)
+            self._status_changed()
 
     # -- talking to systemd (or whatever ``notify`` is) ------------------------
 
     def _status_changed(self) -> None:
         if self.notify is not None:
             self.notify.status(self.status_line())
-        if self.on_status is not None:
-            try:
-                self.on_status(self)
-            except Exception:
-                self.log.exception("%s: on_status hook failed", self.name)
+        self._hook("on_status", self)
+
+    def _hook(self, name: str, *args: Any) -> Any:
+        """Call the hook attribute ``name`` if it is set; its exception is logged, never raised."""
+        hook = getattr(self, name)
+        if hook is None:
+            return None
+        try:
+            return hook(*args)
+        except Exception:
+            self.log.exception("%s: %s hook failed", self.name, name)
+            return None
 
     def _watchdog(self, now: float) -> None:
         interval = self.notify.watchdog_interval if self.notify is not None else None
@@ -664,128 +689,21 @@ class Supervisor:
             self.notify.watchdog()
             self._watchdog_due = now + interval / 2
 
-    # -- the start check -------------------------------------------------------
+    # -- the start check (see brim.supervisor.startcheck) ----------------------
 
     def _begin_check(self) -> None:
-        self._check_began = time.monotonic()
-        self._check_failed = None
+        self._start_check.begin()
 
-    def _is_up(self, child: _Child, now: float) -> bool:
-        if child.up_at is None:
-            group = self._groups.get(child.group)
-            if group is None or not group.announces_ready or child.heartbeat.is_ready():
-                child.up_at = now
-        return child.up_at is not None
-
-    def _check_start(self, now: float) -> None:
-        """Call on_ready once every worker stayed up start_check s, or on_start_failed."""
-        if self._check_began is None:
-            return
-        if self._check_failed is not None:
-            self._check_began = None
-            group, worker_id, error = self._check_failed
+    def _verdict(self, verdict: Failed | bool) -> None:
+        """Act on the start check's verdict: on_start_failed, or READY and on_ready."""
+        if isinstance(verdict, Failed):
             self._status_changed()
-            if self.on_start_failed is not None:
-                try:
-                    self.on_start_failed(self, group, worker_id, error)
-                except Exception:
-                    self.log.exception("%s: on_start_failed hook failed", self.name)
-            return
-        if not all(self._stayed_up(name, now) for name in self._groups):
-            return
-        self._check_began = None
-        self.log.info("%s: every worker is up: %s", self.name, self.status_line())
-        if self.notify is not None:
-            self.notify.ready(self.status_line())
-        if self.on_ready is not None:
-            try:
-                self.on_ready(self)
-            except Exception:
-                self.log.exception("%s: on_ready hook failed", self.name)
-
-    def _retire_replaced(self, now: float) -> None:
-        """Drain the workers a reload kept, group by group, once their replacements
-        are up and stayed up start_check seconds (or at once if nothing replaces
-        them): a group that came up is not held back by another that cannot."""
-        standby = [c for c in self._children.values() if c.standby and not c.retired]
-        for name in {c.group for c in standby}:
-            if name in self._groups and not self._stayed_up(name, now):
-                continue
-            mine = [c for c in standby if c.group == name]
-            for child in mine:
-                self._retire(child)
-            self.log.info("%s: %s: %d replaced worker(s) asked to drain", self.name, name,
-                          len(mine))
-
-    def _stayed_up(self, group: str, now: float) -> bool:
-        """Whether every worker of ``group`` is up and has been for start_check seconds."""
-        for (name, _wid), slot in self._slots.items():
-            if name != group:
-                continue
-            child = self._worker_of(slot)
-            if child is None or not self._is_up(child, now):
-                return False
-            assert child.up_at is not None
-            if now - child.up_at < self.start_check:
-                return False
-        return True
-
-    # -- recycling -------------------------------------------------------------
-
-    def _want_recycle(self, child: _Child, reason: str) -> None:
-        if child.recycle is None and not child.retired and not child.killed:
-            child.recycle = reason
-
-    def _check_recycling(self, now: float) -> None:
-        """Note workers due for recycling, finish started recycles, start new ones."""
-        for child in list(self._children.values()):
-            group = self._groups.get(child.group)
-            if group is None or child.retired or child.recycle is not None:
-                continue
-            rules = group.recycling
-            if rules.max_lifetime and now - child.started >= rules.max_lifetime:
-                self._want_recycle(child, f"max_worker_lifetime {rules.max_lifetime:g}s reached")
-            elif rules.max_rss and now >= child.rss_checked + _RSS_EVERY:
-                child.rss_checked = now
-                rss = process_rss(child.pid)
-                if rss is not None and rss > rules.max_rss:
-                    self._want_recycle(child, f"max_worker_rss: RSS {rss / 2**20:.0f} MiB "
-                                              f"over {rules.max_rss / 2**20:g} MiB")
-        for child in list(self._children.values()):
-            new = self._children.get(child.replacement) if child.replacement else None
-            if new is not None and self._is_up(new, now):
-                child.replacement = None
-                self.log.info("%s: worker %s %d (pid %d) recycled (%s): pid %d took over",
-                              self.name, child.group, child.worker_id, child.pid,
-                              child.recycle, new.pid)
-                self._retire(child)
-        for name, group in self._groups.items():
-            mine = [c for c in self._children.values() if c.group == name]
-            busy = sum(1 for c in mine if c.recycle is not None
-                       and (c.replacement is not None or c.retired))
-            due = sorted((c for c in mine if c.recycle is not None and not c.retired
-                          and c.replacement is None and c.recycle_after <= now),
-                         key=lambda c: c.started)
-            for child in due[:max(0, group.recycling.concurrency - busy)]:
-                self._start_recycle(child)
-
-    def _start_recycle(self, child: _Child) -> None:
-        slot = self._slots.get((child.group, child.worker_id))
-        if slot is None or slot.pid != child.pid:
-            return
-        self._spawn(slot)
-        if slot.pid == child.pid:  # fork failed; _spawn logged it
-            child.recycle_after = time.monotonic() + self.restart_delay
-            return
-        child.replacement = slot.pid
-        self.log.info("%s: recycling worker %s %d (pid %d): %s; replacement pid %s",
-                      self.name, child.group, child.worker_id, child.pid, child.recycle,
-                      slot.pid)
-        if self.on_recycle is not None:
-            try:
-                self.on_recycle(child.group, child.worker_id, child.pid, child.recycle or "")
-            except Exception:
-                self.log.exception("%s: on_recycle hook failed", self.name)
+            self._hook("on_start_failed", self, verdict.group, verdict.worker_id, verdict.error)
+        elif verdict:
+            self.log.info("%s: every worker is up: %s", self.name, self.status_line())
+            if self.notify is not None:
+                self.notify.ready(self.status_line())
+            self._hook("on_ready", self)
 
     # -- messages from workers ---------------------------------------------------
 
@@ -802,7 +720,7 @@ class Supervisor:
                     child.up_at = now
                     self._status_changed()
             elif message.kind == RECYCLE:
-                self._want_recycle(child, message.text or "asked by the worker")
+                self._recycler.want(child, message.text or "asked by the worker")
             elif message.kind == ERROR:
                 child.last_error = message.text
 
@@ -813,18 +731,8 @@ class Supervisor:
             # (SIGCHLD wakes us anyway) instead of spinning.
             wake = min(wake, max(self._stop_deadline, now + 0.05))
         else:
-            for slot in self._slots.values():
-                if slot.pid is None:
-                    wake = min(wake, slot.next_start)
-            for child in self._children.values():
-                if child.kill_at is not None and not child.killed:
-                    wake = min(wake, child.kill_at)
-            timeouts = [g.timeout for g in self._groups.values() if g.timeout]
-            if timeouts:
-                wake = min(wake, now + min(timeouts) / 4)
-            recycling = any(c.recycle is not None and not c.retired
-                            for c in self._children.values())
-            if self._check_began is not None or recycling:
+            wake = min(wake, self._reaper.next_wake(now), self._hangs.next_wake(now))
+            if self._start_check.running or self._recycler.busy:
                 wake = min(wake, now + _BUSY_SLEEP)
         if self.notify is not None and self.notify.watchdog_interval:
             wake = min(wake, self._watchdog_due)
@@ -834,8 +742,8 @@ class Supervisor:
         readers: list[Any] = [self._wake_r]
         if self._control is not None:
             readers.append(self._control.fd_read)
-        if self._handover is not None:
-            readers.append(self._handover)
+        if self._handover is not None and self._handover.sock is not None:
+            readers.append(self._handover.sock)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
@@ -849,41 +757,27 @@ class Supervisor:
         if self._control is not None and self._control.fd_read in ready:
             self._read_control()
         handover = self._handover
-        if handover is not None and handover in ready and answer_handover(handover, self._sockets):
+        if handover is not None and handover.sock in ready and handover.answer(self._sockets):
             self.log.info("%s: handed over %d listening socket(s)", self.name, len(self._sockets))
 
     # -- stopping -------------------------------------------------------------
 
-    def _begin_stop(self, why: str) -> None:
-        if self._stopping:
-            self._kill_remaining(f"second {why} while stopping")
-            return
-        self._stopping = True
-        self._stop_deadline = time.monotonic() + self.grace
-        if self.notify is not None:
-            self.notify.stopping()
-        self.log.info(
-            "%s: %s received, stopping %d worker(s)", self.name, why, len(self._children)
-        )
-        for child in self._children.values():
-            self._signal(child, signal.SIGTERM)
-
     def _kill_remaining(self, why: str) -> None:
         for child in self._children.values():
             if not child.killed:
-                self._kill(child, "%s: killing worker %s %d (pid %d): %s", why)
+                self._pool.kill(child, "%s: killing worker %s %d (pid %d): %s", why)
 
     def _terminate_all(self) -> None:
         """Blocking stop used when the loop ends abnormally: no orphan is left."""
         for child in self._children.values():
-            self._signal(child, signal.SIGTERM)
+            self._pool.signal(child, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         while self._children and time.monotonic() < deadline:
             self._reap()
             if self._children:
                 time.sleep(0.05)
         for child in self._children.values():
-            self._signal(child, signal.SIGKILL)
+            self._pool.signal(child, signal.SIGKILL)
         for pid in list(self._children):
             try:
                 os.waitpid(pid, 0)
@@ -891,274 +785,42 @@ class Supervisor:
                 pass
             self._children.pop(pid).heartbeat.close()
 
-    def _do_shutdown(self) -> None:
-        handed_over = False
-        if self.on_shutdown is not None:
-            try:
-                handed_over = bool(self.on_shutdown(self))
-            except Exception:
-                self.log.exception("%s: on_shutdown hook failed", self.name)
-        if self.notify is not None and not handed_over:
-            self.notify.stopping()
-        self.log.info(
-            "%s: graceful shutdown: %d worker(s) finish their work, master %d exits",
-            self.name, len(self._children), self._master_pid,
-        )
-        for child in self._children.values():
-            child.heartbeat.request_drain()
-            self._signal(child, DRAIN_SIGNAL)
-            child.heartbeat.close()
-        self._children.clear()
-        for slot in self._slots.values():
-            slot.pid = None
-        for sock in self._sockets.values():
-            sock.close()
-        self._close_handover()
-
-    def prepare_handover(self) -> None:
-        """Start serving ``handover_path`` now rather than when :meth:`run` starts.
-
-        Why: a program that drops privileges before :meth:`run` may no longer
-        be allowed to create the socket where it should live (next to a pid
-        file in /var/run, say); binding it first, as root, avoids that.
-        """
-        if self.handover_path is None:
-            raise SupervisorError("no handover_path was given")
-        if self._handover is None:
-            self._handover = serve_handover(self.handover_path, self.handover_replace)
-            self._handover.setblocking(False)
-            self._handover_ino = os.stat(self.handover_path).st_ino
-
-    def _close_handover(self) -> None:
-        if self._handover is not None and self.handover_path is not None:
-            release_handover(self._handover, self.handover_path, self._handover_ino)
-            self._handover = None
-
-    def _do_reload(self) -> None:
-        self.log.info("%s: reload requested", self.name)
-        if self.notify is not None:
-            self.notify.reloading()
-        try:
-            if self.on_reload is not None:
-                self.on_reload(self)
-            else:
-                self.replace_all()
-        except Exception:
-            self.log.exception("%s: reload hook failed", self.name)
-        # READY=1 follows once the workers the reload started are up (or,
-        # if it changed nothing, at once): Type=notify-reload waits for it.
-        self._begin_check()
-
     # -- workers -------------------------------------------------------------
 
     def reopen(self) -> None:
         """Ask the loop to have logs reopened, as SIGUSR1 does."""
         self._request(REOPEN_SIGNAL)
 
-    def _do_reopen(self) -> None:
-        """Run on_reopen here, then pass SIGUSR1 on to every worker."""
-        if self.on_reopen is not None:
-            try:
-                self.on_reopen(self)
-            except Exception:
-                self.log.exception("%s: on_reopen hook failed", self.name)
-        for child in list(self._children.values()):
-            self._signal(child, REOPEN_SIGNAL)
-
-    def _signal(self, child: _Child, signum: int) -> None:
-        try:
-            os.kill(child.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def _kill(self, child: _Child, message: str, *args: Any) -> None:
-        """SIGKILL a worker, once; ``message`` gets the supervisor name, the
-        worker's group, id and pid, then ``args``, and says why in the log."""
-        self.log.warning(message, self.name, child.group, child.worker_id, child.pid, *args)
-        child.killed = True
-        self._signal(child, signal.SIGKILL)
-
-    def _retire(self, child: _Child) -> None:
-        child.retired = True
-        child.kill_at = time.monotonic() + self.grace
-        child.heartbeat.request_drain()
-        self._signal(child, DRAIN_SIGNAL)
-
-    def _check_retired(self, now: float) -> None:
-        for child in self._children.values():
-            due = child.kill_at is not None and now >= child.kill_at
-            if child.retired and not child.killed and due:
-                self._kill(child, "%s: killing draining worker %s %d (pid %d): "
-                           "still busy after %gs", self.grace)
-
-    def _check_hung(self, now: float) -> None:
-        for child in self._children.values():
-            if child.retired or child.killed:
-                continue
-            group = self._groups.get(child.group)
-            if group is None or not group.timeout:
-                continue
-            silent = now - child.heartbeat.last()
-            if silent <= group.timeout:
-                child.dump_at = None  # it recovered: a later hang gets its own dump
-                continue
-            if self.dump_signal is not None and child.dump_at is None:
-                # A Python signal handler runs even while the worker's loop is
-                # blocked, on the very frame that blocks it: its stacks are the
-                # one clue to why it hung.
-                child.dump_at = now
-                self.log.warning(
-                    "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs; asked it for a "
-                    "stack dump (%s), killing it in %gs", self.name, child.group,
-                    child.worker_id, child.pid, silent, signal.Signals(self.dump_signal).name,
-                    self.dump_wait)
-                self._signal(child, self.dump_signal)
-            elif child.dump_at is None or now >= child.dump_at + self.dump_wait:
-                self._kill(child, "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs, "
-                           "killing it", silent)
-
     def _reap(self) -> None:
         self._read_control()  # a dying worker's last error comes before its exit
-        if self.reap_orphans:
-            self._reap_any()
-        for pid in list(self._children):
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 0
-            if done != 0:
-                self._reaped(pid, status)
-
-    def _reap_any(self) -> None:
-        """Reap every exited child, ours or adopted (PID 1 or subreaper duty)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self._children:
-                self._reaped(pid, status)
-            else:
-                self.log.info("%s: reaped orphaned process %d (%s)", self.name, pid,
-                              describe_status(status))
-
-    def _reaped(self, pid: int, status: int) -> None:
-        child = self._children.pop(pid)
-        child.heartbeat.close()
-        self._child_exited(child, status)
-        if self.on_child_exit is not None:
-            try:
-                self.on_child_exit(child.group, child.worker_id, pid, status)
-            except Exception:
-                self.log.exception("%s: on_child_exit hook failed", self.name)
-
-    def _child_exited(self, child: _Child, status: int) -> None:
-        how = describe_status(status)
-        slot = self._slots.get((child.group, child.worker_id))
-        old = next((c for c in self._children.values() if c.replacement == child.pid), None)
-        if old is not None and slot is not None and not self._stopping:
-            # A replacement that died before it was up: the worker it was to
-            # replace never stopped serving, and keeps its slot for now.
-            old.replacement = None
-            slot.pid = old.pid
-            slot.failures += 1
-            old.recycle_after = time.monotonic() + min(
-                self.restart_delay * 2 ** (slot.failures - 1), self.restart_delay_max)
-            self.log.warning(
-                "%s: replacement worker %s %d (pid %d) exited with %s before it was up; "
-                "pid %d keeps serving", self.name, child.group, child.worker_id, child.pid,
-                how, old.pid)
-            self._note_start_failure(child, how)
-            return
-        if not (self._stopping or child.retired or child.standby) and child.recycle is None:
-            self._note_start_failure(child, how)
-        if self._stopping or child.retired or slot is None or slot.pid != child.pid:
-            self.log.info(
-                "%s: worker %s %d (pid %d) exited with %s",
-                self.name, child.group, child.worker_id, child.pid, how,
-            )
-            return
-        now = time.monotonic()
-        if now - child.started >= self.stable_after:
-            slot.failures = 0
-        slot.failures += 1
-        delay = 0.0
-        if slot.failures > 1:
-            delay = min(self.restart_delay * 2 ** (slot.failures - 2), self.restart_delay_max)
-        slot.pid = None
-        slot.next_start = now + delay
-        self._status_changed()
-        self.log.warning(
-            "%s: worker %s %d (pid %d) exited unexpectedly with %s; restarting %s",
-            self.name, child.group, child.worker_id, child.pid, how,
-            f"in {delay:.2f}s" if delay else "now",
-        )
-
-    def _note_start_failure(self, child: _Child, how: str) -> None:
-        if self._check_began is not None and self._check_failed is None:
-            error = child.last_error or f"worker {child.group} {child.worker_id} exited with {how}"
-            self._check_failed = (child.group, child.worker_id, error)
+        self._reaper.reap(self._stopping)
 
     def _spawn_due(self, now: float) -> None:
-        for slot in list(self._slots.values()):
-            if slot.pid is None and slot.next_start <= now:
-                self._spawn(slot)
+        self._forker.spawn_due(now)
 
-    def _spawn(self, slot: _Slot) -> None:
-        group = slot.group
-        if self.before_fork is not None:
-            try:
-                self.before_fork(group.name, slot.worker_id)
-            except Exception:
-                self.log.exception("%s: before_fork hook failed", self.name)
-        heartbeat = HeartbeatSlot()
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        try:
-            pid = os.fork()
-        except OSError as err:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            heartbeat.close()
-            slot.failures += 1
-            slot.next_start = time.monotonic() + self.restart_delay
-            self.log.error(
-                "%s: cannot start worker %s %d: fork failed: %s",
-                self.name, group.name, slot.worker_id, err.strerror,
-            )
-            return
-        if pid == 0:
-            self._become_worker(group, slot.worker_id, heartbeat, old_mask)  # never returns
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        slot.pid = pid
-        self._children[pid] = _Child(pid, group.name, slot.worker_id, heartbeat, time.monotonic())
-        self.log.info(
-            "%s: started worker %s %d (pid %d)", self.name, group.name, slot.worker_id, pid
-        )
+    def _spawn(self, slot: Slot) -> None:
+        self._forker.spawn(slot)
 
-    def _become_worker(
-        self, group: _Group, worker_id: int, heartbeat: HeartbeatSlot, mask: set[int]
-    ) -> None:
-        """In the new worker: hand over to :func:`brim.supervisor.worker.run_child`."""
+    def _child_setup(self, group: Group, worker_id: int, heartbeat: HeartbeatSlot,
+                     mask: set[int]) -> ChildSetup:
+        """What :func:`brim.supervisor.worker.run_child` needs in a new worker."""
         assert self._control is not None
-        setup = ChildSetup(
+        return ChildSetup(
             group=group.name, worker_id=worker_id,
             title=group.title.format(group=group.name, id=worker_id),
             master_pid=self._master_pid, supervisor_name=self.name, heartbeat=heartbeat,
             control=self._control, mask=mask, log=self.log,
-            reset_signals=_RESET_IN_CHILD, ignore_signals=_IGNORE_IN_CHILD,
+            reset_signals=RESET_IN_CHILD, ignore_signals=IGNORE_IN_CHILD,
             death_signal=DRAIN_SIGNAL, capture_output=self.capture_output,
             release_master=self._release_in_child, after_fork_child=self.after_fork_child,
         )
-        run_child(setup, group.target)
 
     def _release_in_child(self) -> None:
         """Close, in a new worker, what only the master may hold."""
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         if self._handover is not None:
-            self._handover.close()  # our fd only; the socket file stays the master's
-            self._handover = None
+            self._handover.close_in_child()
         for other in self._children.values():
             other.heartbeat.close()
         self._children.clear()

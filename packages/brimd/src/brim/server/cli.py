@@ -41,9 +41,11 @@ commands:
                 finish their connections and exit on their own (SIGQUIT)
   restart       start a new brimd that takes the ports over from the
                 running one; the old one shuts down once the new workers
-                stayed up (nothing is refused in between)
-  reload        re-read the conf and replace every worker gracefully
-                (SIGHUP); waits and reports like start
+                stayed up (nothing is refused in between). A foreground
+                brimd is reloaded instead, so its process stays
+  reload        load the conf and the code now on disk and replace every
+                worker gracefully, same master pid (SIGHUP); waits and
+                reports like start
   force-reload  the same as reload
   status        whether brimd runs, and its workers up per subserver (exit
                 0 running, 1 stale pid file, 3 not running, 4 unknown)
@@ -128,11 +130,16 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
     broken, so they read only what they need (pid_file, grace) from this.
     """
     try:
-        if args.conf:
-            return read_conf(args.conf)
-        return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+        return _read_conf(args)
     except ConfError:
         return None
+
+
+def _read_conf(args: argparse.Namespace) -> Conf:
+    """The conf files as plain text (the -c files, or those of the defaults that exist)."""
+    if args.conf:
+        return read_conf(args.conf)
+    return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
 
 
 def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
@@ -193,14 +200,23 @@ def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float) -> in
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """HUP, then wait for the master's verdict in its status file."""
-    server = Server.from_files(args.conf)  # refuse to signal with a conf that won't load
-    path = server.pid_file(args.pid_file)
-    pidfile = PidFile(path, name="brimd") if path else None
+    """HUP, then wait for the master's verdict in its status file.
+
+    The conf is not checked here: the master checks it, with the code now on
+    disk, so that a refused reload is in its log as well as on the terminal.
+    """
+    conf = _lenient_conf(args)
+    if conf is None and not args.pid_file:
+        _read_conf(args)  # which brimd cannot be told: say what is wrong with the conf
+    pidfile = _pidfile(args, conf)
     pid = pidfile.running_pid() if pidfile is not None else None
     if pid is None or pidfile is None:
         print("brimd is not running", file=sys.stderr)
         return 7
+    return _reload(pidfile, pid)
+
+
+def _reload(pidfile: PidFile, pid: int) -> int:
     state_file = StatusFile(status_path(pidfile.path))
     before = (state_file.read() or {}).get("generation", 0)
     os.kill(pid, signal.SIGHUP)
@@ -265,6 +281,20 @@ def cmd_foreground(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    """A new brimd takes the ports over; for a foreground brimd, a reload instead.
+
+    Why: a foreground brimd is the process systemd or a container watches
+    (as PID 1 its exit ends the container); a successor taking over would
+    end it. A reload loads the new conf and code just the same, in place.
+    """
+    pidfile = _pidfile(args, _lenient_conf(args))
+    old_pid = pidfile.running_pid() if pidfile is not None else None
+    if old_pid is not None and pidfile is not None:
+        state = StatusFile(status_path(pidfile.path)).read() or {}
+        if state.get("foreground") and state.get("pid") == old_pid:
+            print(f"brimd: the running brimd (pid {old_pid}) is in the foreground; "
+                  "restarting it in place (reload)", file=sys.stderr)
+            return _reload(pidfile, old_pid)
     server, pidfile = _load(args, args.output)
     old_pid = pidfile.running_pid() if pidfile is not None else None
     inherited = {}

@@ -31,7 +31,7 @@ from brim.supervisor import (
 from brim.wsgi.log import reopen_logs
 
 from . import options
-from .dialect import MAIN_SECTION, read_conf
+from .dialect import BRIMD_DIALECT, MAIN_SECTION, read_conf
 from .logtarget import LogTarget
 from .settings import MasterSettings, read_record
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
@@ -127,12 +127,14 @@ class Server:
     """
 
     def __init__(self, conf: Conf, *, output: bool = False,
-                 source: Callable[[], Conf] | None = None) -> None:
+                 built_in_memory: bool = False) -> None:
         self.conf = conf
         self.output = output
-        #: How to build this conf again on reload, for a conf that is not read
-        #: from files (``brimd serve`` builds one from its command line).
-        self.source = source
+        #: The conf was not read from files (``brimd serve`` builds one from
+        #: its command line): a reload carries it over as it is
+        #: (:attr:`brim.server.reexec.Carried.conf_store`) instead of reading
+        #: the conf files again.
+        self.built_in_memory = built_in_memory
         _defer_app_patching()
         self.subservers: list[Subserver] = build_subservers(conf)
         #: The master's own options ([brim]), read and checked once.
@@ -181,15 +183,10 @@ class Server:
                 )
         return cls(conf, output=output)
 
-    def reloaded(self, paths: list[str] | None) -> Server:
-        """A new Server from the same place as this one, read again (reload).
-
-        The conf files ``paths`` (the default locations when None), or this
-        Server's ``source`` when its conf was built in memory.
-        """
-        if self.source is not None:
-            return type(self)(self.source(), output=self.output, source=self.source)
-        return self.from_files(paths, output=self.output)
+    @classmethod
+    def in_memory(cls, store: dict[str, dict[str, str]], *, output: bool = False) -> Server:
+        """A Server for a conf built in memory, section to options (``brimd serve``)."""
+        return cls(Conf(store, dialect=BRIMD_DIALECT), output=output, built_in_memory=True)
 
     # -- master side ---------------------------------------------------------
 

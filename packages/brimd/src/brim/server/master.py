@@ -1,14 +1,15 @@
 """The running brimd master: from a bound Server to a supervised, reporting service.
 
 Why apart from :class:`~brim.server.core.Server`: a Server is a validated
-conf with its sockets and stats (and what apps see as ``env['brim']``); a
-reload builds a new one. The master outlives those: it holds the pid file,
-the supervisor, systemd's notifier, the report to the command that started
-it and the status file, and it swaps Servers on reload. One object owns
-that lifecycle: :meth:`Master.run` (the master itself, in the foreground or
-once daemonized), :meth:`Master.start_daemon` (``start`` and ``restart``:
-fork, daemonize, and wait for an honest report) and :meth:`Master.reload`
-(SIGHUP).
+conf with its sockets and stats (and what apps see as ``env['brim']``). The
+master holds the pid file, the supervisor, systemd's notifier, the report to
+the command that started it and the status file. One object owns that
+lifecycle: :meth:`Master.run` (the master itself, in the foreground or once
+daemonized), :meth:`Master.start_daemon` (``start`` and ``restart``: fork,
+daemonize, and wait for an honest report) and :meth:`Master.reload`
+(SIGHUP), which re-executes the master in place with a new Server built from
+the conf and code on disk; :meth:`Master.resumed` is the master again in
+that new image (see :mod:`brim.server.reexec`).
 
 An honest start: the command that starts brimd returns only once every
 subserver's workers are up and stayed up ``start_check`` seconds, printing
@@ -19,8 +20,10 @@ from its predecessor only then; until then the old brimd serves on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import sys
 from importlib import metadata
 
@@ -31,12 +34,14 @@ from brim.supervisor import (
     SupervisorError,
     daemonize,
     drop_privileges,
+    is_daemonized,
     parse_umask,
     user_ids,
 )
 from brim.supervisor.systemd import Notifier
 
 from .core import Server
+from .reexec import Carried, ReloadRefused, check_new, execute
 from .report import StartReport
 from .statusfile import StatusFile, status_path
 from .subservers import RECYCLE_STAT, ListeningSubserver, Subserver, WSGISubserver
@@ -93,6 +98,21 @@ class Master:
         self.state = "starting"
         self.error: str | None = None
         self.failure: str | None = None
+        #: What the previous image of this process handed over (a reload
+        #: re-executed it in place; see brim.server.reexec), or None.
+        self.carried: Carried | None = None
+
+    @classmethod
+    def resumed(cls, server: Server, carried: Carried) -> Master:
+        """The master again, in the image a reload re-executed (same pid)."""
+        pidfile = PidFile(carried.pid_file, name="brimd") if carried.pid_file else None
+        master = cls(server, pidfile, stderr=carried.stderr, syslog=carried.syslog,
+                     reload_conf=carried.conf, foreground=carried.foreground)
+        master.carried = carried
+        master.generation = carried.generation
+        master.started = True
+        master.state = "reloading"
+        return master
 
     # -- start and restart: fork, daemonize, wait for the report ------------------
 
@@ -130,7 +150,7 @@ class Master:
 
     def run(self) -> int:
         """Become the master: pid file, logging, privileges, the supervisor loop."""
-        if self.pidfile is not None and self.predecessor is None:
+        if self.pidfile is not None and self.predecessor is None and self.carried is None:
             self.pidfile.write()
         code = 1
         try:
@@ -162,19 +182,45 @@ class Master:
             after_fork_child=self._in_worker,
         )
         add_groups(server, sup)
-        if path:
-            sup.prepare_handover()  # while still allowed to create files beside the pid file
-        if self.status is not None:
-            try:
-                self.status.open()
-            except OSError as err:
-                self.logger.warning("cannot write status file %s: %s", self.status.path, err)
-        self._drop_privileges()
-        self.logger.info("brimd %s started: %s", version(),
-                         ", ".join(f"{s.group} x{s.workers}" for s in server.subservers))
-        self.generation = 1
+        carried = self.carried
+        if carried is not None:
+            self._resume(sup, carried)
+        else:
+            if path:
+                sup.prepare_handover()  # while still allowed to create files beside it
+            if self.status is not None:
+                try:
+                    self.status.open()
+                except OSError as err:
+                    self.logger.warning("cannot write status file %s: %s", self.status.path,
+                                        err)
+            self._drop_privileges()
+            self.logger.info("brimd %s started: %s", version(),
+                             ", ".join(f"{s.group} x{s.workers}" for s in server.subservers))
+            self.generation = 1
         self._write_status(sup)
         return sup.run()
+
+    def _resume(self, sup: Supervisor, carried: Carried) -> None:
+        """After the exec of a reload: take back the files and workers of the old image.
+
+        Privileges were dropped and the umask set before the exec; both hold.
+        """
+        if carried.handover_fd is not None:
+            sup.adopt_handover(socket.socket(fileno=carried.handover_fd))
+        if self.status is not None and carried.status_fd is not None:
+            self.status.adopt(carried.status_fd)
+        for pid, group, worker_id in carried.workers:
+            sup.adopt(pid, group, worker_id)
+        settings = self.server.settings
+        if [settings.user, settings.group] != carried.identity:
+            self.logger.warning("reload: user and group changes take effect on restart, "
+                                "not reload")
+        self.logger.info("brimd reloaded: %s (brimd %s, new code loaded, master re-executed "
+                         "in place, pid %d; %d previous worker(s) serve until the new ones "
+                         "are up)", ", ".join(f"{s.group} x{s.workers}"
+                                              for s in self.server.subservers),
+                         version(), os.getpid(), len(carried.workers))
 
     def _drop_privileges(self) -> None:
         server = self.server
@@ -269,7 +315,7 @@ class Master:
         counts = sup.up_counts()
         record = {
             "pid": os.getpid(), "generation": self.generation, "state": self.state,
-            "error": self.error,
+            "error": self.error, "foreground": self.foreground,
             # A successor started by `brimd restart` notifies systemd in our place.
             "notify": self.notifier.environment() if self.notifier is not None else {},
             "subservers": [
@@ -287,50 +333,73 @@ class Master:
     # -- reload -------------------------------------------------------------------
 
     def reload(self, sup: Supervisor) -> None:
-        """SIGHUP: read the conf again and replace every worker gracefully.
+        """SIGHUP: load the conf and the code now on disk, and replace every worker.
 
-        The new conf is validated completely before anything changes; a bad
-        one is logged and reported (``brimd reload`` prints it) and brimd
-        keeps running as it was. Sockets whose address is unchanged are
-        kept, so no connection is refused; new addresses are bound, ports no
-        longer configured are closed. The old workers serve on until the new
-        ones stayed up ``start_check`` seconds, and drain then; if the new
-        ones cannot stay up, the old ones go on serving (``brimd reload``
-        says so). ``user`` and ``group`` need a restart.
+        The master re-executes itself in place (same pid; see
+        :mod:`brim.server.reexec` for why and how): a fresh interpreter
+        first checks the new conf and apps completely and binds new
+        addresses; if that fails, the error is logged and reported
+        (``brimd reload`` prints it and exits 1) and nothing changes.
+        Otherwise the new image keeps the sockets whose address is
+        unchanged (no connection is refused), closes ports no longer
+        configured, and starts new workers; the old ones serve on until the
+        new ones stayed up ``start_check`` seconds, and drain then. If the
+        new ones cannot stay up, the old ones go on serving (``brimd reload``
+        says so). ``user``, ``group`` and ``pid_file`` need a restart.
         """
-        old = self.server
         self.generation += 1
-        try:
-            new = old.reloaded(self.reload_conf)
-            unused = new.bind(old.sockets, activated=old.activated)
-        except (ConfError, SupervisorError) as err:
-            self.state = "failed"
-            self.error = f"brimd: reload refused, still running the previous conf: {err}"
-            self.logger.error("%s", self.error)
-            self._write_status(sup)
+        if self.report is not None or self.predecessor is not None:
+            self._refuse(sup, "brimd: reload refused: this brimd is still starting")
             return
+        carried = self._carried(sup)
+        try:
+            new_sockets = check_new(carried, self._watchdog_ping)
+        except ReloadRefused as err:
+            self._refuse(sup, f"brimd: reload refused, still running the previous conf: {err}")
+            return
+        for key, sock in new_sockets.items():
+            carried.sockets[key] = sock.fileno()
         self.state, self.error = "reloading", None
         self._write_status(sup)
-        if (new.settings.user, new.settings.group) != (old.settings.user,
-                                                       old.settings.group):
-            self.logger.warning("reload: user and group changes take effect on restart, "
-                                "not reload")
-        new.allocate_stats()
-        self.logger = new.setup_logging(stderr=old.log_to_stderr, syslog=old.log_to_syslog)
-        for group in list(sup.groups):
-            sup.remove_group(group, when_replaced=True)
-        sup.set_sockets(new.sockets)
-        for sock in unused.values():
-            try:
+        self.logger.info("brimd: the new conf and code loaded in a check; re-executing the "
+                         "master in place (pid %d)", os.getpid())
+        try:
+            execute(carried, sup)
+        except OSError as err:
+            self._refuse(sup, f"brimd: reload failed: cannot re-execute the master: {err}")
+        finally:
+            for sock in new_sockets.values():  # reached only if the exec failed
                 sock.close()
-            except OSError:
-                pass
-        add_groups(new, sup)
-        if old.stats is not None:
-            old.stats.close()
-        self.server = new
-        self.logger.info("brimd reloaded: %s",
-                         ", ".join(f"{s.group} x{s.workers}" for s in new.subservers))
+
+    def _watchdog_ping(self) -> None:
+        if self.notifier is not None and self.notifier.watchdog_interval:
+            self.notifier.watchdog()
+
+    def _refuse(self, sup: Supervisor, error: str) -> None:
+        self.state, self.error = "failed", error
+        self.logger.error("%s", error)
+        self._write_status(sup)
+
+    def _carried(self, sup: Supervisor) -> Carried:
+        """What this master hands to its re-executed self (see brim.server.reexec)."""
+        server = self.server
+        handover = sup.handover_socket
+        return Carried(
+            conf=self.reload_conf, sys_path=list(sys.path),
+            pid_file=self.pidfile.path if self.pidfile else None,
+            stderr=server.log_to_stderr, syslog=server.log_to_syslog, output=server.output,
+            foreground=self.foreground, daemonized=is_daemonized(),
+            generation=self.generation, start_time=server.start_time,
+            sockets={key: sock.fileno() for key, sock in server.sockets.items()},
+            activated=[[a.name, a.sock.fileno()] for a in server.activated],
+            workers=[list(child) for child in sup.children],
+            status_fd=self.status.fileno() if self.status is not None else None,
+            handover_fd=handover.fileno() if handover is not None else None,
+            notify=self.notifier.environment() if self.notifier is not None else {},
+            log=dataclasses.asdict(server.log), grace=server.settings.grace,
+            identity=[server.settings.user, server.settings.group],
+            conf_store=server.conf.store if server.built_in_memory else None,
+        )
 
 
 def add_groups(server: Server, sup: Supervisor) -> None:

@@ -197,15 +197,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if here not in sys.path:
         sys.path.insert(0, here)  # the app's module is found from here, as gunicorn does
 
-    def source() -> Conf:
-        return serve_conf(args)
-
-    conf = source()
+    conf = serve_conf(args)
     if args.print_conf:
         print(conf_text(conf), end="")
         return 0
     try:
-        server = Server(conf, output=True, source=source)
+        server = Server.in_memory(conf.store, output=True)
     except ConfError as err:
         raise _by_flag(err) from None
     pidfile = PidFile(pid_path, name="brimd") if pid_path else None

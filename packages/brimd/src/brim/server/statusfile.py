@@ -55,6 +55,14 @@ class StatusFile:
         if self._fd is None:
             self._fd = open_replacing(self.path)
 
+    def fileno(self) -> int | None:
+        """The open descriptor, if any (a reload's exec keeps it: see brim.server.reexec)."""
+        return self._fd
+
+    def adopt(self, fd: int) -> None:
+        """Write through ``fd``, this file opened by the image before a reload's exec."""
+        self._fd = fd
+
     def read(self) -> dict[str, Any] | None:
         try:
             with open(self.path) as f:
