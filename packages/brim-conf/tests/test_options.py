@@ -157,6 +157,17 @@ def test_check_unknown_names_every_unknown_option():
     )
 
 
+def test_check_unknown_says_where_a_misplaced_option_belongs():
+    conf = parse("[job]\nschedule = daily\ncomand = a\n")
+    with pytest.raises(ConfError) as info:
+        check_unknown(conf, "job", [o.name for o in OPTIONS],
+                      hints={"schedule": "it belongs in [calendar]"})
+    assert info.value.problems == (
+        "[job] schedule: unknown option here (it belongs in [calendar]) (j.conf line 2)",
+        "[job] comand: unknown option (did you mean 'command'?) (j.conf line 3)",
+    )
+
+
 def test_choices_error_names_the_defaults_section_it_came_from():
     option = Option("level", choices=("low", "high"), inherit=True)
     assert option.read(parse("[settings]\nlevel = HIGH\n[job]\n"), "job") == "high"

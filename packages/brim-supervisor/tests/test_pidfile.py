@@ -82,6 +82,15 @@ def test_remove_only_removes_our_own_file(tmp_path):
     assert not pf.remove()
 
 
+def test_remove_stale_removes_only_a_stale_file(tmp_path):
+    pf = PidFile(tmp_path / "x.pid")
+    assert pf.remove_stale() is False  # no file
+    pf.write()  # names this live process
+    assert pf.remove_stale() is False and pf.exists()
+    (tmp_path / "x.pid").write_text(f"{_dead_pid()}\n")
+    assert pf.remove_stale() is True and not pf.exists()
+
+
 def test_unwritable_directory_is_a_clear_error(tmp_path):
     with pytest.raises(SupervisorError, match=r"cannot write pid file .*no-such-dir"):
         PidFile(tmp_path / "no-such-dir" / "x.pid").write()

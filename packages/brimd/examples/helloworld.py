@@ -1,8 +1,11 @@
 """HelloWorld: the WSGI app of the brimd development guide (docs/wsgi.rst), finished.
 
-Run it with the examples folder on the import path, for instance::
+Run it from the root of a clone, with the examples folder on the import path::
 
-    PYTHONPATH=packages/brimd/examples brimd -c helloworld.conf -p - foreground
+    PYTHONPATH=packages/brimd/examples \
+        brimd -c packages/brimd/examples/helloworld.conf -p - foreground
+
+then ``curl http://127.0.0.1:8080/hello`` says ``Hello World!``.
 """
 
 from __future__ import annotations

@@ -27,21 +27,24 @@ class LineUpper:
                 data = sock.recv(4096)
                 if not data:
                     return
-                buffered += data
-                while b"\n" in buffered:
-                    line, buffered = buffered.split(b"\n", 1)
+                # Every ended line, and what is left of one not ended yet.
+                *lines, buffered = (buffered + data).split(b"\n")
+                for line in lines:
+                    if len(line) > self.max_line:
+                        return self._too_long(sock, logger, address)
                     if line.strip() == b"QUIT":
                         sock.sendall(b"BYE\n")
                         return
                     sock.sendall(line.upper() + b"\n")
                     stats.incr(f"{self.name}.lines")
-                if len(buffered) > self.max_line:
-                    logger.warning("%s: line over %d bytes from %s", self.name,
-                                   self.max_line, address[0])
-                    sock.sendall(b"ERROR line too long\n")
-                    return
+                if len(buffered) > self.max_line:  # too long before it even ends
+                    return self._too_long(sock, logger, address)
         except (TimeoutError, ConnectionError):
             return  # silent for too long, or gone: brimd closes the socket
+
+    def _too_long(self, sock: Any, logger: Any, address: Any) -> None:
+        logger.warning("%s: line over %d bytes from %s", self.name, self.max_line, address[0])
+        sock.sendall(b"ERROR line too long\n")
 
     @classmethod
     def parse_conf(cls, name: str, conf: Any) -> dict[str, Any]:

@@ -133,7 +133,7 @@ def test_seed_helloworld_loads_with_path_and_stats(mypackage):
         ("[wsgi]\napps = a\n[a]\ncall = seedapps.Nope\n", "[a] call: module 'seedapps' has no attribute 'Nope'"),
         ("[wsgi]\napps = a\n[a]\ncall = seedapps.NOT_CALLABLE\n", "[a] call: 'seedapps.NOT_CALLABLE' is not callable (its type is int); expected a brim app class taking (name, conf, next_app)"),
         ("[wsgi]\napps = a\n[a]\ncall = broken.App\n", "[a] call: importing 'broken' failed: RuntimeError: boom at import"),
-        ("[wsgi]\napps = a\n[a]\ncall = seedapps.BadStats\n", "[a] stats_conf: stat 'x' has unknown type 'average' (expected one of worker, sum, min, max)"),
+        ("[wsgi]\napps = a\n[a]\ncall = seedapps.BadStats\n", "[a] stats_conf: stat 'x' has unknown type 'average' (expected one of worker, sum, min, max, histogram)"),
     ],
 )
 def test_bad_chains_are_one_line_conf_errors(mypackage, text, message):
@@ -155,6 +155,86 @@ def test_not_found_is_a_valid_wsgi_response():
                       lambda status, headers: seen.update(status=status, headers=headers))
     assert seen["status"] == "404 Not Found"
     assert b"".join(body) == b"404 Not Found\n"
+
+
+# -- bundled apps declare their options: typos are refused like brimd's own --------
+
+BUNDLED = """
+[brim]
+ip = 127.0.0.1
+port = 0
+
+[wsgi]
+apps = echo stats
+
+[echo]
+call = brim.wsgi_echo.WSGIEcho
+
+[stats]
+call = brim.stats.Stats
+
+[tcp#echo]
+call = brim.tcp_echo.TCPEcho
+workers = 2
+
+[udp#echo]
+call = brim.udp_echo.UDPEcho
+max_datagram_size = 512
+
+[daemons]
+daemons = sample
+
+[sample]
+call = brim.daemon_sample.DaemonSample
+"""
+
+
+def _server(extra: dict[str, str]):
+    from brim.server import Server
+    from brim.server.dialect import BRIMD_DIALECT
+
+    text = BUNDLED.lstrip("\n")
+    for section, line in extra.items():
+        text = text.replace(f"[{section}]\n", f"[{section}]\n{line}\n", 1)
+    return Server(Conf.from_string(text, "b.conf", dialect=BRIMD_DIALECT))
+
+
+def test_bundled_apps_with_their_real_options_load():
+    server = _server({"echo": "max_echo = 10", "stats": "all_subservers = yes",
+                      "tcp#echo": "chunk_read = 7", "sample": "interval = 2"})
+    assert [s.section for s in server.subservers] == ["wsgi", "tcp#echo", "udp#echo", "sample"]
+    assert server.subservers[1].conf == {"chunk_read": 7, "idle_timeout": 60.0}
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ("echo", "maxecho = 10", "[echo] maxecho: unknown option (did you mean 'max_echo'?) (b.conf line 9)"),
+        ("stats", "pth = /s", "[stats] pth: unknown option (did you mean 'path'?) (b.conf line 12)"),
+        ("tcp#echo", "chunk_reed = 7", "[tcp#echo] chunk_reed: unknown option (did you mean 'chunk_read'?) (b.conf line 15)"),
+        ("tcp#echo", "max_echo = 7", "[tcp#echo] max_echo: unknown option"),
+        ("udp#echo", "backlog = 7", "[udp#echo] backlog: unknown option"),
+        ("sample", "intervall = 2", "[sample] intervall: unknown option (did you mean 'interval'?) (b.conf line 26)"),
+        ("echo", "path = echo", "[echo] path: 'echo' must start with '/' (b.conf line 9)"),
+        ("brim", "apps = echo", "[brim] apps: unknown option here (it belongs in [wsgi]; or write 'wsgi = <apps>' here, short for a [wsgi] section) (b.conf line 2)"),
+        ("brim", "daemons = sample", "[brim] daemons: unknown option here (it belongs in [daemons]) (b.conf line 2)"),
+        ("wsgi", "user = nobody", "[wsgi] user: unknown option here (it belongs in [brim]) (b.conf line 6)"),
+        ("brim", "wokers = 2", "[brim] wokers: unknown option (did you mean 'workers'?) (b.conf line 2)"),
+    ],
+)
+def test_bundled_apps_refuse_unknown_options_and_misplaced_ones_are_told_where(
+        section, line, message):
+    with pytest.raises(ConfError) as info:
+        _server({section: line})
+    assert str(info.value).startswith(message)
+
+
+def test_apps_without_a_declared_list_are_not_checked(mypackage):
+    """Third-party apps that read options of their own keep working unchanged."""
+    from brim.server.apps import parse_app_conf
+
+    c = conf("[a]\ncall = seedapps.HelloWorld\npath = /x\nanything = 1\n")
+    assert parse_app_conf(load_object("seedapps.HelloWorld"), "a", c) == "/x"
 
 
 # -- plain WSGI apps: call = package.module:name and package.module:factory() ---

@@ -9,6 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from brim.conf import Option, read_options
+
+
+def _check_path(path: str) -> None:
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} must start with '/'")
+
 
 class WSGIEcho:
     """Answer requests on ``path`` (default ``/echo``) with their own body.
@@ -42,13 +49,16 @@ class WSGIEcho:
         )
         return [body]
 
+    #: The options of its section (besides ``call``); brimd refuses any other.
+    conf_options = (
+        Option("path", "str", "/echo", "The path answered; other paths go on down the chain.",
+               validator=_check_path),
+        Option("max_echo", "int", 65536, "Larger request bodies get 413.", minimum=0),
+    )
+
     @classmethod
     def parse_conf(cls, name: str, conf: Any) -> dict[str, Any]:
-        path = conf.get(name, "path", "/echo")
-        if not path.startswith("/"):
-            raise conf.error(name, "path", f"{path!r} must start with '/'")
-        max_echo = conf.get_int(name, "max_echo", 65536, minimum=0)
-        return {"path": path, "max_echo": max_echo}
+        return read_options(conf, name, cls.conf_options)
 
     @classmethod
     def stats_conf(cls, name: str, conf: Any) -> list[tuple[str, str]]:

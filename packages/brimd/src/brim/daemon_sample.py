@@ -12,6 +12,8 @@ import os
 import time
 from typing import Any
 
+from brim.conf import Option, read_options
+
 
 class DaemonSample:
     """Log a line every ``interval`` seconds (default 60) and count the lines."""
@@ -32,9 +34,15 @@ class DaemonSample:
                         stats.get(f"{self.name}.iterations"))
             time.sleep(self.interval)
 
+    #: The options of its section (besides ``call``); brimd refuses any other.
+    conf_options = (
+        Option("interval", "float", 60.0, "Seconds between the daemon's log lines.",
+               minimum=0.01),
+    )
+
     @classmethod
     def parse_conf(cls, name: str, conf: Any) -> dict[str, Any]:
-        return {"interval": conf.get_float(name, "interval", 60.0, minimum=0.01)}
+        return read_options(conf, name, cls.conf_options)
 
     @classmethod
     def stats_conf(cls, name: str, conf: Any) -> list[tuple[str, str]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from brim.conf import Option, read_options
+
 
 class TCPEcho:
     """Send back every byte received until the client closes or goes quiet."""
@@ -32,12 +34,17 @@ class TCPEcho:
         except (TimeoutError, ConnectionError):
             return
 
+    #: The app's own options; brimd refuses any other in its section (besides
+    #: ``call`` and the TCP subserver's options).
+    conf_options = (
+        Option("chunk_read", "int", 65536, "Bytes read at a time.", minimum=1),
+        Option("idle_timeout", "float", 60.0, "Seconds of client silence before hanging up.",
+               minimum=0.001),
+    )
+
     @classmethod
     def parse_conf(cls, name: str, conf: Any) -> dict[str, Any]:
-        return {
-            "chunk_read": conf.get_int(name, "chunk_read", 65536, minimum=1),
-            "idle_timeout": conf.get_float(name, "idle_timeout", 60.0, minimum=0.001),
-        }
+        return read_options(conf, name, cls.conf_options)
 
     @classmethod
     def stats_conf(cls, name: str, conf: Any) -> list[tuple[str, str]]:

@@ -13,6 +13,10 @@ from typing import Any
 class UDPEcho:
     """Reply to each datagram with the same bytes."""
 
+    #: No options of its own: brimd refuses any in its section but ``call`` and
+    #: the UDP subserver's.
+    conf_options: tuple[str, ...] = ()
+
     def __init__(self, name: str, conf: Any) -> None:
         self.name = name
         self.stat = f"{name}.datagrams"

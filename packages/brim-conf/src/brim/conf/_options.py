@@ -175,17 +175,23 @@ def read_options(
 
 
 def check_unknown(
-    conf: Conf, section: str, known: Iterable[str] | Mapping[str, Any]
+    conf: Conf, section: str, known: Iterable[str] | Mapping[str, Any],
+    hints: Mapping[str, str] | None = None,
 ) -> None:
     """Raise one ConfError naming every option in ``section`` that is not in ``known``.
 
     Each suggests the closest known name, since most unknown options are
-    typos of real ones.
+    typos of real ones. ``hints`` says, by option name, where an option
+    that is real but misplaced belongs instead (``{"apps": "it belongs in
+    [web]"}``); a hint replaces the did-you-mean.
     """
     names = set(known)
     problems = []
     for option in conf.options(section):
         if option in names:
+            continue
+        if hints and option in hints:
+            problems.append(conf.error(section, option, f"unknown option here ({hints[option]})"))
             continue
         close = difflib.get_close_matches(option, sorted(names), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -59,6 +59,10 @@ class Stats:
         self.all_subservers = conf.all_subservers
         self.next_app = next_app
 
+    #: The options of its section (besides ``call``); a server that checks
+    #: app sections (brimd does) refuses any other.
+    conf_options = ("path", "all_subservers")
+
     @classmethod
     def parse_conf(cls, name: str, conf: _ConfLike) -> StatsConf:
         """``path`` (default /stats) and ``all_subservers`` (default no), checked now.

@@ -133,6 +133,19 @@ class PidFile:
             raise SupervisorError(f"pid {pid} did not end within {timeout:g}s")
         return pid
 
+    def remove_stale(self) -> bool:
+        """Remove the file if it names no running process; return whether it did.
+
+        What ``stop`` does with a pid file left by a process that died
+        without cleaning up: a file naming a live process is never touched.
+        The file is read again just before the unlink, so one rewritten by a
+        process starting meanwhile is left alone.
+        """
+        lines = self._read_lines()
+        if lines is None or self.is_running() or self._read_lines() != lines:
+            return False
+        return self._unlink()
+
     def write(self, pid: int | None = None) -> None:
         """Write *pid* (default: this process) atomically: temp file, then rename.
 
@@ -197,6 +210,10 @@ class PidFile:
         """
         if not force and self.read() != os.getpid():
             return False
+        return self._unlink()
+
+    def _unlink(self) -> bool:
+        """Remove the file; False if it was already gone."""
         try:
             os.unlink(self.path)
         except FileNotFoundError:

@@ -98,14 +98,21 @@ def _bind(host: str, port: int, socktype: int, backlog: int | None, retry: float
             time.sleep(min(_RETRY_STEP, max(0.0, deadline - time.monotonic())))
             continue
         reason = (last.strerror or str(last)).lower()
-        if last.errno == errno.EADDRINUSE and retry > 0:
-            reason += f" (still, after retrying for {retry:g}s)"
+        if last.errno == errno.EADDRINUSE:
+            reason += _holder(port, socktype)
+            if retry > 0:
+                reason += f" (still, after retrying for {retry:g}s)"
         raise SupervisorError(f"cannot bind {format_address(host, port)}: {reason}")
 
 
-def _busy_message(host: str, port: int, socktype: int, retry: float) -> str:
+def _holder(port: int, socktype: int) -> str:
+    """`` (held by pid N, what)`` when the port's holder is visible, else ''."""
     holder = who_listens(port, udp=socktype == socket.SOCK_DGRAM)
-    held = f" (held by pid {holder[0]}, {holder[1]})" if holder else ""
+    return f" (held by pid {holder[0]}, {holder[1]})" if holder else ""
+
+
+def _busy_message(host: str, port: int, socktype: int, retry: float) -> str:
+    held = _holder(port, socktype)
     return f"{format_address(host, port)} is in use{held}; retrying for {retry:g}s"
 
 

@@ -73,6 +73,9 @@ class Connection:
         calls run() again when the client sends its next request.
         """
         parked = False
+        if self.served == 0:  # not again when a parked connection resumes
+            with self.state.lock:
+                self.state.metrics.connection_opened()
         try:
             if (self.served == 0 and self.settings.ssl_context is not None
                     and not self._tls_handshake()):
@@ -101,6 +104,8 @@ class Connection:
         finally:
             if not parked:
                 self.close()
+                with self.state.lock:
+                    self.state.metrics.connection_closed()
 
     def _tls_handshake(self) -> bool:
         """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""

@@ -18,8 +18,8 @@ def brim_items(*, server: object = None, stats: Any = None, logger: Any = None,
                json_dumps: Callable[..., Any] = json.dumps,
                json_loads: Callable[..., Any] = json.loads) -> dict[str, Any]:
     """``brim.server``, ``brim.stats``, ``brim.logger``, ``brim.json_dumps`` and
-    ``brim.json_loads``, and ``brim`` (the seed's name for the server) when a
-    server object is given.
+    ``brim.json_loads``, and ``brim`` (the server again, under the name the
+    Brim.Net Core docs give it) when a server object is given.
 
     PEP 3333 keeps dotless environ keys for CGI string values (and
     ``wsgiref.validate`` rejects an object there), so ``brim`` is set only

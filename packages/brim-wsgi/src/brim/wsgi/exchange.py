@@ -118,7 +118,7 @@ class Exchange:
     def serve(self) -> bool:
         """Answer the request (run the app, or send the refusal); True to keep the connection."""
         set_txn(self.txn)
-        self.state.in_flight[self] = None  # listed by stack dumps until finish()
+        self.state.started(self)  # in flight (stack dumps, gauges) until finish()
         try:
             if self.error is None:
                 self._run_app()
@@ -201,8 +201,8 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        state.in_flight.pop(self, None)
         with state.lock:  # OS threads finish at once; the counters are not atomic
+            state.finished(self)
             state.count(code)
         log = state.request_log
         if log is not None:

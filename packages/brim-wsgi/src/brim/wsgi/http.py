@@ -81,10 +81,16 @@ class HTTPServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        with self.state.lock:
+            self.state.metrics.slot_taken()
         self._run(Connection(self.state, sock, addr))
 
     def _run(self, conn: Connection) -> None:
-        """Serve a connection; when the engine parks it, say how to resume it."""
+        """Serve a connection; when the engine parks it, say how to resume it.
+
+        Its slot is freed when it ends, not when it is parked: a parked
+        connection still holds one of concurrent_per_worker.
+        """
         try:
             conn.run()
         except self.engine.Parked as parked:
@@ -94,6 +100,8 @@ class HTTPServer:
             pass
         except Exception:
             self.logger.exception("connection handler failed")
+        with self.state.lock:
+            self.state.metrics.slot_freed()
 
     def serve_forever(self) -> None:
         """Accept and serve until drain() or stop() has finished.

@@ -32,13 +32,16 @@ from .errors import (
 if TYPE_CHECKING:
     from .settings import HTTPSettings
 
-__all__ = ["KNOWN_METHODS", "HeadScan", "Request", "has_bare_cr_lf", "parse_fields", "parse_head"]
+__all__ = ["EXTENSION_METHOD", "KNOWN_METHODS", "HeadScan", "Request", "has_bare_cr_lf",
+           "parse_fields", "parse_head"]
 
-#: Methods brim passes to apps: RFC 9110's, PATCH (RFC 5789), WebDAV's
+#: The registered methods brim knows: RFC 9110's, PATCH (RFC 5789), WebDAV's
 #: (RFC 4918), REPORT and MKCALENDAR (RFC 3253, 4791), SEARCH (RFC 5323), the
-#: QUERY method and the PURGE that caches use. Anything else that is a valid
-#: token is 501 (RFC 9110 9.1); methods are case-sensitive, so 'get' is too.
-#: CONNECT is known but refused with 501 as well: brim is not a proxy.
+#: QUERY method and the PURGE that caches use. They reach the app, and so does
+#: any extension method written as EXTENSION_METHOD says (MKACTIVITY, BIND,
+#: PURGE-ALL): the app decides what it implements, as behind gunicorn or nginx.
+#: Other tokens are 501 (RFC 9110 9.1); methods are case-sensitive, so 'get'
+#: is too. CONNECT is known but refused with 501: brim is not a proxy.
 KNOWN_METHODS = frozenset((
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
     "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "MKCALENDAR", "SEARCH",
@@ -46,6 +49,10 @@ KNOWN_METHODS = frozenset((
 ))
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+#: The extension methods that reach the app: upper-case letters, digits, '-'
+#: and '_', starting with a letter. A lower-case 'get' or a 'G!T' is no
+#: method anyone registers, and most likely a client's or a proxy's mistake.
+EXTENSION_METHOD = re.compile(r"[A-Z][A-Z0-9_\-]*")
 # RFC 9112 3: method SP request-target SP HTTP-version, nothing else. The
 # target is printable ASCII; obs-text and controls have no place in a URI.
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
@@ -224,7 +231,7 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, str]:
     method = method_b.decode("ascii")
     if major != b"1":
         err: HTTPError = VersionNotSupported(f"HTTP/{major.decode()}.{minor.decode()}")
-    elif method not in KNOWN_METHODS:
+    elif method not in KNOWN_METHODS and not EXTENSION_METHOD.fullmatch(method):
         err = MethodNotImplemented(f"unknown method {method!r}")
     elif method == "CONNECT":
         err = MethodNotImplemented("CONNECT: brim is not a proxy")

@@ -8,8 +8,8 @@ by the ``call`` option of its section. Two spellings of ``call`` exist:
    ``Class(name, conf, next_app)`` in a WSGI chain, ``Class(name, conf)``
    for TCP, UDP and daemons; with an optional ``parse_conf(name, conf)`` to
    check and digest the section and ``stats_conf(name, parsed)`` to declare
-   stats. This is the seed's spelling, and the only one TCP, UDP and daemon
-   sections take.
+   stats. This is the spelling of the Brim.Net Core docs, and the only one
+   TCP, UDP and daemon sections take.
 ``package.module:name`` or ``package.module:factory(args)``
    A plain WSGI callable, ``app(environ, start_response)``: a Flask or
    Bottle app object, what Django's ``get_wsgi_application()`` returns. The
@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brim.conf import Conf, ConfError, check_unknown, load_object
+from brim.conf import Conf, ConfError, ConfProblems, check_unknown, load_object
 from brim.stats import StatsError, check_stats
 from brim.wsgi.chain import build_chain
 
@@ -288,13 +288,23 @@ def load_plain_app(conf: Conf, name: str, ref: Reference) -> WSGIApp:
     return obj
 
 
-def parse_app_conf(cls: type, name: str, conf: Conf) -> Any:
+def parse_app_conf(cls: type, name: str, conf: Conf, accepted: Iterable[str] = ()) -> Any:
     """Run ``cls.parse_conf(name, conf)`` if it has one, turning failures into ConfError.
 
     An app that rejects its conf raises any exception whose text is meant for
-    the user (the seed's HelloWorld raises ``Exception('[helloworld] you must
-    configure a path to serve.')``); that text becomes the error as it is.
+    the user (the HelloWorld of the WSGI guide raises ``Exception('[helloworld]
+    you must configure a path to serve.')``); that text becomes the error as it is.
+
+    An app that lists the options of its section in ``conf_options`` (names,
+    or :class:`brim.conf.Option` declarations) gets every other option in
+    ``[name]`` refused, with a did-you-mean, as brimd's own sections do;
+    ``call`` and ``accepted`` (a TCP or UDP section's own options) are
+    always allowed. Apps without the list are not checked.
     """
+    declared = getattr(cls, "conf_options", None)
+    if declared is not None:
+        known = {"call", *accepted, *(getattr(o, "name", o) for o in declared)}
+        check_unknown(conf, name, known)
     parse = getattr(cls, "parse_conf", None)
     if parse is None:
         return conf
@@ -334,20 +344,23 @@ def load_apps(conf: Conf, section: str) -> WSGIApps:
         raise conf.error(section, "apps", "no apps listed; set apps = name1 name2 ...")
     links: list[AppSpec] = []
     end: WSGIApp | None = None
+    problems = ConfProblems()  # every app is loaded, so every broken one is named
     for position, name in enumerate(names, 1):
-        call = _call_value(conf, name, (section, "apps"))
-        try:
-            ref = parse_reference(call)
-        except ValueError as err:
-            raise conf.error(name, "call", str(err)) from None
-        if ref.plain:
-            if position != len(names):
-                raise conf.error(section, "apps", f"{name!r} is a plain WSGI app "
-                                 f"(call = {call.strip()}), which passes no request on, "
-                                 "so it must be the last app listed")
-            end = load_plain_app(conf, name, ref)
-            continue
-        cls = load_class(conf, name, referrer=(section, "apps"), shape=BRIM_WSGI_APP)
-        parsed = parse_app_conf(cls, name, conf)
-        links.append(AppSpec(name, cls, parsed, app_stats(cls, name, parsed)))
+        with problems.check():
+            call = _call_value(conf, name, (section, "apps"))
+            try:
+                ref = parse_reference(call)
+            except ValueError as err:
+                raise conf.error(name, "call", str(err)) from None
+            if ref.plain:
+                if position != len(names):
+                    raise conf.error(section, "apps", f"{name!r} is a plain WSGI app "
+                                     f"(call = {call.strip()}), which passes no request on, "
+                                     "so it must be the last app listed")
+                end = load_plain_app(conf, name, ref)
+                continue
+            cls = load_class(conf, name, referrer=(section, "apps"), shape=BRIM_WSGI_APP)
+            parsed = parse_app_conf(cls, name, conf)
+            links.append(AppSpec(name, cls, parsed, app_stats(cls, name, parsed)))
+    problems.raise_any()
     return WSGIApps(section, links, end)

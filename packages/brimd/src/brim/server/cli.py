@@ -3,76 +3,141 @@
 Each command either becomes the master (start, restart, foreground,
 no-daemon; see :class:`brim.server.master.Master`) or signals the running
 master named by the pid file (stop, shutdown, reload, status). The list of
-commands, in plain words, is ``brimd -h``'s epilog (COMMAND_HELP below).
+commands, in plain words, are COMMAND_DOCS below: ``brimd -h`` lists them all and
+``brimd <command> -h`` shows one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import os
 import signal
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from brim.conf import Conf, ConfError
 from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
+from .check import cmd_check
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
-from .dialect import MAIN_SECTION, read_conf
+from .dialect import MAIN_SECTION, apply_overrides, read_conf
+from .effective import cmd_show_conf
 from .master import START_TIMEOUT, Master, handover_path, version
 from .statusfile import StatusFile, status_path
 
-COMMANDS = ("start", "stop", "restart", "shutdown", "status", "reload", "force-reload",
-            "no-daemon", "foreground")
+#: What each command does, in plain words (plain text: a terminal shows it as
+#: is). ``brimd -h`` lists them all; ``brimd <command> -h`` shows one.
+COMMAND_DOCS: dict[str, str] = {
+    "start": "check the conf, bind the ports, start in the background, and return once "
+             "every worker stayed up for start_check seconds (prints one line per "
+             "subserver; exit 1 with the error if a worker cannot stay up). The default "
+             "command.",
+    "stop": "end brimd: workers get grace seconds to finish, then are killed (SIGTERM to "
+            "the master). Prints a line once it is gone; a stale pid file is removed. "
+            "Needs a pid file: a foreground brimd run with -p - stops with Ctrl-C or "
+            "SIGTERM to its pid.",
+    "shutdown": "the master lets go of the ports and exits at once; workers finish their "
+                "connections and exit on their own (SIGQUIT). Prints a line once the "
+                "master is gone.",
+    "restart": "start a new brimd that takes the ports over from the running one; the "
+               "old one shuts down once the new workers stayed up (nothing is refused in "
+               "between). A foreground brimd is reloaded instead, so its process stays",
+    "reload": "load the conf and the code now on disk and replace every worker "
+              "gracefully, same master pid (SIGHUP); waits and reports like start",
+    "force-reload": "the same as reload",
+    "status": "whether brimd runs, and its workers up per subserver (exit 0 running, 1 "
+              "stale pid file, 3 not running, 4 unknown)",
+    "foreground": "run in the foreground with all workers, logging to stderr: for "
+                  "systemd (Type=notify-reload) and containers (as PID 1 it reaps "
+                  "orphans); SIGTERM drains and exits. A port in use fails at once "
+                  "(unless listen_retry is set in the conf)",
+    "no-daemon": "one process, no workers, for debugging",
+    "top": "a live view of the running brimd's workers (req/s, in flight, p50/p99, RSS, "
+           "CPU%, restarts), redrawn every second; keys sort by a column, q quits",
+    "check": "read the conf, import and configure every app, and report every problem "
+             "found (each on its own line); starts nothing and binds nothing. Exit 0: "
+             "the conf would start; 1: it would not",
+    "show-conf": "print the effective conf: every option's value and where it came from "
+                 "(a file and line, an environment variable, --set, or the default)",
+}
+COMMANDS = tuple(COMMAND_DOCS)
 
-#: The commands as ``brimd -h`` lists them (plain text: a terminal shows it as is).
-COMMAND_HELP = """\
-commands:
-  start         check the conf, bind the ports, start in the background, and
-                return once every worker stayed up for start_check seconds
-                (prints one line per subserver; exit 1 with the error if a
-                worker cannot stay up). The default command.
-  stop          end brimd: workers get grace seconds to finish, then are
-                killed (SIGTERM to the master)
-  shutdown      the master lets go of the ports and exits at once; workers
-                finish their connections and exit on their own (SIGQUIT)
-  restart       start a new brimd that takes the ports over from the
-                running one; the old one shuts down once the new workers
-                stayed up (nothing is refused in between). A foreground
-                brimd is reloaded instead, so its process stays
-  reload        load the conf and the code now on disk and replace every
-                worker gracefully, same master pid (SIGHUP); waits and
-                reports like start
-  force-reload  the same as reload
-  status        whether brimd runs, and its workers up per subserver (exit
-                0 running, 1 stale pid file, 3 not running, 4 unknown)
-  foreground    run in the foreground with all workers, logging to stderr:
-                for systemd (Type=notify-reload) and containers (as PID 1 it
-                reaps orphans); SIGTERM drains and exits
-  no-daemon     one process, no workers, for debugging
-  serve APP     serve one WSGI app (package.module:app) in the foreground
-                with no conf file, as gunicorn does; see brimd serve -h
+#: Said under every command's help: options can come from outside the files.
+_OVERRIDES_HELP = """\
+options from elsewhere: --set section.option=value (repeatable) and the
+environment variables BRIMD_<SECTION>__<OPTION> (BRIMD_WSGI__WORKERS=4;
+BRIMD_WSGI__API__PORT=8081 for [wsgi#api]) win over the conf files, and
+--set wins over the environment.
+"""
 
+_SIGNALS_HELP = """\
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
 log files, TTIN/TTOU one WSGI worker more/fewer, USR2 every worker logs
 its stacks (sent to one worker: that one).
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="brimd",
-        description="Launch and control WSGI, TCP and UDP apps and daemons described by "
-                    "a conf file.",
-        epilog=COMMAND_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("command", nargs="?", default="start", choices=COMMANDS,
-                        metavar="command", help="one of: " + ", ".join(COMMANDS) +
-                        " (default: start)")
+#: ``brimd serve APP``: parsed on its own (see brim.server.serve), listed with the rest.
+_SERVE_DOC = ("serve one WSGI app (package.module:app) in the foreground with no conf file, "
+              "as gunicorn does; see brimd serve -h")
+
+
+def _command_list() -> str:
+    """Every command with its doc, wrapped under its name."""
+    lines = ["commands:"]
+    for name, doc in [*COMMAND_DOCS.items(), ("serve APP", _SERVE_DOC)]:
+        lines.extend(textwrap.wrap(doc, 78, initial_indent=f"  {name:<12}  ",
+                                   subsequent_indent=" " * 16))
+    return "\n".join(lines) + "\n"
+
+
+#: The commands as ``brimd -h`` lists them.
+COMMAND_HELP = _command_list() + "\n" + _OVERRIDES_HELP + "\n" + _SIGNALS_HELP
+
+
+class _CommandHelp(argparse.Action):
+    """-h/--help: the help of the command given before it, else the global help."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help (after a command: that command's) and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        command = getattr(namespace, "command", None)
+        if command in COMMAND_DOCS:
+            parser = _parser(command)
+        parser.print_help()
+        parser.exit()
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The brimd argument parser; with ``command``, the one its -h describes."""
+    if command is None:
+        parser = argparse.ArgumentParser(
+            prog="brimd", add_help=False,
+            description="Launch and control WSGI, TCP and UDP apps and daemons described "
+                        "by a conf file.",
+            epilog=COMMAND_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("command", nargs="?", default=None, metavar="command",
+                            help="one of: " + ", ".join(COMMANDS) + " (default: start)")
+    else:
+        doc = textwrap.fill(f"brimd {command}: {COMMAND_DOCS[command]}", 78)
+        parser = argparse.ArgumentParser(
+            prog=f"brimd {command}", add_help=False, usage="%(prog)s [options]",
+            description=doc, epilog=_OVERRIDES_HELP + "\n" + _SIGNALS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    parser.add_argument("-h", "--help", action=_CommandHelp)
     parser.add_argument("-c", "--conf", action="append", metavar="PATH",
                         help="conf file to read; repeat to read several in order (default: "
                              + ", ".join(DEFAULT_CONF_FILES) + ", those that exist)")
@@ -81,10 +146,43 @@ def _parser() -> argparse.ArgumentParser:
                              "/var/run/brimd.pid as root or ~/.brimd.pid)")
     parser.add_argument("-o", "--output", action="store_true",
                         help="keep stdout and stderr open and log to stderr too")
+    parser.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
+                        help="set an option over the conf files (and the BRIMD_... "
+                             "environment variables); repeat for more")
     parser.add_argument("-v", "--version", action="version", version=f"brimd {version()}")
     parser.add_argument("-x", "--traceback", action="store_true",
                         help="show the full stack trace of a start-up error")
     return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; a mistake is named as the user typed it.
+
+    argparse alone would take the value of a misspelt option for the
+    command (``--config x.conf foreground``: "invalid choice: 'x.conf'"),
+    so unknown options are found and named first, with the closest real one.
+    """
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-") and word != "-"]
+    if unknown:
+        known = [o for action in parser._actions for o in action.option_strings]
+        word = unknown[0].partition("=")[0]
+        close = difflib.get_close_matches(word, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        parser.error(f"unrecognized option {word}{hint}")
+    if args.command == "serve":
+        parser.error("serve comes first and takes its own options: brimd serve APP "
+                     "[options] (see brimd serve -h)")
+    if args.command is not None and args.command not in COMMAND_DOCS:
+        close = difflib.get_close_matches(args.command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        parser.error(f"unknown command {args.command!r} ({hint}commands: "
+                     + ", ".join(COMMANDS) + ", serve)")
+    if extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
+    args.command = args.command or "start"
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args, handler = parse_args(argv[1:]), cmd_serve
     else:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         # Errors name the files as the user typed them, but the daemon changes to
         # / and reload re-reads the files from there, so it keeps absolute paths.
         args.reload_conf = [os.path.abspath(os.path.expanduser(p))
@@ -136,10 +234,10 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
 
 
 def _read_conf(args: argparse.Namespace) -> Conf:
-    """The conf files as plain text (the -c files, or those of the defaults that exist)."""
-    if args.conf:
-        return read_conf(args.conf)
-    return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+    """The conf files as plain text (the -c files, or those of the defaults that exist),
+    with the environment's and --set's overrides."""
+    conf = read_conf(args.conf) if args.conf else read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+    return apply_overrides(conf, args.set or ())
 
 
 def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
@@ -184,18 +282,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """The live view (brim.server.top) of the brimd the pid file names."""
+    from brim.stats import StatsError
+
+    from . import top
+
+    pidfile = _pidfile(args, _lenient_conf(args))
+    if pidfile is None or status(pidfile.path, name="brimd") != 0:
+        print("brimd is not running", file=sys.stderr)
+        return 3
+    if not sys.stdout.isatty():
+        print("brimd top: needs a terminal", file=sys.stderr)
+        return 1
+    source = top.Source(StatusFile(status_path(pidfile.path)).read, pidfile.read() or 0)
+    try:
+        source.current()
+        return top.run(source)
+    except (StatsError, OSError) as err:
+        print(f"brimd top: {err}", file=sys.stderr)
+        return 1
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     conf = _lenient_conf(args)
-    return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM, _grace(conf) + 15.0)
+    return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM, _grace(conf) + 15.0,
+                            "stop", "brimd stopped (pid {pid})")
 
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
-    return _signal_and_wait(_pidfile(args, _lenient_conf(args)), signal.SIGQUIT, 15.0)
+    return _signal_and_wait(_pidfile(args, _lenient_conf(args)), signal.SIGQUIT, 15.0,
+                            "shut down",
+                            "brimd shut down (pid {pid}); its workers finish their connections")
 
 
-def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float) -> int:
-    if pidfile is None or pidfile.signal_and_wait(signum, timeout) is None:
-        print("brimd is not running", file=sys.stderr)
+def _signal_and_wait(pidfile: PidFile | None, signum: int, timeout: float, what: str,
+                     done: str) -> int:
+    """Signal the brimd the pid file names, wait for it to go, and say what happened.
+
+    Without a pid file (``-p -``) there is no telling which brimd to signal:
+    a port's owner may be another program, or a brimd of another conf, so
+    nothing is guessed and the exit status says the command did nothing.
+    """
+    if pidfile is None:
+        print(f"brimd: no pid file (-p -), so no way to tell which brimd to {what}; "
+              "a foreground brimd stops with Ctrl-C or SIGTERM to its pid", file=sys.stderr)
+        return 1
+    pid = pidfile.signal_and_wait(signum, timeout)
+    if pid is not None:
+        print(done.format(pid=pid))
+    elif pidfile.remove_stale():
+        print(f"brimd is not running (removed the stale pid file {pidfile.path})")
+    else:
+        print(f"brimd is not running (no pid file {pidfile.path})")
     return 0
 
 
@@ -241,7 +380,7 @@ def _reload(pidfile: PidFile, pid: int) -> int:
 
 def _load(args: argparse.Namespace, output: bool) -> tuple[Server, PidFile | None]:
     """The validated Server and its pid file."""
-    server = Server.from_files(args.conf, output=output)
+    server = Server.from_files(args.conf, output=output, overrides=args.set or ())
     path = server.pid_file(args.pid_file)
     return server, (PidFile(path, name="brimd") if path else None)
 
@@ -270,12 +409,25 @@ def cmd_start(args: argparse.Namespace) -> int:
     return _master(server, pidfile, args).start_daemon(keep_std=args.output)
 
 
+def _fail_fast_on_busy_ports(server: Server) -> None:
+    """No listen_retry in the conf: a busy port fails at once.
+
+    The 30 s default covers a daemon started while the previous one lets go
+    of its ports; in the foreground a busy port is most often a brimd left
+    running in another terminal, and waiting on it only delays the error.
+    """
+    for sub in server.listeners:
+        if server.conf.found_in(sub.section, "listen_retry", inherit=True) is None:
+            sub.listen = dataclasses.replace(sub.listen, listen_retry=0.0)
+
+
 def cmd_foreground(args: argparse.Namespace) -> int:
     server, pidfile = _load(args, True)
     pid = pidfile.running_pid() if pidfile is not None else None
     if pid is not None:
         print(f"brimd is already running (pid {pid})", file=sys.stderr)
         return 1
+    _fail_fast_on_busy_ports(server)
     _prepare(server)
     return _master(server, pidfile, args, foreground=True).run()
 
@@ -320,7 +472,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_no_daemon(args: argparse.Namespace) -> int:
     from .single import run_single
 
-    server = Server.from_files(args.conf, output=True)
+    server = Server.from_files(args.conf, output=True, overrides=args.set or ())
     for sub in server.subservers:
         sub.workers = 1
     _prepare(server)
@@ -337,4 +489,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "force-reload": cmd_reload,
     "no-daemon": cmd_no_daemon,
     "foreground": cmd_foreground,
+    "top": cmd_top,
+    "check": cmd_check,
+    "show-conf": cmd_show_conf,
 }

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from brim.conf import Conf, Option, check_unknown
+from brim.conf import Conf, ConfProblems, Option, check_unknown
 from brim.supervisor import SupervisorError, parse_umask
 from brim.wsgi.settings import WSGI_OPTIONS
 
@@ -98,7 +98,8 @@ LISTEN_OPTIONS: tuple[Option, ...] = (
            inherit=True, minimum=1, maximum=1024),
     Option("backlog", "int", 4096, "Connections the kernel queues before accepting.",
            inherit=True, minimum=1),
-    Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use.",
+    Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use. "
+           "Unset, foreground does not retry: a busy port fails at once.",
            inherit=True, minimum=0),
 )
 
@@ -188,13 +189,36 @@ def check_sections(conf: Conf, kinds: Iterable[str] = ("wsgi", "daemons")) -> No
     """Reject unknown options in [brim] and the sections brimd owns outright.
 
     ``[tcp#...]`` and ``[udp#...]`` sections also hold their app's own
-    options, so only [brim], [wsgi...] and [daemons] are checked strictly.
+    options, so they are checked with the app (see
+    :func:`brim.server.apps.parse_app_conf`). An option that is real but set
+    in the wrong kind of section (``apps`` in [brim]) is told where it
+    belongs.
     """
-    check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]])
+    problems = ConfProblems()
+    with problems.check():
+        check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]],
+                      misplaced(MAIN_SECTION))
     for kind in kinds:
         names = [o.name for o in SECTION_OPTIONS[kind]]
         for section in conf.subconfigs(kind):
-            check_unknown(conf, section, names)
+            with problems.check():
+                check_unknown(conf, section, names, misplaced(kind))
+    problems.raise_any()
+
+
+def misplaced(kind: str) -> dict[str, str]:
+    """Option name to where it belongs, for options sections of ``kind`` do not take."""
+    here = {o.name for o in SECTION_OPTIONS[kind]}
+    hints: dict[str, list[str]] = {}
+    for other, declared in SECTION_OPTIONS.items():
+        for name in (o.name for o in declared if o.name not in here):
+            hints.setdefault(name, []).append(_HEADERS[other])
+    hints.setdefault("call", [])
+    hints["call"].append("an app's own section")
+    out = {name: "it belongs in " + " or ".join(where) for name, where in hints.items()}
+    if "wsgi" in here:
+        out["apps"] += "; or write 'wsgi = <apps>' here, short for a [wsgi] section"
+    return out
 
 
 def default_pid_file() -> str:
@@ -455,6 +479,7 @@ __all__ = [
     "check_sections",
     "declares",
     "default_pid_file",
+    "misplaced",
     "option",
     "reference_rst",
     "sample_conf",
