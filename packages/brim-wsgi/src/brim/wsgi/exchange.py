@@ -53,6 +53,8 @@ class Client(Reader, Protocol):
     base_env: dict[str, Any]
     #: The client's address, for the request log.
     client: str
+    #: The peer is a trusted proxy: its forwarding headers are believed.
+    trusted: bool
     #: The body every request without one shares.
     no_body: NoBody
 

@@ -71,7 +71,6 @@ __all__ = [
     "make_pool",
     "recv",
     "recv_waiting",
-    "wait_read",
     "sendall",
     "sendfile",
     "sleep",
@@ -79,6 +78,7 @@ __all__ = [
     "stacks",
     "throw",
     "tls_handshake",
+    "wait_read",
 ]
 
 #: The default of the ``threads`` option (see docs/wsgi.rst for why 8).
