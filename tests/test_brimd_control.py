@@ -26,6 +26,7 @@ ECHO = echo_stats_conf(workers=2)
 
 
 
+@pytest.mark.slow
 def test_start_status_stop_leaves_nothing(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -113,6 +114,7 @@ def _loop_requests(port: int, stop: threading.Event, results: dict, keepalive: b
         conn.close()
 
 
+@pytest.mark.slow
 def test_restart_under_load_refuses_nothing(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -143,6 +145,7 @@ def test_restart_under_load_refuses_nothing(brimd):
         assert set(counts) == {"ok"}, (kind, counts)
 
 
+@pytest.mark.slow
 def test_shutdown_lets_in_flight_requests_finish(brimd):
     port = free_port()
     brimd.write("slowapp.py", """
@@ -178,6 +181,7 @@ class Slow(object):
     assert result["curl"].stdout == b"done"
 
 
+@pytest.mark.slow
 def test_reload_rereads_the_conf(brimd, syslog):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -200,6 +204,7 @@ def test_reload_rereads_the_conf(brimd, syslog):
     assert curl("-s", f"{base}/echo2", "-d", "y").stdout == b"y"
 
 
+@pytest.mark.slow
 def test_killed_worker_is_replaced_with_a_new_start_time(brimd, syslog):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -312,6 +317,7 @@ def _uid(pid: int) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.slow
 def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port, user="nobody", umask="0027"))
@@ -329,6 +335,7 @@ def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
     assert brimd.run("stop").returncode == 0
 
 
+@pytest.mark.slow
 def test_restart_without_a_hand_over_binds_once_the_old_brimd_lets_go(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))

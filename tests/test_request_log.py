@@ -403,6 +403,7 @@ SINK_CASES = [
 
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize(("sink", "fmt"), SINK_CASES, ids=[f"{s}-{f}" for s, f in SINK_CASES])
+@pytest.mark.slow
 def test_each_sink_and_format_logs_one_line_per_request(brimd, syslog, short_dir, sink, fmt):
     port = free_port()
     log_file = brimd.root / "logs" / "brim.log"
@@ -467,6 +468,7 @@ def test_each_sink_and_format_logs_one_line_per_request(brimd, syslog, short_dir
 # --- 2. SIGUSR1 after logrotate moved the file --------------------------------------------
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_sigusr1_after_rename_loses_and_doubles_nothing(brimd):
     port = free_port()
     log_file = brimd.root / "brim.log"
@@ -567,6 +569,7 @@ def _logged_paths(listener: UnixSyslog) -> set[str]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_syslog_daemon_restarted_mid_load(brimd, short_dir):
     port = free_port()
     path = str(short_dir / "log")

@@ -114,6 +114,7 @@ def test_usr2_logs_the_waiting_request_and_the_worker_serves_on(brimd):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_hung_worker_logs_its_stack_before_the_master_kills_it(brimd):
     port = free_port()
     log = _setup(brimd, port, worker_timeout=2)

@@ -21,7 +21,10 @@ import socket
 import threading
 import time
 
+import pytest
 from brimd_harness import echo_stats_conf, free_port, get_json, wait_for
+
+pytestmark = pytest.mark.slow  # 200,000 requests
 
 ECHO = echo_stats_conf(workers=2)
 

@@ -36,6 +36,9 @@ from brimd_harness import (
     wait_for,
 )
 
+#: Every scenario here holds a load or waits out real restart delays.
+pytestmark = pytest.mark.slow
+
 #: Failures a client may see when the worker holding its connection is killed
 #: mid-request (or between two requests on a keep-alive connection).
 IN_FLIGHT = {"reset", "closed", "broken pipe"}
