@@ -159,7 +159,7 @@ class Slow(object):
             return self.next_app(env, start_response)
         time.sleep(0)
         from brim.wsgi import green
-        green.sleep(1.5)
+        green.sleep(3)
         start_response('200 OK', [('Content-Length', '4')])
         return [b'done']
 """)
@@ -173,9 +173,11 @@ class Slow(object):
     thread = threading.Thread(target=slow_request)
     thread.start()
     time.sleep(0.5)
-    started = time.monotonic()
     assert brimd.run("shutdown").returncode == 0
-    assert time.monotonic() - started < 1.5  # the master did not wait for the request
+    # The master did not wait for the request: it is gone while the request
+    # (2.5 s still to go) is in flight. (A bound on the command's own run time
+    # would mostly measure Python starting up on a busy machine.)
+    assert thread.is_alive() and "curl" not in result
     assert not alive(master)
     thread.join(10)
     assert result["curl"].stdout == b"done"

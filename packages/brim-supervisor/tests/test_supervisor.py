@@ -189,7 +189,9 @@ def test_listening_socket_is_handed_over_and_survives_the_old_master(run_prog, t
 def test_hooks_and_changing_groups_while_running(run_prog):
     run = run_prog(groups={"d": 2}, modes={"d": "drain", "extra": "sleep"}, hooks=True)
     old = run.wait_workers(2)
-    assert [ev["workers"] for ev in run.events("started")] == [2]
+    # The workers can be up before the master, back from forking them, ran on_started.
+    started = wait_for(lambda: run.events("started"), 5.0, "on_started called")
+    assert [ev["workers"] for ev in started] == [2]
     assert len(run.events("after_fork", group="d")) == 2
     run.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: run.events("reloaded"), 5.0, "on_reload called")
