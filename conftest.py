@@ -9,9 +9,11 @@ overrides it; ``-n 0`` runs everything in one process (for ``--pdb`` or
 
 Tests marked ``slow`` are queued first, so the longest ones do not start
 last and leave the other workers idle at the end of the run. Tests marked
-``xdist_group`` share one worker: the CPU-heavy checks (ruff, mypy, the docs
-build, fresh virtualenvs) run one after the other there instead of all at
-once beside the timing-sensitive end-to-end tests.
+with the same ``xdist_group`` run one after the other on one worker: the
+CPU-heavy checks (ruff, mypy, the docs build, fresh virtualenvs) in
+``cpu-heavy``, the reliability scenarios that drive a load flat out in
+``load``. So at most one of each eats a core at a time, and the
+timing-sensitive end-to-end tests beside them keep the CPU they need.
 """
 
 from __future__ import annotations

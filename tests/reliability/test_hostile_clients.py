@@ -195,6 +195,7 @@ def _good_requests(port: int, count: int, pause: float) -> tuple[list[float], Co
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     """1000 slowloris connections for ~16 s; 150 good requests all answered quickly."""
     _raise_nofile(SLOW + 200)
@@ -244,6 +245,7 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
     """client_timeout = 3: every slow head gets 408; idle_timeout = 3 closes the idle quietly."""
     _raise_nofile(SLOW + 200)
