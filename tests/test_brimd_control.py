@@ -230,6 +230,7 @@ def test_killed_worker_is_replaced_with_a_new_start_time(brimd, syslog):
     syslog.wait_line(f"pid {victim}", "SIGKILL")
 
 
+@pytest.mark.slow
 def test_tcp_udp_and_daemon_subservers(brimd, syslog):
     tcp, udp, web = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     brimd.use(f"""
@@ -297,6 +298,7 @@ def test_no_daemon_runs_in_one_process(brimd):
     assert "no-daemon" in proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_foreground_term_drains_and_exits(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))

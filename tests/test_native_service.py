@@ -550,6 +550,7 @@ def test_help_names_every_command_in_plain_text():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_notify_lines_in_order_across_start_reload_and_stop(brimd, notify):
     web, tcp = free_port(), free_port()
     brimd.use(_mixed_conf(web, tcp), brimd.local(start_check=0.3))
@@ -604,6 +605,7 @@ def test_watchdog_pings_every_half_interval(brimd, notify):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_watchdog_meant_for_another_process_is_ignored(brimd, notify):
     brimd.use(echo_stats_conf(), brimd.local(port=free_port(), start_check=0.2))
     brimd.env["WATCHDOG_USEC"] = "500000"

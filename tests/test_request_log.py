@@ -652,6 +652,7 @@ def test_syslog_daemon_restarted_mid_load(brimd, short_dir):
 
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("kind", ["missing-directory", "a-directory"])
+@pytest.mark.slow
 def test_unwritable_log_file_warns_once_and_serves(brimd, kind):
     port = free_port()
     if kind == "missing-directory":
@@ -750,6 +751,7 @@ def test_escaping_round_trips(brimd, fmt):
 # --- 6. txn ids -----------------------------------------------------------------------------
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_txn_ids_are_uuid4_and_unique_across_workers(brimd):
     port = free_port()
     log_file = brimd.root / "brim.log"

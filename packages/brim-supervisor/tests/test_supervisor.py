@@ -75,6 +75,7 @@ def test_term_kills_a_worker_that_ignores_it_after_the_grace_period(run_prog):
     assert "did not stop within the grace period" in run.log()
 
 
+@pytest.mark.slow
 def test_hung_worker_is_killed_and_replaced(run_prog):
     run = run_prog(groups={"h": 1, "ok": 1}, modes={"h": "hang", "ok": "sleep"}, timeout=0.4)
     wait_for(lambda: len(run.events("start", group="h")) >= 3, 6.0, "hung worker restarted")
