@@ -11,8 +11,8 @@ Tests marked ``slow`` are queued first, so the longest ones do not start
 last and leave the other workers idle at the end of the run. Tests marked
 with the same ``xdist_group`` run one after the other on one worker: the
 CPU-heavy checks (ruff, mypy, the docs build, fresh virtualenvs) in
-``cpu-heavy``, the reliability scenarios that drive a load flat out in
-``load``. So at most one of each eats a core at a time, and the
+``cpu-heavy``, the scenarios that drive a load flat out (clients in loops,
+wrk) in ``load``. So at most one of each eats a core at a time, and the
 timing-sensitive end-to-end tests beside them keep the CPU they need.
 """
 

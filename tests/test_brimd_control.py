@@ -115,6 +115,7 @@ def _loop_requests(port: int, stop: threading.Event, results: dict, keepalive: b
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_restart_under_load_refuses_nothing(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -305,8 +306,8 @@ def test_foreground_term_drains_and_exits(brimd):
     proc = brimd.popen("foreground")
     wait_for(lambda: curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "x").stdout == b"x",
              what="foreground serving")
-    tree = process_tree(proc.pid)
-    assert len(tree) == 3  # the master and two workers
+    # The master and two workers (one worker can serve before the other is forked).
+    tree = wait_for(lambda: len(t := process_tree(proc.pid)) == 3 and t, what="two workers")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     assert not any(alive(pid) for pid in tree)

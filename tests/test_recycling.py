@@ -77,6 +77,7 @@ def _conf(brimd, port: int, **wsgi: object) -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_max_requests_recycles_often_under_load_and_no_request_fails(brimd):
     port = free_port()
     _conf(brimd, port, max_requests=1000, max_requests_jitter=200)
@@ -138,6 +139,7 @@ def test_max_worker_rss_recycles_a_leaking_worker(brimd):
 
 @pytest.mark.timeout(120)
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_ttin_and_ttou_under_load_fail_no_request(brimd):
     port = free_port()
     _conf(brimd, port, max_workers=4)

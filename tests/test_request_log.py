@@ -570,6 +570,7 @@ def _logged_paths(listener: UnixSyslog) -> set[str]:
 
 @pytest.mark.timeout(60)
 @pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_syslog_daemon_restarted_mid_load(brimd, short_dir):
     port = free_port()
     path = str(short_dir / "log")
