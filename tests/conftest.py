@@ -39,9 +39,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Keep each test's figures; reports from xdist workers come through here too."""
     if report.when != "teardown":
         return
+    name = report.nodeid.rpartition("::")[2]
+    if name.rfind("@") > name.rfind("]"):  # xdist's @group suffix
+        name = name[:name.rfind("@")]
     for key, value in report.user_properties:
         if key == "figures":
-            _FIGURES[report.nodeid.rpartition("::")[2]] = value
+            _FIGURES[name] = value
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
