@@ -12,8 +12,10 @@ last and leave the other workers idle at the end of the run. Tests marked
 with the same ``xdist_group`` run one after the other on one worker: the
 CPU-heavy checks (ruff, mypy, the docs build, fresh virtualenvs) in
 ``cpu-heavy``, the scenarios that drive a load flat out (clients in loops,
-wrk) in ``load``. So at most one of each eats a core at a time, and the
-timing-sensitive end-to-end tests beside them keep the CPU they need.
+wrk) in ``faults`` (tests/reliability/test_process_faults.py) and ``load``
+(the others), two chains of about the same length. So at most one test of
+each group eats a core at a time, and the timing-sensitive end-to-end tests
+beside them keep the CPU they need.
 """
 
 from __future__ import annotations

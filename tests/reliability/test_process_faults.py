@@ -37,9 +37,9 @@ from brimd_harness import (
 )
 
 #: Every scenario here holds a load or waits out real restart delays. The load
-#: generators run flat out, so they take turns on one worker ("load" group, see
+#: generators run flat out, so they take turns on one worker ("faults" group, see
 #: the root conftest.py) rather than starve each other and the timing-sensitive tests.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 #: Failures a client may see when the worker holding its connection is killed
 #: mid-request (or between two requests on a keep-alive connection).
@@ -275,6 +275,7 @@ def _worker_pids(brimd, group: str) -> set[int]:
             if alive(pid) and f" {group} " in f" {proc_title(pid)} "}
 
 
+@pytest.mark.timeout(300)  # 20 restarts and reloads; slow on a busy machine
 def test_restart_and_reload_under_load_lose_nothing(brimd, figures):
     """10 restarts, then 10 reloads, while keep-alive and new-connection clients loop."""
     port = free_port()
