@@ -156,6 +156,7 @@ def test_usr2_on_threads_logs_each_os_thread_with_its_txn(brimd):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_hung_worker_logs_its_stack_before_the_master_kills_it(brimd):
     port = free_port()
     log = _setup(brimd, port, worker_timeout=2)
