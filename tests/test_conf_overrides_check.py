@@ -133,7 +133,7 @@ def test_environment_and_set_change_workers_and_survive_reload(brimd):
     assert _shown("workers = 2", "environment variable BRIMD_WSGI__B__WORKERS") in wsgi_b
     assert _shown("port = 0", f"{brimd.confs[1]} line 6") in wsgi_b
     assert _shown(f"port = {port}", f"via [brim], {brimd.confs[0]} line 5") in wsgi
-    assert _shown("idle_timeout = 10.0", "default") in wsgi
+    assert _shown("idle_timeout = 75.0", "default") in wsgi
 
     done = _run(brimd, "start", "--set", "wsgi.workers=3", env=env)
     assert done.returncode == 0, done.stderr
