@@ -28,6 +28,7 @@ from brim.supervisor import (
     raise_open_files_limit,
     server_ssl_context,
 )
+from brim.wsgi.errors import STOPPING_ANSWER
 from brim.wsgi.log import reopen_logs
 
 from . import options
@@ -128,6 +129,8 @@ class Server:
         #: The sockets systemd passed (socket activation), all of them in use;
         #: reload matches the new conf against them again.
         self.activated: list[ActivatedSocket] = []
+        #: In a worker process: its WorkerContext (None in the master).
+        self.worker: Any = None
         self.logger = logging.getLogger(self.log.name)
         self.start_time = time.time()
         #: Where logs go; set by setup_logging and followed by every worker.
@@ -316,10 +319,35 @@ class Server:
         """What a worker of ``sub`` runs: the subserver, with this Server around it."""
         def run(ctx: Any) -> int:
             self._worker_loggers.clear()
+            self.worker = ctx
             return sub.run(ctx, self)
 
         run.__name__ = f"run_{sub.kind}"
         return run
+
+    @property
+    def going_away(self) -> bool:
+        """True in a worker once brimd is stopping or draining it: from TERM
+        (the drain delay included), a reload or restart replacing it, or its
+        recycling. What a readiness check answers 503 on."""
+        ctx = self.worker
+        return bool(ctx is not None and ctx.going_away)
+
+    def refusal(self, key: str) -> bytes | None:
+        """What connections still queued on socket ``key`` get when brimd stops.
+
+        The master answers them (see :mod:`brim.supervisor.draining`) rather
+        than let the kernel reset them: a plain HTTP listener's get a 503
+        with ``Connection: close``; a TLS or TCP listener's are closed
+        cleanly (no handshake in the master); UDP has no backlog.
+        """
+        for sub in self.listeners:
+            if sub.socket_key != key or sub.proto != "tcp":
+                continue
+            if isinstance(sub, WSGISubserver) and not sub.certfile:
+                return STOPPING_ANSWER
+            return b""
+        return None
 
     def close_sockets(self) -> None:
         for sub in self.listeners:

@@ -43,6 +43,11 @@ PROCESS_OPTIONS: tuple[Option, ...] = (
            "/var/run/brimd.pid as root, ~/.brimd.pid otherwise; the -p option overrides it."),
     Option("grace", "float", 30.0, "Seconds workers get to finish their requests on stop, "
            "reload and restart before they are killed.", minimum=0),
+    Option("drain_delay", "float", 0.0, "Seconds between TERM and the workers being told to "
+           "stop, during which they serve everything but a readiness check "
+           "(brim.server.health.Health) answers 503, so a load balancer stops sending first. "
+           "A second TERM skips it. Set terminationGracePeriodSeconds above drain_delay + "
+           "grace.", minimum=0),
     Option("worker_timeout", "float", 0.0, "Seconds a worker may go without a heartbeat "
            "(its event loop blocked, say by a CPU-bound app) before it is killed and "
            "replaced. 0 turns the check off.", minimum=0),

@@ -42,6 +42,7 @@ class MasterSettings:
     umask: str
     pid_file: str | None
     grace: float
+    drain_delay: float
     worker_timeout: float
     start_check: float
 

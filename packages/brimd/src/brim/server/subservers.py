@@ -217,7 +217,11 @@ class WSGISubserver(ListeningSubserver):
                           server=server, name=self.section)
         add_dump_source(f"requests in flight in [{self.section}]",
                         http.state.requests_in_flight)
-        _drain_on_signals(green, http.drain, ctx)
+        def drain() -> None:
+            ctx.request_drain()  # a readiness check answers 503 from now on
+            http.drain()
+
+        _drain_on_signals(green, drain, ctx)
         if self.recycle.max_requests:
             # Jitter drawn per worker: workers started together (at start,
             # or after a reload) would otherwise all reach the limit at once.
