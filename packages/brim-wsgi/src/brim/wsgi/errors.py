@@ -11,9 +11,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "ExpectationFailed",
-    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout",
-    "STOPPING_ANSWER", "URITooLong", "VersionNotSupported",
+    "STOPPING_ANSWER",
+    "AppError",
+    "AppFailed",
+    "BadRequest",
+    "ClientError",
+    "ClientGone",
+    "ExpectationFailed",
+    "HTTPError",
+    "HeaderFieldsTooLarge",
+    "MethodNotImplemented",
+    "RequestTimeout",
+    "URITooLong",
+    "VersionNotSupported",
 ]
 
 _STOPPING_BODY = b"503 Service Unavailable: the server is stopping; try again\n"
