@@ -48,7 +48,12 @@ class HTTPServer:
         sock.setblocking(False)
         self._pool = green.GreenPool(settings.concurrent_per_worker)
         self._acceptor: Any = None
-        host, port = sock.getsockname()[:2]
+        bound = sock.getsockname()
+        if isinstance(bound, tuple):
+            host, port = bound[:2]
+        else:  # a Unix socket: its path names the server; there is no port
+            host = bound.decode(errors="replace") if isinstance(bound, bytes) else bound
+            port = ""
         base_env: dict[str, Any] = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": str(host),

@@ -25,6 +25,16 @@ _FACILITIES = tuple(
     + [f"LOCAL{n}" for n in range(8)]
 )
 
+
+def _check_mode(value: str) -> None:
+    try:
+        mode = int(value.strip().lower().removeprefix("0o"), 8)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an octal mode like 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{value!r} must be between 000 and 777")
+
+
 def _check_umask(value: str) -> None:
     try:
         parse_umask(value)
@@ -92,7 +102,10 @@ def _check_socket_name(name: str) -> None:
 #: Where a subserver listens and how many workers it has. socket_name is
 #: per subconfig only: one passed socket cannot serve two subconfigs.
 LISTEN_OPTIONS: tuple[Option, ...] = (
-    Option("ip", "str", "*", "Address to listen on; * for every address.", inherit=True),
+    Option("ip", "str", "*", "Address to listen on; * for every address. unix:/path listens "
+           "on a Unix domain socket instead (WSGI and TCP; port is then unused); a stale "
+           "socket file there is removed, anything else at the path stops the start.",
+           inherit=True),
     Option("port", "int", 80, "Port to listen on.", inherit=True, minimum=0, maximum=65535),
     Option("socket_name", "str", None, "Under systemd socket activation: serve the passed "
            "socket with this name (FileDescriptorName= in the .socket unit), whatever ip and "
@@ -103,6 +116,12 @@ LISTEN_OPTIONS: tuple[Option, ...] = (
            inherit=True, minimum=1, maximum=1024),
     Option("backlog", "int", 4096, "Connections the kernel queues before accepting.",
            inherit=True, minimum=1),
+    Option("socket_mode", "str", None, "With ip = unix:/path: the socket file's mode, in "
+           "octal (0660: owner and group may connect). Unset: as the umask leaves it.",
+           inherit=True, validator=_check_mode),
+    Option("socket_owner", "str", None, "With ip = unix:/path: the socket file's owner, "
+           "user, user:group or :group (brimd must start as root to give it away). "
+           "Unset: the user brimd starts as.", inherit=True),
     Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use. "
            "Unset, foreground does not retry: a busy port fails at once.",
            inherit=True, minimum=0),
@@ -154,7 +173,8 @@ DAEMONS_OPTIONS: tuple[Option, ...] = (
 
 #: Which options each kind of section accepts. Only options a kind really
 #: uses are listed, so none is accepted and then silently ignored.
-_UDP_LISTEN = tuple(o for o in LISTEN_OPTIONS if o.name != "backlog")
+_UDP_LISTEN = tuple(o for o in LISTEN_OPTIONS
+                    if o.name not in ("backlog", "socket_mode", "socket_owner"))
 _CONCURRENT = tuple(o for o in WSGI_OPTIONS if o.name == "concurrent_per_worker")
 _JSON = tuple(o for o in WSGI_OPTIONS if o.name in ("json_dumps", "json_loads"))
 _LOGGING = tuple(o for o in COMMON_OPTIONS if o.name != "eventlet_hub")

@@ -58,6 +58,13 @@ class ListenSettings:
     listen_retry: float
     concurrent_per_worker: int
     backlog: int = 0
+    socket_mode: str | None = None
+    socket_owner: str | None = None
+
+    @property
+    def unix_path(self) -> str | None:
+        """The path of ``ip = unix:/path``, or None for an IP address."""
+        return self.ip[len("unix:"):] if self.ip.startswith("unix:") else None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,12 @@ class ListeningSubserver(Subserver):
         #: Where it listens and how its workers take work, read once.
         self.listen = read_record(ListenSettings, conf, self.kind, section)
         self.workers = self.listen.workers  # the current count: TTIN/TTOU and no-daemon
+        path = self.listen.unix_path
+        if path is not None and (self.proto != "tcp" or not path.startswith("/")):
+            raise conf.error(section, "ip", (
+                f"{self.listen.ip!r}: a Unix socket needs an absolute path (unix:/run/x.sock)"
+                if self.proto == "tcp" else "a Unix socket is for WSGI and TCP subconfigs; "
+                "UDP listens on an IP address"))
         self.sock: socket.socket | None = None
         #: Set when ``sock`` is the socket systemd passed under ``socket_name``
         #: (directly, or handed over or kept since): its address is systemd's,
@@ -123,6 +129,8 @@ class ListeningSubserver(Subserver):
     @property
     def address(self) -> str:
         ip, port = self.listen.ip, self.listen.port
+        if self.listen.unix_path is not None:
+            return ip
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
     @property
