@@ -37,7 +37,13 @@ from . import options
 from .dialect import BRIMD_DIALECT, MAIN_SECTION, read_conf
 from .logtarget import LogTarget
 from .settings import ListenSettings, MasterSettings, read_record
-from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
+from .subservers import (
+    ListeningSubserver,
+    Subserver,
+    WSGISubserver,
+    build_subservers,
+    check_addresses,
+)
 
 #: Default conf files, read in this order when no -c is given.
 DEFAULT_CONF_FILES = ("/etc/brimd.conf", "/etc/brim/brimd.conf", "~/.brimd.conf")
@@ -232,6 +238,8 @@ class Server:
         self.activated = list(activated)
         raise_open_files_limit()  # every connection is a descriptor; workers inherit it
         passed = self._match_activated() if self.activated else {}
+        if not self.activated:
+            check_addresses(self.listeners, skip=lambda sub: sub.name_key in inherited)
         for sub in self.listeners:
             sub.named_by_systemd = False
             if self.activated:

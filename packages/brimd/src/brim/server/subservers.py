@@ -516,14 +516,31 @@ def build_subservers(conf: Conf) -> list[Subserver]:
         raise ConfError(
             f"nothing to run: add a [wsgi], [tcp#name], [udp#name] or [daemons] section ({where})"
         )
-    _check_addresses(subservers)
+    check_addresses(subservers, skip=lambda sub: sub.listen.socket_name is not None)
     return subservers
 
 
-def _check_addresses(subservers: list[Subserver]) -> None:
+def check_addresses(subservers: list[Any],
+                    skip: Callable[[ListeningSubserver], bool] = lambda sub: False) -> None:
+    """ConfError when two listening subconfigs would bind the same address.
+
+    ``skip`` leaves some out: a subconfig with a socket_name is checked only
+    once it is known to bind its own address (no socket activation, and no
+    socket systemd passed carried over by a restart), since under activation
+    it serves the socket systemd passed, whatever its ip and port say.
+    """
     seen: dict[str, str] = {}
     for sub in subservers:
-        if not isinstance(sub, ListeningSubserver) or sub.listen.port == 0:
+        if not isinstance(sub, ListeningSubserver) or skip(sub):
+            continue
+        path = sub.listen.unix_path
+        if path is not None:
+            if f"unix {path}" in seen:
+                raise ConfError(f"[{sub.section}] ip: unix socket {path} is already used by "
+                                f"[{seen[f'unix {path}']}]")
+            seen[f"unix {path}"] = sub.section
+            continue
+        if sub.listen.port == 0:
             continue
         ip, port = sub.listen.ip, sub.listen.port
         key = f"{sub.proto} {port}"
