@@ -86,6 +86,7 @@ def test_max_requests_recycles_often_under_load_and_no_request_fails(brimd):
     assert result["socket_errors"] == 0, result["output"]
     assert result["non_2xx"] == 0, result["output"]
     assert stats["recycle_count"] >= 50, stats
+    assert stats["recycle_max_requests_count"] == stats["recycle_count"], stats
     assert brimd.syslog.wait_line("recycled (max_requests: served")
     # After the load the subserver is whole again: two workers serving.
     wait_for(lambda: len(brimd.workers("wsgi")) == 2, what="two workers")
@@ -128,7 +129,8 @@ def test_max_worker_rss_recycles_a_leaking_worker(brimd):
     # them (less its own size), and was caught within about a second more.
     assert served < 250, served
     wait_for(lambda: first not in brimd.workers("wsgi").values(), what="the leaker gone")
-    assert get_json(f"http://127.0.0.1:{port}/stats")["recycle_count"] == 1
+    stats = get_json(f"http://127.0.0.1:{port}/stats")
+    assert (stats["recycle_count"], stats["recycle_rss_count"]) == (1, 1), stats
     # The replacement starts small again and serves.
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200

@@ -95,17 +95,17 @@ def test_sum_of_request_counter_is_the_number_of_requests(brimd):
         time.sleep(0.05)
     assert counted == expected
 
-    # One series per WSGI worker and nothing rolled up beside them.
+    # One series per WSGI worker and the departed one, nothing rolled up beside them.
     samples = families["brim_request_count"].samples
     assert sorted(tuple(sorted(s.labels.items())) for s in samples) == [
-        (("subserver", "wsgi"), ("worker", "0")), (("subserver", "wsgi"), ("worker", "1"))]
+        (("subserver", "wsgi"), ("worker", w)) for w in ("0", "1", "departed")]
     assert _total(families, "brim_status_2xx_count") + _total(
         families, "brim_status_4xx_count") == expected
     assert _total(families, "brim_status_404_count") == MISSES
 
     # The TCP subserver (no listener of its own) is in the scrape, per worker too.
     connections = families["brim_connection_count"].samples
-    assert {s.labels["worker"] for s in connections} == {"0", "1"}
+    assert {s.labels["worker"] for s in connections} == {"0", "1", "departed"}
     assert {s.labels["subserver"] for s in connections} == {"tcp#echo"}
     assert _total(families, "brim_connection_count") == TCP_CONNECTIONS
 

@@ -152,6 +152,9 @@ def test_hung_worker_logs_its_stack_before_the_master_kills_it(brimd):
                    what="a new worker answering")
     assert new != pid and not alive(pid)
     client.join(10)
+    # The master counted it as a hung restart, not a crash.
+    stats = _get(port, "/stats")[1]
+    assert (stats["restart_hung_count"], stats["restart_crash_count"]) == (1, 0), stats
 
 
 @pytest.mark.timeout(60)

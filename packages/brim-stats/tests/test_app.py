@@ -168,9 +168,9 @@ def test_prometheus_parses_and_matches_json(store):
     requests = families["brim_request_count"]
     assert requests.type == "counter"
     assert {s.name for s in requests.samples} == {"brim_request_count_total"}
-    # one series per worker and no rolled-up one beside them: sum() is the true total
+    # one series per worker and one for the departed, no rolled-up one: sum() is the true total
     assert [s.labels for s in requests.samples] == [
-        {"subserver": "wsgi", "worker": str(i)} for i in range(3)]
+        {"subserver": "wsgi", "worker": str(i)} for i in [0, 1, 2, "departed"]]
     assert sum(s.value for s in requests.samples) == report["request_count"] == 9
     # every per-worker and daemon number of the JSON appears as a sample, and nothing else does
     expected = {("brim_store_start_time", None): report["start_time"]}
@@ -180,6 +180,8 @@ def test_prometheus_parses_and_matches_json(store):
             name += "_total"
         for i in range(3):
             expected[(name, str(i))] = report[f"worker_{i}"][stat]
+        if name.endswith("_total"):  # counters: what departed workers counted, too
+            expected[(name, "departed")] = report["departed"][stat]
     expected[("brim_sample_loops", "daemon:sample")] = 1
     expected[("brim_start_time", "daemon:sample")] = 0
     got = {}

@@ -9,7 +9,7 @@ from brim.stats._declare import START_TIME_HELP
 
 
 def test_stat_types():
-    assert STAT_TYPES == ("worker", "sum", "min", "max")
+    assert STAT_TYPES == ("worker", "sum", "min", "max", "histogram")
 
 
 def test_same_name_same_type_merged_and_start_time_first():

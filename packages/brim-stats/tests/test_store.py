@@ -13,9 +13,12 @@ SERVER = [("start_count", "sum"), ("request_count", "sum"),
 
 
 def test_layout_pads_buckets_to_cache_lines():
-    # header (64 bytes) + wsgi 3 buckets x 11 stats -> 16 words each + other 1 x 2 -> 8 words
+    # header (64 bytes) + wsgi 3 buckets and the departed one x 11 stats -> 16 words each
+    # + other 1 bucket and its departed one x 2 -> 8 words each; then the layout text
     s = StatsStore({"wsgi": (3, SERVER), "other": (1, [("x", "sum")])})
-    assert s.size == 64 + 3 * 128 + 64
+    words = 64 + 4 * 128 + 2 * 64
+    assert s._words.nbytes == words
+    assert s.size > words and bytes(s._raw[words:words + 2]) == b'{"'
     s.close()
 
 
@@ -52,7 +55,7 @@ def test_snapshot_shape_and_rollups():
             b.incr("request_count")
     snap = s.snapshot("wsgi")
     assert list(snap)[:3] == ["start_time", "start_count", "request_count"]
-    assert list(snap)[-3:] == ["worker_0", "worker_1", "worker_2"]
+    assert list(snap)[-4:] == ["worker_0", "worker_1", "worker_2", "departed"]
     assert snap["start_time"] == 100
     assert snap["request_count"] == 6
     assert snap["lo"] == 3
@@ -101,8 +104,8 @@ def test_report_covers_the_group_and_those_reported_by_all():
     assert s.report_groups("admin") == ["admin", "pool", "cron"]
     assert s.report_groups("admin", everything=True) == ["admin", "web", "pool", "cron"]
     report = s.report("web")
-    assert list(report) == ["start_time", "hits", "worker_0", "worker_1", "job pool",
-                            "daemon_cron"]
+    assert list(report) == ["start_time", "hits", "worker_0", "worker_1", "departed",
+                            "job pool", "daemon_cron"]
     assert report["job pool"]["jobs"] == 1 and report["job pool"]["worker_1"]["jobs"] == 1
     assert report["daemon_cron"] == {"start_time": 0, "runs": 1}
     assert "admin" in s.report("web", everything=True)

@@ -12,9 +12,12 @@ from brim.wsgi.stats import server_stats
 
 def test_server_stats_default():
     assert [decl[:2] for decl in server_stats()] == [
-        ("start_time", "worker"), ("start_count", "sum"), ("request_count", "sum"),
+        ("start_time", "worker"), ("pid", "worker"), ("start_count", "sum"),
+        ("request_count", "sum"),
         ("status_2xx_count", "sum"), ("status_3xx_count", "sum"),
         ("status_4xx_count", "sum"), ("status_5xx_count", "sum"),
+        ("request_duration_seconds", "histogram"), ("requests_in_flight", "sum"),
+        ("connections_open", "sum"), ("connections_idle", "sum"), ("busy_slots", "sum"),
         ("status_404_count", "sum"), ("status_408_count", "sum"),
         ("status_499_count", "sum"), ("status_501_count", "sum"),
     ]
@@ -33,7 +36,7 @@ def test_every_server_stat_says_what_it_means():
 def test_server_stats_custom_codes():
     names = [d[0] for d in server_stats([503, 429])]
     assert names[-2:] == ["status_503_count", "status_429_count"]
-    assert [d[0] for d in server_stats(())][-1] == "status_5xx_count"
+    assert [d[0] for d in server_stats(())][-1] == "busy_slots"
 
 
 @pytest.mark.parametrize("code", [99, 1000, "404", 4.04, True])

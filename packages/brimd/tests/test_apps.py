@@ -133,7 +133,7 @@ def test_seed_helloworld_loads_with_path_and_stats(mypackage):
         ("[wsgi]\napps = a\n[a]\ncall = seedapps.Nope\n", "[a] call: module 'seedapps' has no attribute 'Nope'"),
         ("[wsgi]\napps = a\n[a]\ncall = seedapps.NOT_CALLABLE\n", "[a] call: 'seedapps.NOT_CALLABLE' is not callable (its type is int); expected a brim app class taking (name, conf, next_app)"),
         ("[wsgi]\napps = a\n[a]\ncall = broken.App\n", "[a] call: importing 'broken' failed: RuntimeError: boom at import"),
-        ("[wsgi]\napps = a\n[a]\ncall = seedapps.BadStats\n", "[a] stats_conf: stat 'x' has unknown type 'average' (expected one of worker, sum, min, max)"),
+        ("[wsgi]\napps = a\n[a]\ncall = seedapps.BadStats\n", "[a] stats_conf: stat 'x' has unknown type 'average' (expected one of worker, sum, min, max, histogram)"),
     ],
 )
 def test_bad_chains_are_one_line_conf_errors(mypackage, text, message):

@@ -12,23 +12,34 @@ knows what the program's processes are for: the Group records say it.
 
 from ._app import Stats
 from ._bucket import StatsBucket
-from ._declare import STAT_TYPES, StatDecl, StatsError, check_stats, stat_help
+from ._declare import PID, STAT_TYPES, StatDecl, StatsError, check_stats, is_counter, stat_help
 from ._group import DAEMON, GROUP_KINDS, WORKERS, Group
+from ._histogram import BOUNDS as HISTOGRAM_BOUNDS
+from ._histogram import SUM as HISTOGRAM_SUM
+from ._histogram import Histogram, quantile
 from ._prometheus import prometheus_text
-from ._store import StatsStore
+from ._store import DEPARTED, Carry, StatsStore
 
 __all__ = [
     "DAEMON",
+    "DEPARTED",
     "GROUP_KINDS",
+    "HISTOGRAM_BOUNDS",
+    "HISTOGRAM_SUM",
+    "PID",
     "STAT_TYPES",
     "WORKERS",
+    "Carry",
     "Group",
+    "Histogram",
     "StatDecl",
     "Stats",
     "StatsBucket",
     "StatsError",
     "StatsStore",
     "check_stats",
+    "is_counter",
     "prometheus_text",
+    "quantile",
     "stat_help",
 ]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 import time
 from typing import TYPE_CHECKING
 
-from ._declare import START_COUNT, START_TIME, StatsError
+from ._declare import PID, START_COUNT, START_TIME, StatsError
+from ._histogram import Histogram
 
 if TYPE_CHECKING:
     from ._store import StatsStore
@@ -48,8 +50,8 @@ class StatsBucket:
     is logged once (as a warning) per process.
     """
 
-    __slots__ = ("_base", "_index", "_names", "_warned", "_words", "group", "index", "logger",
-                 "store")
+    __slots__ = ("_base", "_hist", "_index", "_names", "_warned", "_words", "group", "index",
+                 "logger", "store")
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class StatsBucket:
         base: int,
         names: dict[str, int],
         logger: logging.Logger,
+        hist: dict[str, int] | None = None,
     ):
         self.store = store
         self.group = group
@@ -70,6 +73,12 @@ class StatsBucket:
         self._names = names
         self._index = {name: base + i for name, i in names.items()}
         self._warned: set[str] = set()
+        self._hist = hist or {}
+
+    def histogram(self, name: str) -> Histogram | None:
+        """The handle to observe durations into a histogram stat; None if none is declared."""
+        first = self._hist.get(name)
+        return None if first is None else Histogram(self._words, self._base + first)
 
     def get(self, name: str) -> int:
         """The stat's current value; 0 for a name that was never declared."""
@@ -122,13 +131,38 @@ class StatsBucket:
         except ValueError:
             self._wrap(self._base + i)
 
+    def words(self) -> tuple[memoryview, int]:
+        """The shared words and where this bucket starts in them: for a server's own hot path.
+
+        Word ``base + index_of(name)`` is the stat ``name``, and a histogram's
+        words start at ``base + histogram_at(name)``. Writing them directly
+        skips a method call per write; only the bucket's owner may, and only
+        ints in 0..2**64-1.
+        """
+        return self._words, self._base
+
+    def histogram_at(self, name: str) -> int | None:
+        """The position of a histogram stat's first word in the bucket; None if undeclared."""
+        return self._hist.get(name)
+
+    def set_at(self, i: int, value: int) -> None:
+        """set() by position, for an int in 0..2**64-1: a server's own gauges.
+
+        ``i`` must come from index_of() on a bucket of the same group; it is
+        not checked.
+        """
+        self._words[self._base + i] = value
+
     def mark_started(self, now: float | None = None) -> None:
         """Record that this bucket's process (re)started now, or at ``now``.
 
-        Counters are left as they are: a restarted worker carries on from
+        ``pid``, when declared, becomes this process' id. Counters are left
+        as they are: a restarted worker carries on from
         where its predecessor stopped, so overall counts never go backwards.
         """
         self.set(START_TIME, time.time() if now is None else now)
+        if PID in self._index:
+            self.set(PID, os.getpid())
         if START_COUNT in self._index:
             self.incr(START_COUNT)
 

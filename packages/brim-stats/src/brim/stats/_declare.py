@@ -15,11 +15,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
-STAT_TYPES = ("worker", "sum", "min", "max")
+STAT_TYPES = ("worker", "sum", "min", "max", "histogram")
 """How a stat is rolled up over a group's buckets.
 
 ``worker``: per bucket only, no overall value. ``sum``/``min``/``max``: the
 overall value is the sum, smallest or largest of the buckets' values.
+``histogram``: durations in seconds counted in fixed buckets (see
+:data:`brim.stats.HISTOGRAM_BOUNDS`), rolled up bucket by bucket.
 """
 
 START_TIME = "start_time"
@@ -33,10 +35,24 @@ START_COUNT = "start_count"
 """Times a bucket's process started (StatsBucket.mark_started counts it when declared):
 its value minus the number of workers is how many restarts there were."""
 
+PID = "pid"
+"""When declared, StatsBucket.mark_started sets it to the process id, and reports add
+the process' RSS and CPU seconds (read from /proc) beside it."""
+
 StatDecl = tuple[str, str] | tuple[str, str, str]
 """One stat's declaration: ``(name, type)`` or ``(name, type, help)``."""
 
 _WORKER_KEY = re.compile(r"worker_[0-9]+")
+
+
+def is_counter(name: str, stat_type: str) -> bool:
+    """Whether a stat only ever grows: a ``sum`` stat named ``*_count``, or a histogram.
+
+    These are what Prometheus treats as counters, so they are what a store
+    carries over from the one it replaces (:meth:`StatsStore.carry_from`)
+    and what a departed process leaves behind; every other stat is a gauge.
+    """
+    return stat_type == "histogram" or (stat_type == "sum" and name.endswith("_count"))
 
 
 class StatsError(Exception):
@@ -112,7 +128,7 @@ def _unpack(decl: object, owner: str) -> tuple[str, str, str | None]:
     text = decl[2] if len(decl) == 3 else None
     if not isinstance(name, str) or not name:
         raise StatsError(f"{owner}: stat name must be a non-empty str, not {name!r}")
-    if _WORKER_KEY.fullmatch(name):
+    if _WORKER_KEY.fullmatch(name) or name == "departed":
         raise StatsError(f"{owner}: stat name {name!r} is reserved for per-worker reports")
     if typ not in STAT_TYPES:
         raise StatsError(

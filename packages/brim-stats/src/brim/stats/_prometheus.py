@@ -20,6 +20,22 @@ The roll-ups are left to PromQL (``sum``, ``max``, ``min`` by the group's
 labels); the one overall value PromQL cannot rebuild, when the store was
 made, has a metric of its own: ``brim_store_start_time``.
 
+Histograms: a ``histogram`` stat is a Prometheus histogram of the same
+name: ``_bucket{le="..."}`` (cumulative, the fixed bounds of
+:data:`brim.stats.HISTOGRAM_BOUNDS` then ``+Inf``), ``_sum`` (seconds) and
+``_count``, per bucket like every other stat, so ``sum by (le)`` over the
+workers is the group's histogram.
+
+Departed: a ``workers`` group's counters and histograms also have a series
+with ``worker="departed"``: what processes that are gone counted (see
+StatsStore.carry_from), so sums over the workers never go backwards when
+a reload replaces the store.
+
+Process usage: for a group that declares ``pid``, ``brim_process_resident_memory_bytes``
+and ``brim_process_cpu_seconds`` (gauges: each is the current process'
+own, and a restarted process starts again from 0), read from /proc when
+the text is made.
+
 HELP: the declaration's help text, or one naming the stat and its type.
 """
 
@@ -43,6 +59,12 @@ PREFIX = "brim_"
 STORE_START_TIME = PREFIX + "store_start_time"
 STORE_START_TIME_HELP = ("When the stats store was made, in seconds since the epoch "
                          "(usually when the program started)")
+
+RSS = PREFIX + "process_resident_memory_bytes"
+CPU = PREFIX + "process_cpu_seconds"
+_USAGE = {RSS: ("rss_bytes", "Resident memory of the process, in bytes (from /proc)"),
+          CPU: ("cpu_seconds", "CPU time (user + system) the process has used, in seconds "
+                "(from /proc; starts again from 0 when the process is restarted)")}
 
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
 
@@ -72,6 +94,8 @@ def prometheus_text(store: StatsStore, group: str | None = None) -> str:
 def metric_name(stat: str, stat_type: str) -> tuple[str, str]:
     """``(metric name, 'counter' | 'gauge')`` for a stat."""
     name = PREFIX + _BAD_CHARS.sub("_", stat)
+    if stat_type == "histogram":
+        return name, "histogram"
     if stat_type == "sum" and stat.endswith("_count"):
         return name + "_total", "counter"
     return name, "gauge"
@@ -93,9 +117,13 @@ def render(store: StatsStore, groups: Iterable[str]) -> str:
     for group in groups:
         desc = store.group(group)
         base = dict(desc.labels or {})
-        values = store.values(group)
+        values: list[dict[str, object]] = list(store.values(group))
         if desc.kind == WORKERS:
             labels = [_labels({**base, WORKER_LABEL: str(n)}) for n in range(len(values))]
+            departed = store.departed(group)
+            if departed is not None:
+                values.append(departed)
+                labels.append(_labels({**base, WORKER_LABEL: "departed"}))
         else:
             labels = [_labels(base)] * len(values)
         for decl in desc.stats:
@@ -107,8 +135,18 @@ def render(store: StatsStore, groups: Iterable[str]) -> str:
             elif family.kind != kind:
                 skipped.append(f"# brim: stat {stat!r} left out: {name} is already a {family.kind}")
                 continue
-            family.lines.extend(f"{name}{label} {bucket[stat]}"
-                                for label, bucket in zip(labels, values, strict=True))
+            for label_text, bucket in zip(labels, values, strict=True):
+                if stat not in bucket:  # a gauge, not kept for the departed
+                    continue
+                if kind == "histogram":
+                    family.lines.extend(_histogram_lines(name, label_text, bucket[stat]))
+                else:
+                    family.lines.append(f"{name}{label_text} {bucket[stat]}")
+        for name, (key, help_text) in _USAGE.items():
+            lines = [f"{name}{label_text} {bucket[key]}"
+                     for label_text, bucket in zip(labels, values, strict=True) if key in bucket]
+            if lines:
+                families.setdefault(name, _Family("gauge", help_text)).lines.extend(lines)
     out = []
     for name, family in families.items():
         if not family.lines:
@@ -118,6 +156,16 @@ def render(store: StatsStore, groups: Iterable[str]) -> str:
         out.extend(family.lines)
     out.extend(skipped)
     return "\n".join(out) + "\n"
+
+
+def _histogram_lines(name: str, labels: str, hist: object) -> list[str]:
+    """One histogram's samples: cumulative buckets by ``le``, then _sum and _count."""
+    assert isinstance(hist, dict)
+    inner = labels[1:-1] + "," if labels else ""
+    lines = [f'{name}_bucket{{{inner}le="{le}"}} {n}' for le, n in hist["buckets"].items()]
+    lines.append(f"{name}_sum{labels} {hist['sum']!r}")
+    lines.append(f"{name}_count{labels} {hist['count']}")
+    return lines
 
 
 def _labels(labels: dict[str, str]) -> str:

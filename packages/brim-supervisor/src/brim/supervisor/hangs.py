@@ -73,5 +73,6 @@ class HangCheck:
                     self.dump_wait)
                 pool.signal(child, self.dump_signal)
             elif child.dump_at is None or now >= child.dump_at + self.dump_wait:
+                child.hung = True
                 pool.kill(child, "%s: worker %s %d (pid %d) hung: no heartbeat for %.1fs, "
                           "killing it", silent)

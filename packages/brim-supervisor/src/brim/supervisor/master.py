@@ -136,7 +136,8 @@ class Supervisor:
     * ``before_fork(group, worker_id)`` -- in the master, before each fork.
     * ``after_fork_child(ctx)`` -- in the new worker, before its target.
     * ``on_child_exit(group, worker_id, pid, status)`` -- in the master,
-      after a worker was reaped (``status`` as from ``os.waitpid``).
+      after a worker was reaped (``status`` as from ``os.waitpid``);
+      :attr:`exit_cause` says then why it went.
     * ``on_started(supervisor)`` -- once per :meth:`run`, after the first
       workers were forked; the moment a successor tells its predecessor to
       shut down (connections queue on the shared socket until they accept).
@@ -440,6 +441,13 @@ class Supervisor:
     def workers(self) -> dict[tuple[str, int], int]:
         """(group, worker id) to pid, for the current (not retiring) workers."""
         return {k: s.pid for k, s in self._slots.items() if s.pid is not None}
+
+    @property
+    def exit_cause(self) -> str:
+        """Why the worker reaped last went, while its on_child_exit hook runs: ``hung``
+        (killed for missing heartbeats), ``recycled``, ``retired`` (drained by a
+        reload, a resize or a stop) or ``crash`` (anything else)."""
+        return self._reaper.exit_cause
 
     def up_counts(self) -> dict[str, tuple[int, int]]:
         """Group name to (workers up, workers wanted)."""

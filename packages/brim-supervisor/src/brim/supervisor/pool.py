@@ -81,6 +81,8 @@ class Child:
     adopted: bool = False
     #: Kept serving even while no group of its name exists (see adopt).
     held: bool = False
+    #: Killed as hung (no heartbeat): see Supervisor.exit_cause.
+    hung: bool = False
 
 
 class Pool:

@@ -36,6 +36,19 @@ def describe_status(status: int) -> str:
     return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
+def exit_cause(child: Child, stopping: bool) -> str:
+    """Why a reaped worker went: ``hung`` (killed for missing heartbeats), ``recycled``,
+    ``retired`` (drained: a reload, a resize, a stop; or a previous image's worker) or
+    ``crash`` (anything else: it exited, or someone else killed it)."""
+    if child.hung:
+        return "hung"
+    if child.recycle is not None:
+        return "recycled"
+    if stopping or child.retired or child.standby or child.adopted or child.held:
+        return "retired"
+    return "crash"
+
+
 class Reaper:
     """Reaps exited workers and decides when each slot starts again.
 
@@ -56,6 +69,8 @@ class Reaper:
         self.reap_orphans = reap_orphans
         self.on_child_exit = on_child_exit
         self.status_changed = status_changed
+        #: Why the worker last reaped went (see exit_cause), for on_child_exit.
+        self.exit_cause = ""
 
     def reap(self, stopping: bool) -> None:
         if self.reap_orphans:
@@ -92,6 +107,7 @@ class Reaper:
         child = self.pool.children.pop(pid)
         child.heartbeat.close()
         self._child_exited(child, status, stopping)
+        self.exit_cause = exit_cause(child, stopping)
         self.on_child_exit(child.group, child.worker_id, pid, status)
 
     def _child_exited(self, child: Child, status: int, stopping: bool) -> None:

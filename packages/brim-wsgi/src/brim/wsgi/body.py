@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import BadRequest, ClientError, HeaderFieldsTooLarge, HTTPError, RequestTimeout
+from .errors import (
+    BadRequest,
+    ClientError,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from .request import _TOKEN, has_bare_cr_lf, parse_fields
 
 if TYPE_CHECKING:
@@ -173,6 +180,8 @@ class ChunkedBody(Body):
         super().__init__(conn, settings)
         self._state = _SIZE
         self._left = 0
+        #: Decoded bytes the chunk size lines have announced so far.
+        self._announced = 0
 
     def _decode(self, size: int) -> bytes | None:
         buf = self.conn.buf
@@ -215,6 +224,11 @@ class ChunkedBody(Body):
                 chunk = int(match.group(1), 16)
                 if chunk > _MAX_CHUNK:
                     raise BadRequest("chunk size too large")
+                self._announced += chunk
+                limit = self.settings.max_body_size
+                if limit and self._announced > limit:
+                    # Refused at the size line, before its data is read.
+                    raise PayloadTooLarge(f"chunked body over max_body_size ({limit})")
                 if chunk:
                     self._left = chunk
                     self._state = _DATA

@@ -18,8 +18,10 @@ from . import green
 from .body import NoBody
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
 from .exchange import Exchange
+from .proxy import Preamble, parse_preamble
 from .request import HeadScan, Request, parse_head
 from .state import ServerState, Shed
+from .tls import tls_environ
 
 __all__ = ["Connection"]
 
@@ -60,12 +62,22 @@ class Connection:
         self.no_body = NoBody(self, self.settings)
         #: The connection was half-closed and drained (see linger()).
         self.lingered = False
+        #: Whether the peer is a trusted proxy, whose forwarding headers count.
+        self.trusted = self.settings.trusted_proxies.trusts(self.client)
 
     # ----- the connection's life ---------------------------------------------
 
     def run(self) -> None:
         """Serve requests until the client or a rule ends the connection."""
+        self.state.metrics.connection_opened()
         try:
+            if self.settings.proxy_protocol:
+                try:
+                    if not self._read_preamble():
+                        return
+                except HTTPError as err:
+                    Exchange(self, None, err).serve()
+                    return
             if self.settings.ssl_context is not None and not self._tls_handshake():
                 return
             while True:
@@ -88,6 +100,7 @@ class Connection:
                 green.sleep(0)
         finally:
             self.close()
+            self.state.metrics.connection_closed()
 
     def _tls_handshake(self) -> bool:
         """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""
@@ -104,6 +117,66 @@ class Connection:
             return False
         finally:
             self.state.waiting_idle.pop(me, None)
+        self.base_env = {**self.base_env, **tls_environ(tls)}
+        return True
+
+    def _read_preamble(self) -> bool:
+        """Read a PROXY preamble off the front of the connection, if it starts with one.
+
+        Before TLS: a preamble comes in the clear, ahead of the handshake.
+        So no byte past the preamble is read under TLS, and the first byte
+        is only peeked at (a TLS record never starts like a preamble). From
+        a trusted proxy the preamble's client replaces the peer's address;
+        from any other peer it is a 400, as is a malformed one. False: end
+        quietly (the client left, stayed silent, or was shed).
+        """
+        state = self.state
+        settings = self.settings
+        me = green.current()
+        state.waiting_idle[me] = time.monotonic()
+        try:
+            green.wait_read(self.sock.fileno(), settings.idle_timeout)
+        except (TimeoutError, Shed):
+            return False
+        finally:
+            state.waiting_idle.pop(me, None)
+        first = self._peek()
+        if first is None or first == b"":
+            return first is None  # a spurious wake-up, or the client closed
+        if not isinstance(parse_preamble(first), int):
+            return True  # not a preamble: nothing was read
+        buf = self.buf
+        found: Preamble | int = parse_preamble(buf)
+        deadline = time.monotonic() + settings.client_timeout
+        while isinstance(found, int):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestTimeout("PROXY preamble not complete within client_timeout")
+            state.waiting_head[me] = time.monotonic()
+            try:
+                data = green.recv(self.sock, found if self.tls else RECV_SIZE, left)
+            except TimeoutError:
+                raise RequestTimeout("PROXY preamble not complete within client_timeout") from None
+            except (OSError, Shed):
+                return False
+            finally:
+                state.waiting_head.pop(me, None)
+            if not data:
+                return False
+            buf += data
+            found = parse_preamble(buf)
+        if not found.length:
+            return not self.tls  # plain HTTP starting with P or CR; under TLS, noise
+        if not self.trusted:
+            raise BadRequest("PROXY preamble from a peer not in trusted_proxies")
+        del buf[:found.length]
+        if found.client is not None:
+            self.client, port = found.client
+            env = self.base_env.copy()
+            env["REMOTE_ADDR"] = self.client
+            env["REMOTE_PORT"] = str(port)
+            self.base_env = env
+            self.trusted = self.settings.trusted_proxies.trusts(self.client)
         return True
 
     def next_request(self) -> Request | None:

@@ -11,19 +11,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "STOPPING_ANSWER",
-    "AppError",
-    "AppFailed",
-    "BadRequest",
-    "ClientError",
-    "ClientGone",
-    "ExpectationFailed",
-    "HTTPError",
-    "HeaderFieldsTooLarge",
-    "MethodNotImplemented",
-    "RequestTimeout",
-    "URITooLong",
-    "VersionNotSupported",
+    "STOPPING_ANSWER", "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone",
+    "ExpectationFailed", "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented",
+    "PayloadTooLarge", "RequestTimeout", "URITooLong", "VersionNotSupported",
 ]
 
 _STOPPING_BODY = b"503 Service Unavailable: the server is stopping; try again\n"
@@ -78,6 +68,13 @@ class URITooLong(HTTPError):
 
     status = 414
     title = "URI Too Long"
+
+
+class PayloadTooLarge(HTTPError):
+    """413: the request body is (or is declared) over ``max_body_size``."""
+
+    status = 413
+    title = "Content Too Large"
 
 
 class HeaderFieldsTooLarge(HTTPError):

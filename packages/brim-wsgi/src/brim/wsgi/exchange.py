@@ -22,9 +22,18 @@ from typing import TYPE_CHECKING, Any
 from . import green
 from ._input import Input
 from .body import Body, ChunkedBody, LengthBody
-from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
+from .errors import (
+    AppError,
+    AppFailed,
+    ClientError,
+    ClientGone,
+    HTTPError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from .file_wrapper import FileWrapper
 from .log import new_txn, set_txn
+from .proxy import Forwarded, forwarded
 from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response
 
@@ -72,6 +81,10 @@ class Exchange:
         #: refusal, a client that failed, a rule the app broke. First one wins.
         self.error: HTTPError | None = refusal
         self.extra: list[str] = []
+        #: Who the client is: the peer, or what a trusted proxy says (see _forwarded()).
+        self.client = conn.client
+        #: What a trusted proxy's forwarding headers say, once read.
+        self.forwarded: Forwarded | None = None
         #: Set by finish(): from then on the app may not write (a write from
         #: another green thread would land between two responses).
         self.finished = False
@@ -86,6 +99,10 @@ class Exchange:
             self.body = LengthBody(conn, settings, req.content_length)
         if req is not None and req.expect_continue and not self.body.done:
             self.body.before_wait = self._send_continue
+        limit = settings.max_body_size
+        if limit and req is not None and (req.content_length or 0) > limit:
+            self.error = PayloadTooLarge(f"Content-Length {req.content_length} over "
+                                         f"max_body_size ({limit})")
         self._continue_sent = False
 
     # ----- running it --------------------------------------------------------
@@ -93,14 +110,28 @@ class Exchange:
     def serve(self) -> bool:
         """Answer the request (run the app, or send the refusal); True to keep the connection."""
         set_txn(self.txn)
-        self.state.in_flight[self] = None  # listed by stack dumps until finish()
+        self.state.started(self)  # in flight (stack dumps, gauges) until finish()
         try:
+            if self.error is None and self.conn.trusted:
+                self._forwarded()
             if self.error is None:
                 self._run_app()
             self._settle()
         finally:
             self.finish()
         return self.keep
+
+    def _forwarded(self) -> None:
+        """Read a trusted proxy's forwarding headers; a malformed one is the request's 400."""
+        req = self.req
+        assert req is not None
+        try:
+            self.forwarded = forwarded(req.cgi, self.conn.settings.trusted_proxies)
+        except HTTPError as err:
+            self.error = err
+            return
+        if self.forwarded is not None and self.forwarded.client is not None:
+            self.client = self.forwarded.client
 
     def _run_app(self) -> None:
         env = self.environ()
@@ -176,7 +207,7 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        state.in_flight.pop(self, None)
+        state.finished(self)
         state.count(code)
         log = state.request_log
         if log is not None:
@@ -199,7 +230,7 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            log.write(self.conn.client, method, target, code, self.body.wire, self.bytes_out,
+            log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                       now - self.start, self.txn, ua, referer, extra, headers, now)
         set_txn(None)
 
@@ -211,6 +242,21 @@ class Exchange:
         assert req is not None
         env = self.conn.base_env.copy()
         env.update(req.cgi)
+        via = self.forwarded
+        if via is not None:
+            if via.client is not None:
+                env["REMOTE_ADDR"] = via.client
+                env["REMOTE_PORT"] = via.port or ""
+            if via.scheme is not None:
+                env["wsgi.url_scheme"] = via.scheme
+            if via.host is not None:
+                env["HTTP_HOST"] = via.host
+                name, colon, port = via.host.rpartition(":")
+                if not colon or name.endswith(":") or "]" in port:  # no port (or bare IPv6)
+                    name, port = via.host, ""
+                env["SERVER_NAME"] = name.strip("[]")
+                env["SERVER_PORT"] = port or ("443" if env["wsgi.url_scheme"] == "https"
+                                              else "80")
         env["wsgi.input"] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
         env["brim.start"] = self.start
         env["brim.txn"] = self.txn

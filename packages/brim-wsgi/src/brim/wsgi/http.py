@@ -83,12 +83,16 @@ class HTTPServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        metrics = self.state.metrics
+        metrics.slot_taken()
         try:
             Connection(self.state, sock, addr).run()
         except green.GreenletExit:
             pass
         except Exception:
             self.logger.exception("connection handler failed")
+        finally:
+            metrics.slot_freed()
 
     def _accept_loop(self) -> None:
         listener = self._listener

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import green
 from .log import RequestLog, request_log
+from .metrics import Metrics
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
 from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
@@ -126,6 +127,8 @@ class ServerState:
         self.app = app
         self.logger = logger
         self.counters = Counters(stats, settings.count_status_codes)
+        #: Load gauges and the request-duration histogram, in the stats bucket.
+        self.metrics = Metrics(stats)
         #: Where each request's line goes; None when NOTICE lines are off.
         self.request_log: RequestLog | None = request_log(logger)
         #: The environ items every request starts from.
@@ -145,6 +148,17 @@ class ServerState:
         #: The exchanges being served, oldest first (values unused): each
         #: registers itself when it starts serving and leaves in finish().
         self.in_flight: dict[Exchange, None] = {}
+
+    def started(self, ex: Exchange) -> None:
+        """An exchange starts serving: listed for stack dumps, counted in flight."""
+        self.in_flight[ex] = None
+        self.metrics.request_started()
+
+    def finished(self, ex: Exchange) -> None:
+        """An exchange has ended (finish()): no longer in flight; its duration is observed."""
+        if ex in self.in_flight:
+            del self.in_flight[ex]
+            self.metrics.request_finished(ex.start)
 
     def count(self, code: int) -> None:
         self.counters.count(code)
@@ -179,7 +193,7 @@ class ServerState:
                 method = ex.error.method if ex.error else None
                 target = ex.error.target if ex.error else None
             lines.append(f'{method or "-"} {target or "-"} txn:{ex.txn} '
-                         f'for {now - ex.start:.2f}s from {ex.conn.client or "-"}')
+                         f'for {now - ex.start:.2f}s from {ex.client or "-"}')
         return lines
 
     def shed_one(self) -> bool:

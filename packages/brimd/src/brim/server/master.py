@@ -28,6 +28,7 @@ import sys
 from importlib import metadata
 
 from brim.conf import ConfError
+from brim.stats import Carry, StatsError, StatsStore
 from brim.supervisor import (
     PidFile,
     Supervisor,
@@ -41,6 +42,7 @@ from brim.supervisor import (
 from brim.supervisor.systemd import Notifier
 
 from .core import Server
+from .exits import recycle_reason, recycle_stat, restart_stat
 from .reexec import Carried, ReloadRefused, check_new, execute
 from .report import StartReport
 from .statusfile import StatusFile, status_path
@@ -101,6 +103,8 @@ class Master:
         #: What the previous image of this process handed over (a reload
         #: re-executed it in place; see brim.server.reexec), or None.
         self.carried: Carried | None = None
+        #: The counters carried from the previous image's stats store (reload).
+        self.carry: Carry | None = None
 
     @classmethod
     def resumed(cls, server: Server, carried: Carried) -> Master:
@@ -180,7 +184,7 @@ class Master:
             on_reload=self.reload, on_reopen=server.reopen_logs, on_ready=self._ready,
             on_start_failed=self._start_failed, on_recycle=self._recycled,
             on_status=self._write_status, on_shutdown=self._shutdown,
-            after_fork_child=self._in_worker,
+            after_fork_child=self._in_worker, on_child_exit=self._exited,
         )
         add_groups(server, sup)
         carried = self.carried
@@ -213,6 +217,7 @@ class Master:
             self.status.adopt(carried.status_fd)
         for pid, group, worker_id in carried.workers:
             sup.adopt(pid, group, worker_id)
+        self._carry_stats(carried)
         settings = self.server.settings
         if [settings.user, settings.group] != carried.identity:
             self.logger.warning("reload: user and group changes take effect on restart, "
@@ -297,8 +302,58 @@ class Master:
         sup.stop()
 
     def _recycled(self, group: str, worker_id: int, pid: int, reason: str) -> None:
-        if self.server.stats is not None:
-            self.server.stats.bucket(group, worker_id).incr(RECYCLE_STAT[0])
+        self._count(group, worker_id, RECYCLE_STAT[0])
+        counted = recycle_reason(reason)
+        if counted is not None:
+            self._count(group, worker_id, recycle_stat(counted))
+
+    def _exited(self, group: str, worker_id: int, pid: int, status: int) -> None:
+        """A worker was reaped: count a restart by its cause; fold the previous store's counts."""
+        sup = self.server.supervisor
+        cause = sup.exit_cause if sup is not None else ""
+        if cause in ("crash", "hung"):
+            self._count(group, worker_id, restart_stat(cause))
+        if self.carry is not None:
+            self.carry.fold()
+
+    def _count(self, group: str, worker_id: int, stat: str) -> None:
+        """Count one in a worker slot's bucket (the master's own words in it)."""
+        stats = self.server.stats
+        if stats is None:
+            return
+        try:
+            stats.bucket(group, worker_id).incr(stat)
+        except StatsError:  # a group or slot this image's store does not have
+            pass
+
+    def _carry_stats(self, carried: Carried) -> None:
+        """After a reload's exec: start the new store's counters where the old one's are.
+
+        The old image's store comes as a memfd (Carried.stats_fd), mapped
+        here read-only. Its counters are copied bucket by bucket, so no
+        series goes back (StatsStore.carry_from); what the old workers still
+        count while they drain is folded into the departed buckets as they
+        go (each reaped worker, each status change), until the next reload.
+        Each worker slot the old store had in use counts one ``reload``.
+        """
+        new = self.server.stats
+        if carried.stats_fd is None or new is None:
+            return
+        try:
+            old = StatsStore.attach(carried.stats_fd)
+        except StatsError as err:
+            self.logger.warning("reload: counters start again from 0: %s", err)
+            return
+        finally:
+            os.close(carried.stats_fd)
+            carried.stats_fd = None
+        self.carry = new.carry_from(old)
+        for group in new.groups():
+            if group not in old.groups():
+                continue
+            for n, values in enumerate(old.values(group, usage=False)):
+                if values["start_time"] and n < new.bucket_count(group):
+                    new.bucket(group, n).incr(recycle_stat("reload"))
 
     def _shutdown(self, sup: Supervisor) -> bool:
         """QUIT: if a successor wrote the pid file, tell systemd it is the main process now."""
@@ -311,6 +366,8 @@ class Master:
         return True
 
     def _write_status(self, sup: Supervisor) -> None:
+        if self.carry is not None:
+            self.carry.fold()
         if self.status is None or self.predecessor is not None:
             return
         counts = sup.up_counts()
@@ -319,6 +376,8 @@ class Master:
             "error": self.error, "foreground": self.foreground,
             # A successor started by `brimd restart` notifies systemd in our place.
             "notify": self.notifier.environment() if self.notifier is not None else {},
+            # Where `brimd top` maps the stats store (see StatsStore.attach).
+            "stats": self.server.stats.path if self.server.stats is not None else None,
             "subservers": [
                 {"name": sub.group, "line": describe(sub, counts.get(sub.group, (0, 0))[1]),
                  "up": counts.get(sub.group, (0, 0))[0],
@@ -385,6 +444,8 @@ class Master:
         """What this master hands to its re-executed self (see brim.server.reexec)."""
         server = self.server
         handover = sup.handover_socket
+        if self.carry is not None:
+            self.carry.fold()  # the last of the previous store, before this one goes on
         return Carried(
             conf=self.reload_conf, sys_path=list(sys.path),
             pid_file=self.pidfile.path if self.pidfile else None,
@@ -400,6 +461,8 @@ class Master:
             log=dataclasses.asdict(server.log), grace=server.settings.grace,
             identity=[server.settings.user, server.settings.group],
             conf_store=server.conf.store if server.built_in_memory else None,
+            stats_fd=server.stats.fileno() if server.stats is not None else None,
+            overrides=list(server.overrides),
         )
 
 

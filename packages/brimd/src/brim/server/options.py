@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from brim.conf import Conf, Option, check_unknown
+from brim.conf import Conf, ConfProblems, Option, check_unknown
 from brim.supervisor import SupervisorError, parse_umask
 from brim.wsgi.settings import WSGI_OPTIONS
 
@@ -154,6 +154,16 @@ TLS_OPTIONS: tuple[Option, ...] = (
     Option("certfile", "path", None, "PEM certificate (chain) file; set it to serve TLS.",
            inherit=True),
     Option("keyfile", "path", None, "PEM private key file, if not in certfile.", inherit=True),
+    Option("tls_min_version", "str", "TLSv1.2", "Lowest TLS version accepted.", inherit=True,
+           choices=("TLSv1.2", "TLSv1.3")),
+    Option("ciphers", "str", None, "OpenSSL cipher list for TLS 1.2 connections (TLS 1.3 "
+           "suites are OpenSSL's own). Default: OpenSSL's.", inherit=True),
+    Option("cafile", "path", None, "PEM file of the CAs client certificates are verified "
+           "against (see client_cert).", inherit=True),
+    Option("client_cert", "str", "none", "Ask TLS clients for a certificate: none; optional "
+           "(verified when given); required (a handshake without a valid one is refused). "
+           "Apps see a verified certificate as SSL_CLIENT_S_DN and friends in the environ.",
+           inherit=True, choices=("none", "optional", "required")),
 )
 
 TCP_OPTIONS: tuple[Option, ...] = (
@@ -219,12 +229,16 @@ def check_sections(conf: Conf, kinds: Iterable[str] = ("wsgi", "daemons")) -> No
     in the wrong kind of section (``apps`` in [brim]) is told where it
     belongs.
     """
-    check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]],
-                  misplaced(MAIN_SECTION))
+    problems = ConfProblems()
+    with problems.check():
+        check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]],
+                      misplaced(MAIN_SECTION))
     for kind in kinds:
         names = [o.name for o in SECTION_OPTIONS[kind]]
         for section in conf.subconfigs(kind):
-            check_unknown(conf, section, names, misplaced(kind))
+            with problems.check():
+                check_unknown(conf, section, names, misplaced(kind))
+    problems.raise_any()
 
 
 def misplaced(kind: str) -> dict[str, str]:
