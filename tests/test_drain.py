@@ -126,6 +126,26 @@ def test_term_answers_every_queued_connection_none_reset(brimd):
     brimd.syslog.wait_line("queued connection(s) with a refusal")
 
 
+def test_shutdown_answers_the_queued_connections_too(brimd):
+    port = free_port()
+    _conf(brimd, port)
+    master = brimd.start()
+    busy = socket.create_connection(("127.0.0.1", port), timeout=15)
+    busy.sendall(b"GET /slow?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.3)  # let the worker pick it up before the crowd queues
+    queued = []
+    for n in range(50):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        sock.sendall(f"GET /echo?{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        queued.append(sock)
+    done = brimd.run("shutdown")
+    assert done.returncode == 0, done.stderr
+    outcomes = {_read_answer(sock) for sock in queued}
+    assert outcomes <= {"200", "503"}, outcomes
+    assert _read_answer(busy) == "200"
+    wait_for(lambda: not alive(master), timeout=10, what="the master to exit")
+
+
 @pytest.mark.slow
 def test_drain_delay_readiness_says_503_while_everything_is_served(brimd):
     port = free_port()

@@ -16,7 +16,9 @@ Signals to the master:
   ``refusal`` (see :mod:`brim.supervisor.draining`), so none is reset. A
   second TERM/INT skips the rest of the delay, or of the grace.
 * QUIT -- graceful shutdown: every worker is asked to drain (SIGHUP plus the
-  drain flag), the master closes its listening sockets and returns from
+  drain flag); unless ``on_shutdown`` says a successor took the sockets
+  over, the master answers what is queued on them with ``refusal``; it
+  closes its listening sockets and returns from
   :meth:`~Supervisor.run` at once. The workers finish the connections they
   hold and exit on their own; having outlived the master they are adopted
   and reaped by init (or the nearest subreaper).
@@ -663,6 +665,10 @@ class Supervisor:
         self._children.clear()
         for slot in self._slots.values():
             slot.pid = None
+        if not handed_over:
+            # No successor accepts on them: answer what is queued rather than
+            # leave it to be reset when the last draining worker lets go.
+            self._draining.refuse(self._sockets)
         for sock in self._sockets.values():
             sock.close()
         if self._handover is not None:
