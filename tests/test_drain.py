@@ -19,10 +19,12 @@ import http.client
 import os
 import signal
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from brimd_harness import alive, free_port, wait_for
+from brimd_harness import BRIMD, alive, free_port, wait_for
 
 SLOW_APP = '''
 import time
@@ -190,3 +192,42 @@ def test_health_app_paths_and_head(brimd):
     conn.close()
     assert _get(port, "/echo")[0] == 200  # other paths go down the chain
 
+
+
+def _kubernetes_conf() -> str:
+    """The conf of docs/kubernetes.rst, as the page shows it."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "kubernetes.rst").read_text()
+    block = page.split("The conf\n--------\n", 1)[1].split(".. code-block:: ini\n", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    return "\n".join(lines).strip() + "\n"
+
+
+def test_the_kubernetes_page_conf_serves_probes_and_stops_on_a_second_term(brimd):
+    conf = _kubernetes_conf()
+    assert "drain_delay = 5" in conf and "call = brim.server.health.Health" in conf
+    brimd.write("myproject/__init__.py", "")
+    brimd.write("myproject/wsgi.py", """
+        def application(env, start_response):
+            start_response("200 OK", [("Content-Length", "3")])
+            return [b"app"]
+        """)
+    brimd.use(conf)
+    port = free_port()
+    # The page's port and address are the container's: here, a free one on loopback.
+    proc = subprocess.Popen(
+        [*BRIMD, "-c", str(brimd.confs[0]), "--set", "brim.ip=127.0.0.1",
+         "--set", f"brim.port={port}", "-p", "-", "foreground"],
+        env=brimd.env, cwd=brimd.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    brimd.foreground.append(proc)
+    wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout=20, what="readiness")
+    assert _get(port, "/livez")[0] == 200
+    assert _get(port, "/anything") == (200, b"app")
+    proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: _get(port, "/readyz")[0] == 503, timeout=4, what="going away")
+    assert _get(port, "/anything") == (200, b"app")  # still served in the delay
+    proc.send_signal(signal.SIGTERM)  # skips the rest of the five seconds
+    assert proc.wait(10) == 0
