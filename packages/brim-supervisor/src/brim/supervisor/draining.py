@@ -56,35 +56,36 @@ def refuse_queued(sock: socket.socket, answer: bytes, linger: float = LINGER) ->
     make the kernel send a RST, which may cost the client the answer), then
     ``answer`` is sent and the writing side shut; the connection is held
     until its client closes, or ``linger`` seconds, reading and discarding
-    what it still sends. Returns how many were refused. ``sock`` must be
-    non-blocking-safe to accept on: it is switched to non-blocking for the
-    call and restored.
+    what it still sends. Returns how many were refused.
+
+    ``sock`` is left non-blocking: its open file (and so that flag) is
+    shared with every process that inherited it, and workers accept on it
+    non-blocking; switching it back to blocking here would switch theirs,
+    and a worker that accepts with no connection there would then hang.
+    Non-blocking also keeps this call from waiting when another process
+    took the connection first.
     """
     held: list[socket.socket] = []
-    timeout = sock.gettimeout()
     sock.setblocking(False)
-    try:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as err:
-                if err.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                break
-            conn.setblocking(False)
-            _read_waiting(conn)
-            try:
-                if answer:
-                    conn.send(answer)
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                conn.close()
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as err:
+            if err.errno in (errno.ECONNABORTED, errno.EPROTO):
                 continue
-            held.append(conn)
-    finally:
-        sock.settimeout(timeout)
+            break
+        conn.setblocking(False)
+        _read_waiting(conn)
+        try:
+            if answer:
+                conn.send(answer)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.close()
+            continue
+        held.append(conn)
     count = len(held)
     _linger(held, time.monotonic() + linger)
     return count

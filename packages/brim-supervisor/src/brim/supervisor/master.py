@@ -278,6 +278,8 @@ class Supervisor:
         self._running = False
         self._stopping = False
         self._stop_deadline = 0.0
+        #: Set once a successor fetched the sockets: they are its to accept on now.
+        self._handed_over = False
 
     # -- configuration ---------------------------------------------------
 
@@ -665,7 +667,7 @@ class Supervisor:
         self._children.clear()
         for slot in self._slots.values():
             slot.pid = None
-        if not handed_over:
+        if not (handed_over or self._handed_over):
             # No successor accepts on them: answer what is queued rather than
             # leave it to be reset when the last draining worker lets go.
             self._draining.refuse(self._sockets)
@@ -808,6 +810,7 @@ class Supervisor:
             self._draining.refuse(self._sockets, ready)
         handover = self._handover
         if handover is not None and handover.sock in ready and handover.answer(self._sockets):
+            self._handed_over = True
             self.log.info("%s: handed over %d listening socket(s)", self.name, len(self._sockets))
 
     # -- stopping -------------------------------------------------------------
