@@ -191,6 +191,7 @@ def _request(port: int, n: int) -> tuple[float, str]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_idle_flood_does_not_delay_a_live_client(brimd, syslog):
     _raise_nofile(HELD + 1000)
     port = free_port()
@@ -289,6 +290,7 @@ def test_idle_flood_does_not_delay_a_live_client(brimd, syslog):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_burst_queued_while_workers_are_busy_is_shed(brimd):
     """The same promise when the idle connections arrive faster than a worker accepts.
 

@@ -194,6 +194,8 @@ def _good_requests(port: int, count: int, pause: float) -> tuple[list[float], Co
     return latencies, outcomes
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     """1000 slowloris connections for ~16 s; 150 good requests all answered quickly."""
     _raise_nofile(SLOW + 200)
@@ -242,6 +244,8 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     assert brimd.workers("wsgi") == workers and stats["start_count"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
     """client_timeout = 3: every slow head gets 408; idle_timeout = 3 closes the idle quietly."""
     _raise_nofile(SLOW + 200)

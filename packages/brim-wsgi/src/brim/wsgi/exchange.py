@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import green
 from ._input import Input
-from .body import Body, ChunkedBody, LengthBody
+from .body import Body, ChunkedBody, LengthBody, NoBody, Reader
 from .errors import (
     AppError,
     AppFailed,
@@ -38,9 +37,37 @@ from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .settings import HTTPSettings
+    from .state import ServerState
 
-__all__ = ["Exchange"]
+__all__ = ["Client", "Exchange"]
+
+
+class Client(Reader, Protocol):
+    """What an exchange needs of its connection: reading (a body's Reader), sending,
+    and what the connection knows about its client. A Connection is one."""
+
+    state: ServerState
+    settings: HTTPSettings
+    #: The environ items common to every request on the connection.
+    base_env: dict[str, Any]
+    #: The client's address, for the request log.
+    client: str
+    #: The peer is a trusted proxy: its forwarding headers are believed.
+    trusted: bool
+    #: The body every request without one shares.
+    no_body: NoBody
+
+    @property
+    def tls(self) -> bool: ...
+
+    def send(self, data: bytes | memoryview) -> None: ...
+
+    def send_final(self, data: bytes, linger: bool) -> None: ...
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int: ...
+
+    def peer_closed(self) -> bool: ...
 
 # After a response, unread request body up to this size is read and dropped
 # to keep the connection; beyond it the connection is closed instead.
@@ -59,7 +86,7 @@ _BODYLESS = frozenset((204, 205, 304))
 class Exchange:
     """One request, from its parsed head (or its refusal) to its log line."""
 
-    def __init__(self, conn: Connection, req: Request | None,
+    def __init__(self, conn: Client, req: Request | None,
                  refusal: HTTPError | None = None) -> None:
         self.conn = conn
         self.state = conn.state
@@ -139,7 +166,7 @@ class Exchange:
         try:
             result = self.state.app(env, self.start_response)
             self._send_result(result)
-        except green.GreenletExit:
+        except self.state.engine.Exit:
             raise
         except BaseException as exc:  # no app exception may end a worker
             self._app_raised(exc)
@@ -153,7 +180,7 @@ class Exchange:
             return
         try:
             close()
-        except green.GreenletExit:
+        except self.state.engine.Exit:
             raise
         except BaseException:  # a close() that raises must not end the worker either
             self.state.logger.exception("WSGI app iterable close() failed")
@@ -207,8 +234,9 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        state.finished(self)
-        state.count(code)
+        with state.lock:  # OS threads finish at once; the counters are not atomic
+            state.finished(self)
+            state.count(code)
         log = state.request_log
         if log is not None:
             req = self.req
@@ -230,8 +258,9 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
-                      now - self.start, self.txn, ua, referer, extra, headers, now)
+            with state.lock:
+                log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
+                          now - self.start, self.txn, ua, referer, extra, headers, now)
         set_txn(None)
 
     # ----- the app's side: environ, start_response, write --------------------

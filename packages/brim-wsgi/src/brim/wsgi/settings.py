@@ -33,6 +33,9 @@ class HTTPSettings:
     idle_timeout: float = 75.0
     min_body_rate: int = 1024
     concurrent_per_worker: int = 1024
+    worker_model: str = "green"
+    threads: int = 8
+    monkey_patch: bool = False
     wsgi_input_iter_chunk_size: int = 4096
     wsgi_output_iter_chunk_size: int = 65536
     max_request_line: int = 8190
@@ -67,8 +70,17 @@ WSGI_OPTIONS: tuple[Option, ...] = (
     Option("min_body_rate", "int", 1024, "Bytes per second a request body must average once "
            "client_timeout seconds of waiting on it have passed; slower is 408. 0 turns the "
            "check off.", inherit=True, minimum=0),
-    Option("concurrent_per_worker", "int", 1024, "Connections each worker serves at once.",
-           inherit=True, minimum=1),
+    Option("concurrent_per_worker", "int", 1024, "Connections each worker serves at once "
+           "(idle keep-alive ones included).", inherit=True, minimum=1),
+    Option("worker_model", "str", "green", "How each worker runs requests: green (eventlet "
+           "green threads, one per connection) or threads (a pool of OS threads, nothing "
+           "patched; for apps that block).", inherit=True, choices=("green", "threads")),
+    Option("threads", "int", 8, "OS threads per worker with worker_model = threads: the "
+           "requests each worker runs at once.", inherit=True, minimum=1, maximum=1024),
+    Option("monkey_patch", "bool", False, "With worker_model = green, patch the standard "
+           "library's blocking calls (socket, ssl, select, time.sleep, name lookups, threading) "
+           "with eventlet in each worker before its app is built. C drivers still block.",
+           inherit=True),
     Option("wsgi_input_iter_chunk_size", "int", 4096, "Longest item when an app iterates "
            "over wsgi.input (line by line; a longer line comes in pieces this long).",
            inherit=True, minimum=1),
@@ -139,6 +151,9 @@ def http_settings(conf: Conf, section: str) -> HTTPSettings:
         idle_timeout=values["idle_timeout"],
         min_body_rate=values["min_body_rate"],
         concurrent_per_worker=values["concurrent_per_worker"],
+        worker_model=values["worker_model"],
+        threads=values["threads"],
+        monkey_patch=values["monkey_patch"],
         wsgi_input_iter_chunk_size=values["wsgi_input_iter_chunk_size"],
         wsgi_output_iter_chunk_size=values["wsgi_output_iter_chunk_size"],
         max_request_line=values["max_request_line"],

@@ -146,6 +146,22 @@ def _check_passed(conf: Conf, sub: ListeningSubserver, passed: ActivatedSocket) 
         raise conf.error(sub.section, "socket_name", problem)
 
 
+def _defer_app_patching() -> None:
+    """Keep an app's import-time eventlet.monkey_patch() out of the master.
+
+    The master imports every app to check the conf; a module that patches
+    the standard library when imported would patch the master (and, through
+    fork, every worker before it has chosen its model). The call is
+    recorded instead and made in each green worker (see
+    :func:`brim.wsgi.green.defer_app_patching`).
+    """
+    try:
+        from brim.wsgi import green
+    except ImportError:  # brim-wsgi without eventlet: nothing can patch
+        return
+    green.defer_app_patching()
+
+
 class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
@@ -169,6 +185,7 @@ class Server:
         self.overrides = tuple(overrides)
         # Every problem at once (each section, each app), not only the first.
         problems = ConfProblems()
+        _defer_app_patching()
         with problems.check():
             self.subservers: list[Subserver] = build_subservers(conf)
         with problems.check():
@@ -198,7 +215,7 @@ class Server:
         green_subs = [s for s in self.subservers if s.kind != "daemons"]
         if not green_subs:
             return
-        from brim.wsgi import green, http, log  # noqa: F401
+        from brim.wsgi import green, http, log, threads  # noqa: F401
 
         for sub in green_subs:
             try:
