@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from brimd_harness import BRIMD, Brimd, curl, echo_stats_conf, free_port, process_tree, wait_for
+from brimd_harness import (
+    BRIMD,
+    Brimd,
+    alive,
+    curl,
+    echo_stats_conf,
+    free_port,
+    process_tree,
+    wait_for,
+)
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 pytestmark = pytest.mark.skipif(
@@ -27,6 +36,22 @@ pytestmark = pytest.mark.skipif(
 
 TCP_ECHO = "[tcp#echo]\ncall = brim.tcp_echo.TCPEcho\n"
 UDP_ECHO = "[udp#echo]\ncall = brim.udp_echo.UDPEcho\n"
+#: Two WSGI subconfigs on one ip and port, told apart by their socket_names.
+TWO_NAMED = """
+[wsgi]
+apps = echo
+socket_name = web
+
+[wsgi#admin]
+apps = stats
+socket_name = admin
+
+[echo]
+call = brim.wsgi_echo.WSGIEcho
+
+[stats]
+call = brim.stats.Stats
+"""
 
 
 def _activate(brimd: Brimd, listen: list[str], *, datagram: bool = False,
@@ -264,3 +289,68 @@ def test_notify_socket_hears_ready_reloading_and_stopping(brimd):
         assert proc.wait(30) == 0
     finally:
         notify.close()
+
+
+@pytest.mark.timeout(90)
+def test_two_subconfigs_on_one_port_each_serve_their_named_socket(brimd):
+    web, admin, configured = free_port(), free_port(), free_port()
+    # Both subconfigs say the same ip and port; their socket_names tell them apart.
+    brimd.use(brimd.local(port=configured) + TWO_NAMED)
+    proc = _activate(brimd, [f"{web}=web", f"{admin}=admin"])
+    assert _first_post(web, b"first") == b"first"
+    # Each serves its own socket: the stats app on admin's, the echo on web's.
+    assert b'"start_time"' in curl("-s", f"http://127.0.0.1:{admin}/stats").stdout
+    assert curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "x",
+                f"http://127.0.0.1:{admin}/echo").stdout == b"404"
+    assert curl("-s", "-d", "y", f"http://127.0.0.1:{web}/echo").stdout == b"y"
+    assert _refused(configured)
+    _stop(proc)
+    # Not socket-activated, the same conf would bind one address twice: refused at once.
+    done = brimd.run("start", timeout=20)
+    assert done.returncode != 0
+    assert "[wsgi#admin] port: tcp port" in done.stderr and "already used by [wsgi]" in done.stderr
+
+
+@pytest.mark.timeout(90)
+def test_a_master_started_by_restart_keeps_the_activated_sockets(brimd):
+    web, admin, configured = free_port(), free_port(), free_port()
+    brimd.use(brimd.local(port=configured) + TWO_NAMED)
+    # A daemonized brimd started by the tool: the master inherits its sockets.
+    args = [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{web}", "--fdname=web",
+            "-l", f"127.0.0.1:{admin}", "--fdname=admin", *brimd.args("start")]
+    proc = subprocess.Popen(args, env=brimd.env, cwd=brimd.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    brimd.foreground.append(proc)
+    assert _first_post(web, b"first") == b"first"
+    old = wait_for(lambda: brimd.pid_file.exists() and brimd.master_pid(), what="pid file")
+    done = brimd.run("restart")
+    assert done.returncode == 0, done.stderr
+    new = brimd.master_pid()
+    assert new != old
+    wait_for(lambda: not alive(old), what="the old master to exit")
+    assert curl("-s", "-d", "after", f"http://127.0.0.1:{web}/echo").stdout == b"after"
+    assert b'"start_time"' in curl("-s", f"http://127.0.0.1:{admin}/stats").stdout
+    assert _refused(configured)
+    assert brimd.run("stop").returncode == 0
+
+
+@pytest.mark.timeout(90)
+def test_wsgi_takes_a_passed_unix_socket_by_its_path(brimd, tmp_path):
+    path = tmp_path / "app.sock"
+    brimd.use(brimd.local() + f"[wsgi]\nip = unix:{path}\napps = echo\n\n"
+              "[echo]\ncall = brim.wsgi_echo.WSGIEcho\n")
+    proc = subprocess.Popen([SOCKET_ACTIVATE, "-l", str(path), *BRIMD,
+                             *[a for c in brimd.confs for a in ("-c", str(c))],
+                             "-p", "-", "foreground"],
+                            env=brimd.env, cwd=brimd.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    brimd.foreground.append(proc)
+    wait_for(path.exists, what="the tool to bind the socket")
+    inode = path.stat().st_ino
+    assert curl("-s", "--unix-socket", str(path), "-d", "hi", "http://brim/echo",
+                timeout=30).stdout == b"hi"
+    wait_for(lambda: len(process_tree(proc.pid)) == 2, what="the master and its worker")
+    assert curl("-s", "--unix-socket", str(path), "-d", "again", "http://brim/echo"
+                ).stdout == b"again"
+    assert path.stat().st_ino == inode  # systemd's socket, not one brimd bound anew
+    _stop(proc)

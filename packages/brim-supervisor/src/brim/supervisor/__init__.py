@@ -11,7 +11,8 @@ daemons that pre-fork workers:
 * :class:`PidFile` and :func:`status` -- atomic, stale-aware pid files with
   LSB status codes.
 * :func:`daemonize`, :func:`drop_privileges`, :func:`set_process_title`.
-* :func:`listen_tcp`, :func:`listen_udp`, :func:`server_ssl_context`.
+* :func:`listen_tcp`, :func:`listen_unix`, :func:`listen_udp`,
+  :func:`server_ssl_context`.
 * :func:`fetch_sockets` and friends -- SCM_RIGHTS socket hand-over.
 * :class:`Notifier` and :func:`activated_sockets` -- systemd's readiness
   notifications and socket activation, without libsystemd.
@@ -61,7 +62,13 @@ from brim.supervisor.pidfile import (
     wait_gone,
 )
 from brim.supervisor.proctitle import can_set_process_title, get_process_title, set_process_title
-from brim.supervisor.sockets import format_address, listen_tcp, listen_udp, server_ssl_context
+from brim.supervisor.sockets import (
+    format_address,
+    listen_tcp,
+    listen_udp,
+    listen_unix,
+    server_ssl_context,
+)
 from brim.supervisor.systemd import ActivatedSocket, Notifier, activated_sockets, describe_socket
 from brim.supervisor.worker import WorkerContext
 
@@ -97,6 +104,7 @@ __all__ = [
     "is_daemonized",
     "listen_tcp",
     "listen_udp",
+    "listen_unix",
     "parse_umask",
     "raise_open_files_limit",
     "recv_sockets",

@@ -10,7 +10,9 @@ Layout (16 bytes, one anonymous shared mapping made before each fork):
 offset 0 a double, the worker's last ``time.monotonic()``; offset 8 one byte,
 1 once the master asked the worker to drain; offset 9 one byte, 1 once the
 worker said it is up (it also says so on the control pipe, which wakes the
-master; the byte makes sure a dropped message cannot lose it). CLOCK_MONOTONIC is system-wide,
+master; the byte makes sure a dropped message cannot lose it); offset 10 one
+byte, 1 once the master said the service is going away (the drain delay:
+still serving, but a readiness check should say "not ready"). CLOCK_MONOTONIC is system-wide,
 so the master can compare the worker's timestamps with its own clock.
 """
 
@@ -23,6 +25,7 @@ import time
 _STAMP = struct.Struct("d")
 _DRAIN_OFFSET = 8
 _READY_OFFSET = 9
+_UNREADY_OFFSET = 10
 _SIZE = 16
 
 
@@ -59,6 +62,13 @@ class HeartbeatSlot:
 
     def is_ready(self) -> bool:
         return self._mm is not None and self._mm[_READY_OFFSET] == 1
+
+    def mark_unready(self) -> None:
+        if self._mm is not None:
+            self._mm[_UNREADY_OFFSET] = 1
+
+    def unready(self) -> bool:
+        return self._mm is not None and self._mm[_UNREADY_OFFSET] == 1
 
     def close(self) -> None:
         if self._mm is not None:

@@ -8,11 +8,17 @@ answers socket hand-over requests and acts on the noted signals.
 
 Signals to the master:
 
-* TERM, INT -- stop: every worker gets SIGTERM; those still alive after
-  ``grace`` seconds get SIGKILL; :meth:`Supervisor.run` returns once all are
-  reaped. A second TERM/INT while stopping skips the rest of the grace.
+* TERM, INT -- stop: after ``drain_delay`` seconds (0 by default) during
+  which every worker is marked "going away" but goes on serving, every
+  worker gets SIGTERM; those still alive after ``grace`` seconds get
+  SIGKILL; :meth:`Supervisor.run` returns once all are reaped. Meanwhile
+  the master answers connections queued on its listening sockets with
+  ``refusal`` (see :mod:`brim.supervisor.draining`), so none is reset. A
+  second TERM/INT skips the rest of the delay, or of the grace.
 * QUIT -- graceful shutdown: every worker is asked to drain (SIGHUP plus the
-  drain flag), the master closes its listening sockets and returns from
+  drain flag); unless ``on_shutdown`` says a successor took the sockets
+  over, the master answers what is queued on them with ``refusal``; it
+  closes its listening sockets and returns from
   :meth:`~Supervisor.run` at once. The workers finish the connections they
   hold and exit on their own; having outlived the master they are adopted
   and reaped by init (or the nearest subreaper).
@@ -67,6 +73,7 @@ from typing import Any
 
 from brim.supervisor._linux import set_child_subreaper
 from brim.supervisor.control import ERROR, READY, RECYCLE, ControlChannel
+from brim.supervisor.draining import Draining, Refusal
 from brim.supervisor.dump import DUMP_SIGNAL
 from brim.supervisor.errors import SupervisorError
 from brim.supervisor.handover import HandoverPoint
@@ -159,6 +166,9 @@ class Supervisor:
     ``watchdog_interval`` (seconds or None), such as
     :class:`brim.supervisor.systemd.Notifier`.
 
+    ``drain_delay`` and ``refusal``: see TERM above and
+    :class:`~brim.supervisor.draining.Draining`.
+
     ``sockets`` / :meth:`add_socket` register listening sockets by name:
     the master serves them to a successor through ``handover_path`` (see
     :mod:`brim.supervisor.handover`) and closes them on graceful shutdown.
@@ -198,11 +208,15 @@ class Supervisor:
         dump_wait: float = 1.0,
         reap_orphans: bool = False,
         notify: Any = None,
+        drain_delay: float = 0.0,
+        refusal: Refusal | None = None,
     ) -> None:
         if grace < 0:
             raise SupervisorError(f"grace must be >= 0 seconds, not {grace!r}")
         if timeout is not None and timeout <= 0:
             raise SupervisorError(f"timeout must be > 0 seconds or None, not {timeout!r}")
+        if drain_delay < 0:
+            raise SupervisorError(f"drain_delay must be >= 0 seconds, not {drain_delay!r}")
         if start_check < 0:
             raise SupervisorError(f"start_check must be >= 0 seconds, not {start_check!r}")
         self.name = name
@@ -251,6 +265,7 @@ class Supervisor:
             reap_orphans=reap_orphans, status_changed=self._status_changed,
             on_child_exit=lambda *args: self._hook("on_child_exit", *args))
         self._scaling = Scaling(self._pool, self._wake)
+        self._draining = Draining(self._pool, drain_delay, refusal)
         self._forker = Forker(self._pool, restart_delay=restart_delay,
                               before_fork=lambda *args: self._hook("before_fork", *args),
                               setup_for=self._child_setup)
@@ -262,6 +277,8 @@ class Supervisor:
         self._running = False
         self._stopping = False
         self._stop_deadline = 0.0
+        #: Set once a successor fetched the sockets: they are its to accept on now.
+        self._handed_over = False
 
     # -- configuration ---------------------------------------------------
 
@@ -571,8 +588,14 @@ class Supervisor:
                     return True
             self._reap()
             now = time.monotonic()
+            if self._draining.delay_over(now):
+                self._begin_stop("drain delay over")
             if self._stopping:
                 if not self._children:
+                    self._draining.refuse(self._sockets)
+                    if self._draining.refused:
+                        self.log.info("%s: answered %d queued connection(s) with a refusal",
+                                      self.name, self._draining.refused)
                     self.log.info("%s: master %d stopped", self.name, self._master_pid)
                     return False
                 if now >= self._stop_deadline:
@@ -606,13 +629,24 @@ class Supervisor:
         if self._stopping:
             self._kill_remaining(f"second {why} while stopping")
             return
-        self._stopping = True
-        self._stop_deadline = time.monotonic() + self.grace
+        if self._draining.delaying:
+            self._begin_stop(f"second {why} during the drain delay")
+            return
         if self.notify is not None:
             self.notify.stopping()
-        self.log.info(
-            "%s: %s received, stopping %d worker(s)", self.name, why, len(self._children)
-        )
+        if self._draining.delay > 0:
+            self.log.info("%s: %s received, %d worker(s) going away; they stop in %gs",
+                          self.name, why, len(self._children), self._draining.delay)
+            self._draining.begin_delay(time.monotonic())
+            return
+        self._begin_stop(f"{why} received")
+
+    def _begin_stop(self, why: str) -> None:
+        """Tell every worker to stop, and count the grace from now."""
+        self._draining.end_delay()
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + self.grace
+        self.log.info("%s: %s, stopping %d worker(s)", self.name, why, len(self._children))
         for child in self._children.values():
             self._pool.signal(child, signal.SIGTERM)
 
@@ -632,6 +666,10 @@ class Supervisor:
         self._children.clear()
         for slot in self._slots.values():
             slot.pid = None
+        if not (handed_over or self._handed_over):
+            # No successor accepts on them: answer what is queued rather than
+            # leave it to be reset when the last draining worker lets go.
+            self._draining.refuse(self._sockets)
         for sock in self._sockets.values():
             sock.close()
         if self._handover is not None:
@@ -739,7 +777,8 @@ class Supervisor:
             # (SIGCHLD wakes us anyway) instead of spinning.
             wake = min(wake, max(self._stop_deadline, now + 0.05))
         else:
-            wake = min(wake, self._reaper.next_wake(now), self._hangs.next_wake(now))
+            wake = min(wake, self._reaper.next_wake(now), self._hangs.next_wake(now),
+                       self._draining.next_wake(now))
             if self._start_check.running or self._recycler.busy:
                 wake = min(wake, now + _BUSY_SLEEP)
         if self.notify is not None and self.notify.watchdog_interval:
@@ -752,6 +791,8 @@ class Supervisor:
             readers.append(self._control.fd_read)
         if self._handover is not None and self._handover.sock is not None:
             readers.append(self._handover.sock)
+        watched = self._draining.watched(self._sockets) if self._stopping else []
+        readers.extend(watched)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
@@ -764,8 +805,11 @@ class Supervisor:
                 pass
         if self._control is not None and self._control.fd_read in ready:
             self._read_control()
+        if watched and any(sock in ready for sock in watched):
+            self._draining.refuse(self._sockets, ready)
         handover = self._handover
         if handover is not None and handover.sock in ready and handover.answer(self._sockets):
+            self._handed_over = True
             self.log.info("%s: handed over %d listening socket(s)", self.name, len(self._sockets))
 
     # -- stopping -------------------------------------------------------------
@@ -813,6 +857,8 @@ class Supervisor:
                      mask: set[int]) -> ChildSetup:
         """What :func:`brim.supervisor.worker.run_child` needs in a new worker."""
         assert self._control is not None
+        if self._draining.delaying:
+            heartbeat.mark_unready()  # a replacement born during the delay goes away too
         return ChildSetup(
             group=group.name, worker_id=worker_id,
             title=group.title.format(group=group.name, id=worker_id),

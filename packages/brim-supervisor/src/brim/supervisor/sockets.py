@@ -1,4 +1,4 @@
-"""Listening sockets: TCP (IPv4, IPv6, all addresses), UDP, and a TLS context.
+"""Listening sockets: TCP (IPv4, IPv6, all addresses), Unix stream, UDP, and a TLS context.
 
 Sockets are bound in the master before workers are forked, so every worker
 inherits the same listening socket and the kernel spreads connections among
@@ -11,6 +11,11 @@ a host without IPv6 it falls back to ``0.0.0.0``. ``"0.0.0.0"`` and ``"::"``
 mean exactly what they say. An IPv6 literal may be written with or without
 brackets (``"[::1]"`` or ``"::1"``); a name is resolved and its first address
 used.
+
+A Unix stream socket (:func:`listen_unix`) is a file: one left behind by a
+process that died is removed before binding, but only when it is a socket
+and nothing accepts on it (a connect is refused); anything else at the path
+is an error, never deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import errno
 import os
 import socket
 import ssl
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,6 +139,64 @@ def listen_udp(host: str, port: int, retry: float = 30.0,
                on_busy: OnBusy | None = None) -> socket.socket:
     """A bound UDP socket on *host*:*port*; same host rules and retries as TCP."""
     return _bind(host, port, socket.SOCK_DGRAM, None, retry, on_busy)
+
+
+def listen_unix(path: str, backlog: int = 4096, mode: int | None = None,
+                uid: int | None = None, gid: int | None = None) -> socket.socket:
+    """A listening Unix stream socket at *path*, with the file's *mode* and owner.
+
+    A stale socket file (nobody listens on it) is removed first; a live one,
+    or a path that is not a socket, raises :class:`SupervisorError`. The
+    mode and owner are set before ``listen``, so no client can connect
+    through a wider mode in between (the directory's permissions still
+    apply). *uid* / *gid* None leave that id as created.
+    """
+    where = f"unix:{path}"
+    _clear_stale(path, where)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if mode is not None:
+            os.chmod(path, mode)
+        if uid is not None or gid is not None:
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        sock.listen(backlog)
+    except OSError as err:
+        sock.close()
+        raise SupervisorError(f"cannot bind {where}: {(err.strerror or str(err)).lower()}"
+                              ) from None
+    return sock
+
+
+def _clear_stale(path: str, where: str) -> None:
+    """Remove a socket file nobody listens on; refuse anything else at *path*."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise SupervisorError(f"cannot bind {where}: {(err.strerror or str(err)).lower()}"
+                              ) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SupervisorError(f"cannot bind {where}: the path exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # stale: nobody accepts there
+    except OSError as err:
+        raise SupervisorError(f"cannot bind {where}: cannot tell whether it is in use "
+                              f"({(err.strerror or str(err)).lower()})") from None
+    else:
+        raise SupervisorError(f"cannot bind {where}: address already in use "
+                              "(a process listens on it)")
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 #: Client certificate modes of :func:`server_ssl_context`.

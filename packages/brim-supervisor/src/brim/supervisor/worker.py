@@ -132,6 +132,16 @@ class WorkerContext:
         """
         return self._slot.drain_requested() or not self.master_alive
 
+    @property
+    def going_away(self) -> bool:
+        """True once a readiness check should say "not ready".
+
+        Set from the start of a stop's drain delay (the worker still serves
+        everything, so a load balancer has time to notice and stop sending)
+        and whenever :attr:`draining` is.
+        """
+        return self._slot.unready() or self.draining
+
 
 @dataclass
 class ChildSetup:

@@ -11,10 +11,20 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "ExpectationFailed",
-    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "PayloadTooLarge",
-    "RequestTimeout", "URITooLong", "VersionNotSupported",
+    "STOPPING_ANSWER", "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone",
+    "ExpectationFailed", "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented",
+    "PayloadTooLarge", "RequestTimeout", "URITooLong", "VersionNotSupported",
 ]
+
+_STOPPING_BODY = b"503 Service Unavailable: the server is stopping; try again\n"
+#: The answer to a connection that reached the listen backlog of a server
+#: that is stopping (the master sends it, see brim.supervisor.draining): a
+#: complete response a client or proxy can retry on, never a reset.
+STOPPING_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\n"
+                   b"Content-Type: text/plain\r\n"
+                   b"Content-Length: %d\r\n"
+                   b"Connection: close\r\n"
+                   b"Retry-After: 1\r\n\r\n" % len(_STOPPING_BODY)) + _STOPPING_BODY
 
 
 class HTTPError(Exception):

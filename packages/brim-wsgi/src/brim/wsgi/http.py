@@ -51,7 +51,12 @@ class HTTPServer:
         #: The worker model's engine, chosen once for the worker.
         self.engine = engines.load(settings.worker_model)
         self._pool = self.engine.make_pool(settings.threads, settings.concurrent_per_worker)
-        host, port = sock.getsockname()[:2]
+        bound = sock.getsockname()
+        if isinstance(bound, tuple):
+            host, port = bound[:2]
+        else:  # a Unix socket: its path names the server; there is no port
+            host = bound.decode(errors="replace") if isinstance(bound, bytes) else bound
+            port = ""
         base_env: dict[str, Any] = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": str(host),

@@ -246,12 +246,16 @@ def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
     return PidFile(path, name="brimd") if path else None
 
 
-def _grace(conf: Conf | None) -> float:
-    declared = options.option(MAIN_SECTION, "grace")
+def _main_value(conf: Conf | None, name: str) -> float:
+    declared = options.option(MAIN_SECTION, name)
     try:
         return declared.read(conf, MAIN_SECTION) if conf is not None else declared.default
     except ConfError:
         return declared.default
+
+
+def _grace(conf: Conf | None) -> float:
+    return _main_value(conf, "grace")
 
 
 def _say_busy(message: str) -> None:
@@ -306,7 +310,8 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     conf = _lenient_conf(args)
-    return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM, _grace(conf) + 15.0,
+    return _signal_and_wait(_pidfile(args, conf), signal.SIGTERM,
+                            _main_value(conf, "drain_delay") + _grace(conf) + 15.0,
                             "stop", "brimd stopped (pid {pid})")
 
 

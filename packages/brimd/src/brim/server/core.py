@@ -25,16 +25,25 @@ from brim.supervisor import (
     describe_socket,
     listen_tcp,
     listen_udp,
+    listen_unix,
     raise_open_files_limit,
     server_ssl_context,
+    user_ids,
 )
+from brim.wsgi.errors import STOPPING_ANSWER
 from brim.wsgi.log import reopen_logs
 
 from . import options
 from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides, read_conf
 from .logtarget import LogTarget
-from .settings import MasterSettings, read_record
-from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
+from .settings import ListenSettings, MasterSettings, read_record
+from .subservers import (
+    ListeningSubserver,
+    Subserver,
+    WSGISubserver,
+    build_subservers,
+    check_addresses,
+)
 
 #: Default conf files, read in this order when no -c is given.
 DEFAULT_CONF_FILES = ("/etc/brimd.conf", "/etc/brim/brimd.conf", "~/.brimd.conf")
@@ -74,6 +83,12 @@ def _describe_passed(passed: ActivatedSocket) -> str:
 def _serves_address(sub: ListeningSubserver, sock: socket.socket) -> bool:
     """Whether ``sock`` is bound where ``sub``'s ip and port say, with its protocol."""
     want = socket.SOCK_STREAM if sub.proto == "tcp" else socket.SOCK_DGRAM
+    path = sub.listen.unix_path
+    if sock.family == socket.AF_UNIX and sock.type == want and path is not None:
+        try:
+            return bool(sock.getsockname() == path)
+        except OSError:
+            return False
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != want:
         return False
     try:
@@ -97,13 +112,29 @@ def _serves_address(sub: ListeningSubserver, sock: socket.socket) -> bool:
         return any(ipaddress.ip_address(info[4][0]) == bound for info in infos)
 
 
+def _listen_unix(where: ListenSettings) -> socket.socket:
+    """The Unix socket of ``ip = unix:/path``, with socket_mode and socket_owner."""
+    assert where.unix_path is not None
+    mode = (int(where.socket_mode.strip().lower().removeprefix("0o"), 8)
+            if where.socket_mode else None)
+    uid = gid = None
+    if where.socket_owner:
+        user, _, group = where.socket_owner.partition(":")
+        uid, gid = user_ids(user or None, group or None)
+        if group == "" and user:
+            gid = None  # "user" alone: its uid, the group brimd creates it with
+    return listen_unix(where.unix_path, where.backlog, mode, uid, gid)
+
+
 def _check_passed(conf: Conf, sub: ListeningSubserver, passed: ActivatedSocket) -> None:
     """Refuse a socket chosen by name that ``sub`` cannot serve, saying why."""
     sock = passed.sock
     what = f"systemd's socket {_describe_passed(passed)}"
     problem = None
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        problem = f"{what} is not an IPv4 or IPv6 socket"
+    if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        problem = f"{what} is not an IPv4, IPv6 or Unix socket"
+    elif sock.family == socket.AF_UNIX and sub.proto != "tcp":
+        problem = f"{what} is a Unix socket, and [{sub.section}] serves UDP"
     elif sub.proto == "tcp" and sock.type != socket.SOCK_STREAM:
         problem = f"{what} is not a stream socket, and [{sub.section}] serves TCP"
     elif sub.proto == "udp" and sock.type != socket.SOCK_DGRAM:
@@ -168,6 +199,8 @@ class Server:
         #: The sockets systemd passed (socket activation), all of them in use;
         #: reload matches the new conf against them again.
         self.activated: list[ActivatedSocket] = []
+        #: In a worker process: its WorkerContext (None in the master).
+        self.worker: Any = None
         self.logger = logging.getLogger(self.log.name)
         self.start_time = time.time()
         #: Where logs go; set by setup_logging and followed by every worker.
@@ -242,6 +275,8 @@ class Server:
         self.activated = list(activated)
         raise_open_files_limit()  # every connection is a descriptor; workers inherit it
         passed = self._match_activated() if self.activated else {}
+        if not self.activated:
+            check_addresses(self.listeners, skip=lambda sub: sub.name_key in inherited)
         for sub in self.listeners:
             sub.named_by_systemd = False
             if self.activated:
@@ -255,7 +290,9 @@ class Server:
             if sock is None:
                 try:
                     where = sub.listen
-                    if sub.proto == "tcp":
+                    if where.unix_path is not None:
+                        sock = _listen_unix(where)
+                    elif sub.proto == "tcp":
                         sock = listen_tcp(where.ip, where.port, where.backlog,
                                           retry=where.listen_retry, on_busy=on_busy)
                     else:
@@ -357,10 +394,35 @@ class Server:
         """What a worker of ``sub`` runs: the subserver, with this Server around it."""
         def run(ctx: Any) -> int:
             self._worker_loggers.clear()
+            self.worker = ctx
             return sub.run(ctx, self)
 
         run.__name__ = f"run_{sub.kind}"
         return run
+
+    @property
+    def going_away(self) -> bool:
+        """True in a worker once brimd is stopping or draining it: from TERM
+        (the drain delay included), a reload or restart replacing it, or its
+        recycling. What a readiness check answers 503 on."""
+        ctx = self.worker
+        return bool(ctx is not None and ctx.going_away)
+
+    def refusal(self, key: str) -> bytes | None:
+        """What connections still queued on socket ``key`` get when brimd stops.
+
+        The master answers them (see :mod:`brim.supervisor.draining`) rather
+        than let the kernel reset them: a plain HTTP listener's get a 503
+        with ``Connection: close``; a TLS or TCP listener's are closed
+        cleanly (no handshake in the master); UDP has no backlog.
+        """
+        for sub in self.listeners:
+            if sub.socket_key != key or sub.proto != "tcp":
+                continue
+            if isinstance(sub, WSGISubserver) and not sub.certfile:
+                return STOPPING_ANSWER
+            return b""
+        return None
 
     def close_sockets(self) -> None:
         for sub in self.listeners:

@@ -180,6 +180,7 @@ class Master:
             handover_path=handover_path(path, os.getpid()) if path else None,
             start_check=server.settings.start_check, reap_orphans=self.foreground,
             notify=self.notifier,
+            drain_delay=server.settings.drain_delay, refusal=server.refusal,
             on_reload=self.reload, on_reopen=server.reopen_logs, on_ready=self._ready,
             on_start_failed=self._start_failed, on_recycle=self._recycled,
             on_status=self._write_status, on_shutdown=self._shutdown,

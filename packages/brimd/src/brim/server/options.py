@@ -25,6 +25,16 @@ _FACILITIES = tuple(
     + [f"LOCAL{n}" for n in range(8)]
 )
 
+
+def _check_mode(value: str) -> None:
+    try:
+        mode = int(value.strip().lower().removeprefix("0o"), 8)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an octal mode like 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{value!r} must be between 000 and 777")
+
+
 def _check_umask(value: str) -> None:
     try:
         parse_umask(value)
@@ -43,6 +53,11 @@ PROCESS_OPTIONS: tuple[Option, ...] = (
            "/var/run/brimd.pid as root, ~/.brimd.pid otherwise; the -p option overrides it."),
     Option("grace", "float", 30.0, "Seconds workers get to finish their requests on stop, "
            "reload and restart before they are killed.", minimum=0),
+    Option("drain_delay", "float", 0.0, "Seconds between TERM and the workers being told to "
+           "stop, during which they serve everything but a readiness check "
+           "(brim.server.health.Health) answers 503, so a load balancer stops sending first. "
+           "A second TERM skips it. Set terminationGracePeriodSeconds above drain_delay + "
+           "grace.", minimum=0),
     Option("worker_timeout", "float", 0.0, "Seconds a worker may go without a heartbeat "
            "(its event loop blocked, say by a CPU-bound app) before it is killed and "
            "replaced. 0 turns the check off.", minimum=0),
@@ -87,7 +102,10 @@ def _check_socket_name(name: str) -> None:
 #: Where a subserver listens and how many workers it has. socket_name is
 #: per subconfig only: one passed socket cannot serve two subconfigs.
 LISTEN_OPTIONS: tuple[Option, ...] = (
-    Option("ip", "str", "*", "Address to listen on; * for every address.", inherit=True),
+    Option("ip", "str", "*", "Address to listen on; * for every address. unix:/path listens "
+           "on a Unix domain socket instead (WSGI and TCP; port is then unused); a stale "
+           "socket file there is removed, anything else at the path stops the start.",
+           inherit=True),
     Option("port", "int", 80, "Port to listen on.", inherit=True, minimum=0, maximum=65535),
     Option("socket_name", "str", None, "Under systemd socket activation: serve the passed "
            "socket with this name (FileDescriptorName= in the .socket unit), whatever ip and "
@@ -98,6 +116,12 @@ LISTEN_OPTIONS: tuple[Option, ...] = (
            inherit=True, minimum=1, maximum=1024),
     Option("backlog", "int", 4096, "Connections the kernel queues before accepting.",
            inherit=True, minimum=1),
+    Option("socket_mode", "str", None, "With ip = unix:/path: the socket file's mode, in "
+           "octal (0660: owner and group may connect). Unset: as the umask leaves it.",
+           inherit=True, validator=_check_mode),
+    Option("socket_owner", "str", None, "With ip = unix:/path: the socket file's owner, "
+           "user, user:group or :group (brimd must start as root to give it away). "
+           "Unset: the user brimd starts as.", inherit=True),
     Option("listen_retry", "float", 30.0, "Seconds to keep retrying a port that is in use. "
            "Unset, foreground does not retry: a busy port fails at once.",
            inherit=True, minimum=0),
@@ -159,7 +183,8 @@ DAEMONS_OPTIONS: tuple[Option, ...] = (
 
 #: Which options each kind of section accepts. Only options a kind really
 #: uses are listed, so none is accepted and then silently ignored.
-_UDP_LISTEN = tuple(o for o in LISTEN_OPTIONS if o.name != "backlog")
+_UDP_LISTEN = tuple(o for o in LISTEN_OPTIONS
+                    if o.name not in ("backlog", "socket_mode", "socket_owner"))
 _CONCURRENT = tuple(o for o in WSGI_OPTIONS if o.name == "concurrent_per_worker")
 _JSON = tuple(o for o in WSGI_OPTIONS if o.name in ("json_dumps", "json_loads"))
 _LOGGING = tuple(o for o in COMMON_OPTIONS if o.name != "eventlet_hub")

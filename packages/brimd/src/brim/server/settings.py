@@ -42,6 +42,7 @@ class MasterSettings:
     umask: str
     pid_file: str | None
     grace: float
+    drain_delay: float
     worker_timeout: float
     start_check: float
 
@@ -57,6 +58,13 @@ class ListenSettings:
     listen_retry: float
     concurrent_per_worker: int
     backlog: int = 0
+    socket_mode: str | None = None
+    socket_owner: str | None = None
+
+    @property
+    def unix_path(self) -> str | None:
+        """The path of ``ip = unix:/path``, or None for an IP address."""
+        return self.ip[len("unix:"):] if self.ip.startswith("unix:") else None
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,12 @@ class ListeningSubserver(Subserver):
         #: Where it listens and how its workers take work, read once.
         self.listen = read_record(ListenSettings, conf, self.kind, section)
         self.workers = self.listen.workers  # the current count: TTIN/TTOU and no-daemon
+        path = self.listen.unix_path
+        if path is not None and (self.proto != "tcp" or not path.startswith("/")):
+            raise conf.error(section, "ip", (
+                f"{self.listen.ip!r}: a Unix socket needs an absolute path (unix:/run/x.sock)"
+                if self.proto == "tcp" else "a Unix socket is for WSGI and TCP subconfigs; "
+                "UDP listens on an IP address"))
         self.sock: socket.socket | None = None
         #: Set when ``sock`` is the socket systemd passed under ``socket_name``
         #: (directly, or handed over or kept since): its address is systemd's,
@@ -127,6 +133,8 @@ class ListeningSubserver(Subserver):
     @property
     def address(self) -> str:
         ip, port = self.listen.ip, self.listen.port
+        if self.listen.unix_path is not None:
+            return ip
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
     @property
@@ -276,7 +284,11 @@ class WSGISubserver(ListeningSubserver):
                           server=server, name=self.section)
         add_dump_source(f"requests in flight in [{self.section}]",
                         http.state.requests_in_flight)
-        _drain_on_signals(engine, http.drain, ctx)
+        def drain() -> None:
+            ctx.request_drain()  # a readiness check answers 503 from now on
+            http.drain()
+
+        _drain_on_signals(engine, drain, ctx)
         if self.recycle.max_requests:
             # Jitter drawn per worker: workers started together (at start,
             # or after a reload) would otherwise all reach the limit at once.
@@ -583,14 +595,31 @@ def build_subservers(conf: Conf) -> list[Subserver]:
         raise ConfError(
             f"nothing to run: add a [wsgi], [tcp#name], [udp#name] or [daemons] section ({where})"
         )
-    _check_addresses(subservers)
+    check_addresses(subservers, skip=lambda sub: sub.listen.socket_name is not None)
     return subservers
 
 
-def _check_addresses(subservers: list[Subserver]) -> None:
+def check_addresses(subservers: list[Any],
+                    skip: Callable[[ListeningSubserver], bool] = lambda sub: False) -> None:
+    """ConfError when two listening subconfigs would bind the same address.
+
+    ``skip`` leaves some out: a subconfig with a socket_name is checked only
+    once it is known to bind its own address (no socket activation, and no
+    socket systemd passed carried over by a restart), since under activation
+    it serves the socket systemd passed, whatever its ip and port say.
+    """
     seen: dict[str, str] = {}
     for sub in subservers:
-        if not isinstance(sub, ListeningSubserver) or sub.listen.port == 0:
+        if not isinstance(sub, ListeningSubserver) or skip(sub):
+            continue
+        path = sub.listen.unix_path
+        if path is not None:
+            if f"unix {path}" in seen:
+                raise ConfError(f"[{sub.section}] ip: unix socket {path} is already used by "
+                                f"[{seen[f'unix {path}']}]")
+            seen[f"unix {path}"] = sub.section
+            continue
+        if sub.listen.port == 0:
             continue
         ip, port = sub.listen.ip, sub.listen.port
         key = f"{sub.proto} {port}"
