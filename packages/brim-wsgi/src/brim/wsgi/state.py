@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import green
 from .log import RequestLog, request_log
+from .inflight import TARGET_BYTES, InFlightTable
 from .metrics import Metrics
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
@@ -122,7 +123,7 @@ class ServerState:
     """
 
     def __init__(self, settings: HTTPSettings, app: Any, logger: logging.Logger,
-                 stats: Any, base_env: dict[str, Any]) -> None:
+                 stats: Any, base_env: dict[str, Any], notes: Any = None) -> None:
         self.settings = settings
         self.app = app
         self.logger = logger
@@ -148,17 +149,37 @@ class ServerState:
         #: The exchanges being served, oldest first (values unused): each
         #: registers itself when it starts serving and leaves in finish().
         self.in_flight: dict[Exchange, None] = {}
+        #: The same requests in shared memory, for the master to log if it kills
+        #: this worker (``notes`` from the supervisor; None: not kept).
+        self.table = InFlightTable(notes) if notes is not None else None
 
     def started(self, ex: Exchange) -> None:
         """An exchange starts serving: listed for stack dumps, counted in flight."""
         self.in_flight[ex] = None
         self.metrics.request_started()
+        table = self.table
+        if table is not None:
+            req = ex.req
+            if req is not None:
+                recorded = req.recorded
+                if recorded is None:
+                    recorded = req.recorded = (req.method.encode("latin-1"),
+                                               req.target.encode("latin-1")[:TARGET_BYTES])
+                method, target = recorded
+            else:  # refused before an app saw it
+                err = ex.error
+                method = (err.method or "").encode("latin-1", "replace") if err else b""
+                target = (err.target or "")[:TARGET_BYTES].encode("latin-1", "replace") \
+                    if err else b""
+            ex.row = table.claim(ex.start, ex.txn, method, target, ex.conn.client or "")
 
     def finished(self, ex: Exchange) -> None:
         """An exchange has ended (finish()): no longer in flight; its duration is observed."""
         if ex in self.in_flight:
             del self.in_flight[ex]
             self.metrics.request_finished(ex.start)
+            if self.table is not None:
+                self.table.release(ex.row)
 
     def count(self, code: int) -> None:
         self.counters.count(code)
