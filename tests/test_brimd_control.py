@@ -55,21 +55,22 @@ def test_stale_pid_file_does_not_block_start(brimd):
 @pytest.mark.parametrize(
     ("conf", "message"),
     [
-        ("[wsgi]\nport = eighty\napps = a\n", "[wsgi] port: 'eighty' is not an integer (conf0.conf line 2)"),
-        ("[wsgi]\nprot = 80\n", "[wsgi] prot: unknown option (did you mean 'port'?) (conf0.conf line 2)"),
+        ("[wsgi]\nport = eighty\napps = a\n", "[wsgi] port: 'eighty' is not an integer (conf0.conf line 2)\n[wsgi] apps: 'a' has no [a] section (conf0.conf line 3)"),
+        ("[wsgi]\nprot = 80\n", "[wsgi] prot: unknown option (did you mean 'port'?) (conf0.conf line 2)\n[wsgi] apps: no apps listed; set apps = name1 name2 ... (conf0.conf line 1)"),
         ("[wsgi]\napps = nope\n", "[wsgi] apps: 'nope' has no [nope] section (conf0.conf line 2)"),
         ("[brim]\nworkers = 0\n[wsgi]\napps = e\n[e]\ncall = brim.wsgi_echo.WSGIEcho\n", "[brim] workers: 0 is too small (at least 1) (conf0.conf line 2)"),
         ("[brim]\n", "nothing to run"),
         ("[daemons]\ndaemons = d\n[d]\ncall = no.such.Daemon\n", "[d] call: cannot import 'no.such'"),
     ],
 )
-def test_bad_conf_is_one_line_and_nothing_starts(brimd, conf, message):
+def test_bad_conf_is_one_line_a_problem_and_nothing_starts(brimd, conf, message):
+    """Every problem of the conf, each on one line, and nothing else."""
     brimd.use(conf)
     brimd.confs = [Path("conf0.conf")]  # relative, as a user in that directory types it
     done = brimd.run("start")
     assert done.returncode == 1
     assert message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert len(done.stderr.strip().splitlines()) == len(message.splitlines())
     assert not brimd.pid_file.exists()
 
 

@@ -38,6 +38,23 @@ def test_print_conf_is_the_conf_the_flags_make(capsys):
                    "[app]\ncall = brim.stats.Stats\n")
 
 
+def test_set_and_the_environment_win_over_the_flags(capsys, monkeypatch):
+    monkeypatch.setenv("BRIMD_WSGI__WORKERS", "3")
+    monkeypatch.setenv("BRIMD_WSGI__MAX_REQUESTS", "9")
+    code, out, err = serve(capsys, "brim.stats.Stats", "-w", "4", "--max-requests", "5",
+                           "--set", "wsgi.max_requests=7", "--set", "app.path=/s",
+                           "--print-conf")
+    assert (code, err) == (0, "")
+    assert out == ("[wsgi]\napps = app\nip = 127.0.0.1\nport = 8000\nworkers = 3\n"
+                   "max_requests = 7\n\n[app]\ncall = brim.stats.Stats\npath = /s\n")
+
+
+def test_a_bad_set_is_named(capsys):
+    assert serve(capsys, "brim.stats.Stats", "--set", "wsgi.workerz=2") == (
+        1, "", "[wsgi] workerz: unknown option (did you mean 'workers'?) "
+        "(--set wsgi.workerz=2)\n")
+
+
 @pytest.mark.parametrize(
     ("args", "stderr"),
     [

@@ -14,18 +14,24 @@ shorthands) are given as a :class:`Dialect`; brim-conf has none of its own.
 
 from ._conf import Conf
 from ._dialect import DEFAULT_SECTION, Dialect
-from ._errors import ConfError
+from ._errors import ConfError, ConfProblems
 from ._objects import load_object
 from ._options import KINDS, Option, check_unknown, read_options
+from ._overrides import Override, env_name, environment_overrides, parse_override
 
 __all__ = [
     "DEFAULT_SECTION",
     "KINDS",
     "Conf",
     "ConfError",
+    "ConfProblems",
     "Dialect",
     "Option",
+    "Override",
     "check_unknown",
+    "env_name",
+    "environment_overrides",
     "load_object",
+    "parse_override",
     "read_options",
 ]

@@ -18,6 +18,7 @@ from typing import TypeAlias, TypeVar
 
 from ._dialect import Dialect
 from ._errors import ConfError, format_error
+from ._overrides import Override, unknown_section
 from ._parse import ParseError, Source, parse_text
 
 T = TypeVar("T")
@@ -55,8 +56,8 @@ class Conf:
         self.dialect: Dialect = dialect if dialect is not None else _PLAIN
         self.store: dict[str, dict[str, str]] = {}
         self.files: list[str] = list(files)
-        self._where: dict[tuple[str, str], Source] = {}
-        self._headers: dict[str, tuple[str, Source | None]] = {}
+        self._where: dict[tuple[str, str], Source | Override] = {}
+        self._headers: dict[str, tuple[str, Source | Override | None]] = {}
         for section, options in (store or {}).items():
             key = self.dialect.canonical(section)
             target = self.store.setdefault(key, {})
@@ -190,6 +191,40 @@ class Conf:
                 self._where[(target, option)] = where
             self._headers.setdefault(target, (target, where))
 
+    def apply(self, overrides: Iterable[Override], *,
+              sections: Iterable[str] | None = None) -> None:
+        """Set each override's value over what the files say, in order (the last wins).
+
+        For values set outside the files (:func:`parse_override` for a
+        command line, :func:`environment_overrides` for the environment):
+        each is kept with its origin, so errors and :meth:`where` name it
+        as they name a file's line. An override may add a section the
+        files lack only if it is among ``sections`` (None: any), since a
+        misspelt one would otherwise be ignored in silence; the others are
+        one ConfError, with a did-you-mean. A shorthand of the defaults
+        section sets the option it stands for too, overriding it.
+        """
+        every = list(overrides)
+        allowed = None if sections is None else {self.dialect.canonical(s) for s in sections}
+        problems = []
+        for override in every:
+            key = self.dialect.canonical(override.section)
+            if allowed is not None and key not in self.store and key not in allowed:
+                problems.append(unknown_section(override, [*self.store, *allowed]))
+        if problems:
+            raise ConfError(*problems)
+        for override in every:
+            key = self.dialect.canonical(override.section)
+            self._set(key, override.option.lower(), override.value, override)
+            short = self.dialect.shorthands.get(override.option.lower())
+            if short is not None and key == self.dialect.defaults:
+                self._set(short[0], short[1], override.value, override)
+
+    def _set(self, section: str, option: str, value: str, source: Source | Override) -> None:
+        self.store.setdefault(section, {})[option] = value
+        self._where[(section, option)] = source
+        self._headers.setdefault(section, (section, source))
+
     # -- looking things up ------------------------------------------------
 
     def sections(self) -> list[str]:
@@ -209,7 +244,8 @@ class Conf:
         return [name for name in self.store if name == kind or name.startswith(prefix)]
 
     def where(self, section: str, option: str) -> str:
-        """``'app.conf line 3'`` for a value read from a file, else ``''``."""
+        """Where the value was set: ``'app.conf line 3'`` for a file's, an override's
+        origin (``'--set server.port=8080'``), or ``''`` when neither is known."""
         source = self._where.get((self.dialect.canonical(section), option.lower()))
         return str(source) if source else ""
 

@@ -6,7 +6,8 @@ the file), what is wrong with the value, and the file and line it came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class ConfError(Exception):
@@ -44,3 +45,37 @@ def format_error(section: str | None, option: str | None, message: str, where: s
     if where:
         text += f" ({where})"
     return text
+
+
+class ConfProblems:
+    """The problems of independent checks, gathered to be raised as one ConfError.
+
+    Why: a check that stops at the first bad section makes a user run the
+    program once per mistake. Each independent check (a section, an app)
+    runs inside :meth:`check`; :meth:`raise_any` then raises them all, in
+    order, each line once (two sections that inherit one bad value report
+    the same line).
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[str, None] = {}
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        """Run the block; a ConfError it raises is kept instead of propagated."""
+        try:
+            yield
+        except ConfError as err:
+            self.add(err)
+
+    def add(self, err: ConfError) -> None:
+        for problem in err.problems:
+            self._lines.setdefault(problem)
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+    def raise_any(self) -> None:
+        """Raise every problem kept, as one ConfError; nothing if there is none."""
+        if self._lines:
+            raise ConfError(*self._lines)

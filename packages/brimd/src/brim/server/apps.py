@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brim.conf import Conf, ConfError, check_unknown, load_object
+from brim.conf import Conf, ConfError, ConfProblems, check_unknown, load_object
 from brim.stats import StatsError, check_stats
 from brim.wsgi.chain import build_chain
 
@@ -344,20 +344,23 @@ def load_apps(conf: Conf, section: str) -> WSGIApps:
         raise conf.error(section, "apps", "no apps listed; set apps = name1 name2 ...")
     links: list[AppSpec] = []
     end: WSGIApp | None = None
+    problems = ConfProblems()  # every app is loaded, so every broken one is named
     for position, name in enumerate(names, 1):
-        call = _call_value(conf, name, (section, "apps"))
-        try:
-            ref = parse_reference(call)
-        except ValueError as err:
-            raise conf.error(name, "call", str(err)) from None
-        if ref.plain:
-            if position != len(names):
-                raise conf.error(section, "apps", f"{name!r} is a plain WSGI app "
-                                 f"(call = {call.strip()}), which passes no request on, "
-                                 "so it must be the last app listed")
-            end = load_plain_app(conf, name, ref)
-            continue
-        cls = load_class(conf, name, referrer=(section, "apps"), shape=BRIM_WSGI_APP)
-        parsed = parse_app_conf(cls, name, conf)
-        links.append(AppSpec(name, cls, parsed, app_stats(cls, name, parsed)))
+        with problems.check():
+            call = _call_value(conf, name, (section, "apps"))
+            try:
+                ref = parse_reference(call)
+            except ValueError as err:
+                raise conf.error(name, "call", str(err)) from None
+            if ref.plain:
+                if position != len(names):
+                    raise conf.error(section, "apps", f"{name!r} is a plain WSGI app "
+                                     f"(call = {call.strip()}), which passes no request on, "
+                                     "so it must be the last app listed")
+                end = load_plain_app(conf, name, ref)
+                continue
+            cls = load_class(conf, name, referrer=(section, "apps"), shape=BRIM_WSGI_APP)
+            parsed = parse_app_conf(cls, name, conf)
+            links.append(AppSpec(name, cls, parsed, app_stats(cls, name, parsed)))
+    problems.raise_any()
     return WSGIApps(section, links, end)

@@ -25,8 +25,10 @@ from brim.conf import Conf, ConfError
 from brim.supervisor import Notifier, PidFile, SupervisorError, fetch_sockets, status
 
 from . import options
+from .check import cmd_check
 from .core import DEFAULT_CONF_FILES, Server, pid_file_path
-from .dialect import MAIN_SECTION, read_conf
+from .dialect import MAIN_SECTION, apply_overrides, read_conf
+from .effective import cmd_show_conf
 from .master import START_TIMEOUT, Master, handover_path, version
 from .statusfile import StatusFile, status_path
 
@@ -59,8 +61,21 @@ COMMAND_DOCS: dict[str, str] = {
     "no-daemon": "one process, no workers, for debugging",
     "top": "a live view of the running brimd's workers (req/s, in flight, p50/p99, RSS, "
            "CPU%, restarts), redrawn every second; keys sort by a column, q quits",
+    "check": "read the conf, import and configure every app, and report every problem "
+             "found (each on its own line); starts nothing and binds nothing. Exit 0: "
+             "the conf would start; 1: it would not",
+    "show-conf": "print the effective conf: every option's value and where it came from "
+                 "(a file and line, an environment variable, --set, or the default)",
 }
 COMMANDS = tuple(COMMAND_DOCS)
+
+#: Said under every command's help: options can come from outside the files.
+_OVERRIDES_HELP = """\
+options from elsewhere: --set section.option=value (repeatable) and the
+environment variables BRIMD_<SECTION>__<OPTION> (BRIMD_WSGI__WORKERS=4;
+BRIMD_WSGI__API__PORT=8081 for [wsgi#api]) win over the conf files, and
+--set wins over the environment.
+"""
 
 _SIGNALS_HELP = """\
 signals to the master: TERM stop, QUIT shutdown, HUP reload, USR1 reopen
@@ -84,7 +99,7 @@ def _command_list() -> str:
 
 
 #: The commands as ``brimd -h`` lists them.
-COMMAND_HELP = _command_list() + "\n" + _SIGNALS_HELP
+COMMAND_HELP = _command_list() + "\n" + _OVERRIDES_HELP + "\n" + _SIGNALS_HELP
 
 
 class _CommandHelp(argparse.Action):
@@ -119,7 +134,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         doc = textwrap.fill(f"brimd {command}: {COMMAND_DOCS[command]}", 78)
         parser = argparse.ArgumentParser(
             prog=f"brimd {command}", add_help=False, usage="%(prog)s [options]",
-            description=doc, epilog=_SIGNALS_HELP,
+            description=doc, epilog=_OVERRIDES_HELP + "\n" + _SIGNALS_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     parser.add_argument("-h", "--help", action=_CommandHelp)
@@ -131,6 +146,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                              "/var/run/brimd.pid as root or ~/.brimd.pid)")
     parser.add_argument("-o", "--output", action="store_true",
                         help="keep stdout and stderr open and log to stderr too")
+    parser.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
+                        help="set an option over the conf files (and the BRIMD_... "
+                             "environment variables); repeat for more")
     parser.add_argument("-v", "--version", action="version", version=f"brimd {version()}")
     parser.add_argument("-x", "--traceback", action="store_true",
                         help="show the full stack trace of a start-up error")
@@ -216,10 +234,10 @@ def _lenient_conf(args: argparse.Namespace) -> Conf | None:
 
 
 def _read_conf(args: argparse.Namespace) -> Conf:
-    """The conf files as plain text (the -c files, or those of the defaults that exist)."""
-    if args.conf:
-        return read_conf(args.conf)
-    return read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+    """The conf files as plain text (the -c files, or those of the defaults that exist),
+    with the environment's and --set's overrides."""
+    conf = read_conf(args.conf) if args.conf else read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+    return apply_overrides(conf, args.set or ())
 
 
 def _pidfile(args: argparse.Namespace, conf: Conf | None) -> PidFile | None:
@@ -362,7 +380,7 @@ def _reload(pidfile: PidFile, pid: int) -> int:
 
 def _load(args: argparse.Namespace, output: bool) -> tuple[Server, PidFile | None]:
     """The validated Server and its pid file."""
-    server = Server.from_files(args.conf, output=output)
+    server = Server.from_files(args.conf, output=output, overrides=args.set or ())
     path = server.pid_file(args.pid_file)
     return server, (PidFile(path, name="brimd") if path else None)
 
@@ -454,7 +472,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_no_daemon(args: argparse.Namespace) -> int:
     from .single import run_single
 
-    server = Server.from_files(args.conf, output=True)
+    server = Server.from_files(args.conf, output=True, overrides=args.set or ())
     for sub in server.subservers:
         sub.workers = 1
     _prepare(server)
@@ -472,4 +490,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "no-daemon": cmd_no_daemon,
     "foreground": cmd_foreground,
     "top": cmd_top,
+    "check": cmd_check,
+    "show-conf": cmd_show_conf,
 }

@@ -12,10 +12,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from brim.conf import Conf, ConfError
+from brim.conf import Conf, ConfError, ConfProblems
 from brim.stats import StatsBucket, StatsStore
 from brim.supervisor import (
     ActivatedSocket,
@@ -31,13 +31,28 @@ from brim.supervisor import (
 from brim.wsgi.log import reopen_logs
 
 from . import options
-from .dialect import BRIMD_DIALECT, MAIN_SECTION, read_conf
+from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides, read_conf
 from .logtarget import LogTarget
 from .settings import MasterSettings, read_record
 from .subservers import ListeningSubserver, Subserver, WSGISubserver, build_subservers
 
 #: Default conf files, read in this order when no -c is given.
 DEFAULT_CONF_FILES = ("/etc/brimd.conf", "/etc/brim/brimd.conf", "~/.brimd.conf")
+
+
+def load_conf(paths: Sequence[str] | None, overrides: Sequence[str] = ()) -> Conf:
+    """The conf brimd runs: the -c files (or the default locations that exist),
+    then the environment's and the command line's overrides."""
+    if paths:
+        conf = read_conf(paths)
+    else:
+        conf = read_conf(DEFAULT_CONF_FILES, missing_ok=True)
+        if not conf.files:
+            raise ConfError(
+                f"no conf file found (looked for {', '.join(DEFAULT_CONF_FILES)}); "
+                "write one or name it with -c"
+            )
+    return apply_overrides(conf, overrides)
 
 
 def pid_file_path(override: str | None, configured: str | None) -> str | None:
@@ -104,14 +119,14 @@ class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
     Building one validates the conf completely (options, app imports,
-    ``parse_conf``, ``stats_conf``) and raises ConfError on the first problem,
+    ``parse_conf``, ``stats_conf``) and raises one ConfError naming every problem,
     before any socket is bound or process started. ``conf`` must have been
     read in brimd's dialect (``brim.server.dialect.read_conf``), or [brim]
     and the other brimd sections mean nothing to it.
     """
 
     def __init__(self, conf: Conf, *, output: bool = False,
-                 built_in_memory: bool = False) -> None:
+                 built_in_memory: bool = False, overrides: Sequence[str] = ()) -> None:
         self.conf = conf
         self.output = output
         #: The conf was not read from files (``brimd serve`` builds one from
@@ -119,10 +134,18 @@ class Server:
         #: (:attr:`brim.server.reexec.Carried.conf_store`) instead of reading
         #: the conf files again.
         self.built_in_memory = built_in_memory
-        self.subservers: list[Subserver] = build_subservers(conf)
-        #: The master's own options ([brim]), read and checked once.
-        self.settings = read_record(MasterSettings, conf, MAIN_SECTION, MAIN_SECTION)
-        self.log = LogTarget.read(conf, MAIN_SECTION, MAIN_SECTION)
+        #: The ``--set`` values the conf was read with, applied again on reload.
+        self.overrides = tuple(overrides)
+        # Every problem at once (each section, each app), not only the first.
+        problems = ConfProblems()
+        with problems.check():
+            self.subservers: list[Subserver] = build_subservers(conf)
+        with problems.check():
+            #: The master's own options ([brim]), read and checked once.
+            self.settings = read_record(MasterSettings, conf, MAIN_SECTION, MAIN_SECTION)
+        with problems.check():
+            self.log = LogTarget.read(conf, MAIN_SECTION, MAIN_SECTION)
+        problems.raise_any()
         self.stats: StatsStore | None = None
         self.supervisor: Supervisor | None = None
         #: The sockets systemd passed (socket activation), all of them in use;
@@ -153,18 +176,15 @@ class Server:
                 raise self.conf.error(found or sub.section, "eventlet_hub", str(err)) from None
 
     @classmethod
-    def from_files(cls, paths: list[str] | None, *, output: bool = False) -> Server:
-        """Read the conf (the -c files, or the default locations) and build a Server."""
-        if paths:
-            conf = read_conf(paths)
-        else:
-            conf = read_conf(DEFAULT_CONF_FILES, missing_ok=True)
-            if not conf.files:
-                raise ConfError(
-                    f"no conf file found (looked for {', '.join(DEFAULT_CONF_FILES)}); "
-                    "write one or name it with -c"
-                )
-        return cls(conf, output=output)
+    def from_files(cls, paths: Sequence[str] | None, *, output: bool = False,
+                   overrides: Sequence[str] = ()) -> Server:
+        """Read the conf (the -c files, or the default locations) and build a Server.
+
+        ``overrides`` are ``--set`` values (``section.option=value``); they
+        and the ``BRIMD_`` environment variables win over the files (see
+        :func:`brim.server.dialect.apply_overrides`).
+        """
+        return cls(load_conf(paths, overrides), output=output, overrides=overrides)
 
     @classmethod
     def in_memory(cls, store: dict[str, dict[str, str]], *, output: bool = False) -> Server:

@@ -471,6 +471,7 @@ class Master:
             identity=[server.settings.user, server.settings.group],
             conf_store=server.conf.store if server.built_in_memory else None,
             stats_fd=server.stats.fileno() if server.stats is not None else None,
+            overrides=list(server.overrides),
         )
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from brim.conf import Conf, Option, check_unknown
+from brim.conf import Conf, ConfProblems, Option, check_unknown
 from brim.supervisor import SupervisorError, parse_umask
 from brim.wsgi.settings import WSGI_OPTIONS
 
@@ -194,12 +194,16 @@ def check_sections(conf: Conf, kinds: Iterable[str] = ("wsgi", "daemons")) -> No
     in the wrong kind of section (``apps`` in [brim]) is told where it
     belongs.
     """
-    check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]],
-                  misplaced(MAIN_SECTION))
+    problems = ConfProblems()
+    with problems.check():
+        check_unknown(conf, MAIN_SECTION, [o.name for o in SECTION_OPTIONS[MAIN_SECTION]],
+                      misplaced(MAIN_SECTION))
     for kind in kinds:
         names = [o.name for o in SECTION_OPTIONS[kind]]
         for section in conf.subconfigs(kind):
-            check_unknown(conf, section, names, misplaced(kind))
+            with problems.check():
+                check_unknown(conf, section, names, misplaced(kind))
+    problems.raise_any()
 
 
 def misplaced(kind: str) -> dict[str, str]:

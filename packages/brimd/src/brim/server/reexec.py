@@ -102,6 +102,9 @@ class Carried:
     #: The stats store's memfd: the new image starts its store's counters where
     #: this one's are (StatsStore.carry_from), so none goes backwards.
     stats_fd: int | None = None
+    #: The ``--set`` values brimd was started with: they win over the files
+    #: read again. (``BRIMD_...`` variables cross the exec in the environment.)
+    overrides: list[str] = dataclasses.field(default_factory=list)
 
     def fds(self) -> list[int]:
         out = [*self.sockets.values(), *(fd for _name, fd in self.activated)]
@@ -226,7 +229,8 @@ def _build(carried: Carried, inherited: dict[str, socket.socket],
     if carried.conf_store is not None:
         server = Server.in_memory(carried.conf_store, output=carried.output)
     else:
-        server = Server.from_files(carried.conf, output=carried.output)
+        server = Server.from_files(carried.conf, output=carried.output,
+                                   overrides=carried.overrides)
     server.start_time = carried.start_time
     for sock in server.bind(dict(inherited), activated=activated).values():
         sock.close()

@@ -26,7 +26,7 @@ from brim.supervisor import PidFile
 
 from . import options
 from .core import Server
-from .dialect import BRIMD_DIALECT, MAIN_SECTION
+from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides
 
 __all__ = ["APP_SECTION", "DEFAULT_BIND", "FLAGS", "Flag", "cmd_serve", "parse_args",
            "serve_conf"]
@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="print the conf these arguments make, and exit")
     parser.add_argument("-x", "--traceback", action="store_true",
                         help="show the full stack trace of a start-up error")
+    parser.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
+                        help="set any conf option, over the flags below and the BRIMD_... "
+                             "environment variables (as brimd --set); repeat for more")
     conf_options = parser.add_argument_group(
         "conf options", "each sets the option of a conf file named after it")
     for flag in FLAGS:
@@ -154,7 +157,8 @@ def serve_conf(args: argparse.Namespace) -> Conf:
         value = getattr(args, flag.dest)
         if value is not None:
             store[flag.section][flag.option] = value
-    return Conf(store, dialect=BRIMD_DIALECT)
+    # The environment and --set win over what the flags made, as over a file.
+    return apply_overrides(Conf(store, dialect=BRIMD_DIALECT), args.set or ())
 
 
 def conf_text(conf: Conf) -> str:
@@ -200,7 +204,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(conf_text(conf), end="")
         return 0
     try:
-        server = Server.in_memory(conf.store, output=True)
+        # Not Server.in_memory(conf.store): this conf knows which --set and
+        # BRIMD_... variable set what, for its errors; a reload carries the store.
+        server = Server(conf, output=True, built_in_memory=True)
     except ConfError as err:
         raise _by_flag(err) from None
     pidfile = PidFile(pid_path, name="brimd") if pid_path else None

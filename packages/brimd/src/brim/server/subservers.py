@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from brim.conf import Conf, ConfError
+from brim.conf import Conf, ConfError, ConfProblems
 from brim.stats import DAEMON, Group, StatDecl, StatsBucket
 from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
@@ -194,10 +194,17 @@ class WSGISubserver(ListeningSubserver):
     kind = "wsgi"
 
     def __init__(self, conf: Conf, section: str) -> None:
-        super().__init__(conf, section)
-        #: The chain's apps, loaded and checked here; each worker builds them.
-        self.apps = load_apps(conf, section)
-        self.settings = http_settings(conf, section)
+        # Its options, its apps and its HTTP settings are checked independently,
+        # so a conf with faults in several is told about all of them at once.
+        problems = ConfProblems()
+        with problems.check():
+            super().__init__(conf, section)
+        with problems.check():
+            #: The chain's apps, loaded and checked here; each worker builds them.
+            self.apps = load_apps(conf, section)
+        with problems.check():
+            self.settings = http_settings(conf, section)
+        problems.raise_any()
         self.certfile = options.value(conf, self.kind, section, "certfile")
         self.keyfile = options.value(conf, self.kind, section, "keyfile")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT, *EXIT_STATS,
@@ -252,12 +259,16 @@ class SocketSubserver(ListeningSubserver):
     unit = ""
 
     def __init__(self, conf: Conf, section: str) -> None:
-        super().__init__(conf, section)
-        self.cls = load_class(conf, section, referrer=(section, "call"))
-        own = [o.name for o in options.SECTION_OPTIONS[self.kind]]
-        self.conf = parse_app_conf(self.cls, section, conf, own)
-        self.stats = [*PROCESS_STATS, (self.count_stat, "sum", self.count_help),
-                      *app_stats(self.cls, section, self.conf)]
+        problems = ConfProblems()
+        with problems.check():
+            super().__init__(conf, section)
+        with problems.check():
+            self.cls = load_class(conf, section, referrer=(section, "call"))
+            own = [o.name for o in options.SECTION_OPTIONS[self.kind]]
+            self.conf = parse_app_conf(self.cls, section, conf, own)
+            self.stats = [*PROCESS_STATS, (self.count_stat, "sum", self.count_help),
+                          *app_stats(self.cls, section, self.conf)]
+        problems.raise_any()
 
     def call_app(self, app: Any, base_env: dict[str, Any], logger: Any, address: Any,
                  *args: Any) -> None:
@@ -407,12 +418,16 @@ class DaemonSubserver(Subserver):
     kind = "daemons"
 
     def __init__(self, conf: Conf, name: str) -> None:
-        super().__init__(conf, "daemons")
+        problems = ConfProblems()
+        with problems.check():
+            super().__init__(conf, "daemons")
         self.section = name
         self.group = f"daemon:{name}"
-        self.cls = load_class(conf, name, referrer=("daemons", "daemons"))
-        self.conf = parse_app_conf(self.cls, name, conf)
-        self.stats = [*PROCESS_STATS, *app_stats(self.cls, name, self.conf)]
+        with problems.check():
+            self.cls = load_class(conf, name, referrer=("daemons", "daemons"))
+            self.conf = parse_app_conf(self.cls, name, conf)
+            self.stats = [*PROCESS_STATS, *app_stats(self.cls, name, self.conf)]
+        problems.raise_any()
 
     def stats_group(self) -> Group:
         """One process, labelled ``daemon="<name>"``, reported by every Stats app as
@@ -498,18 +513,29 @@ def _peer(address: Any) -> str:
 
 
 def build_subservers(conf: Conf) -> list[Subserver]:
-    """Every subserver the conf describes, validated; ConfError on the first problem."""
-    options.check_sections(conf)
+    """Every subserver the conf describes, validated.
+
+    Each section (and each app) is checked even when an earlier one failed,
+    and the ConfError names every problem found, so ``brimd check`` and a
+    refused start list all a user has to fix.
+    """
+    problems = ConfProblems()
+    with problems.check():
+        options.check_sections(conf)
     subservers: list[Subserver] = []
-    for section in conf.subconfigs("wsgi"):
-        subservers.append(WSGISubserver(conf, section))
-    for section in conf.subconfigs("tcp"):
-        subservers.append(TCPSubserver(conf, section))
-    for section in conf.subconfigs("udp"):
-        subservers.append(UDPSubserver(conf, section))
-    names = options.value(conf, "daemons", "daemons", "daemons")
-    for name in dict.fromkeys(names):
-        subservers.append(DaemonSubserver(conf, name))
+    kinds: list[tuple[Callable[[Conf, str], Subserver], list[str]]] = [
+        (WSGISubserver, conf.subconfigs("wsgi")),
+        (TCPSubserver, conf.subconfigs("tcp")),
+        (UDPSubserver, conf.subconfigs("udp")),
+    ]
+    with problems.check():
+        names = options.value(conf, "daemons", "daemons", "daemons")
+        kinds.append((DaemonSubserver, list(dict.fromkeys(names))))
+    for build, sections in kinds:
+        for section in sections:
+            with problems.check():
+                subservers.append(build(conf, section))
+    problems.raise_any()
     if not subservers:
         where = ", ".join(conf.files) or "no conf file was found"
         raise ConfError(
