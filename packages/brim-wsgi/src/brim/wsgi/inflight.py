@@ -28,7 +28,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_ROWS", "TARGET_BYTES", "InFlightTable", "LostRequest", "read_in_flight", "table_size"]
+__all__ = ["MAX_ROWS", "TARGET_BYTES", "InFlightTable", "LostRequest", "read_in_flight",
+           "table_size"]
 
 #: The most rows a worker's table has, whatever concurrent_per_worker says.
 MAX_ROWS = 256

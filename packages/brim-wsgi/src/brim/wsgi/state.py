@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import green
-from .log import RequestLog, request_log
 from .inflight import TARGET_BYTES, InFlightTable
+from .log import RequestLog, request_log
 from .metrics import Metrics
 from .settings import HTTPSettings
 from .sinks import FLUSH_EVERY
