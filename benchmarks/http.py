@@ -14,7 +14,13 @@ set) with 2 worker processes and keep-alive, under ``wrk -t2 -c64``:
 * brimd-off: ``brimd foreground`` with ``log_level = WARNING`` (no request log);
 * gunicorn: gunicorn 23.0.0, ``-k eventlet -w 2 --access-logfile FILE``;
 * granian: ``granian --interface wsgi --workers 2 --access-log``, its access
-  logger sent to a file by ``--log-config``.
+  logger sent to a file by ``--log-config``;
+* brimd-threads: ``brimd foreground``, ``worker_model = threads``, 4 threads
+  per worker, ``log_sink = file``;
+* gunicorn-gthread: gunicorn 23.0.0, ``-k gthread -w 2 --threads 4
+  --access-logfile FILE``;
+* brimd-threads-sleep and gunicorn-gthread-sleep: the same two, serving an
+  app that sleeps 10 ms (``time.sleep``, blocking) before it answers.
 
 brimd-stderr (``brimd foreground`` with stderr going to a file, the way brimd
 logged to a file before ``log_sink``) is only run when asked for with --only,
@@ -61,9 +67,12 @@ PACKAGES = ["brim-conf", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd"]
 #: What the venv gets from PyPI besides this repository's packages.
 PEERS = ["gunicorn==23.0.0", "eventlet", "granian==2.8.7"]
 WORKERS = 2
+THREADS = 4  # per worker, in the threads rows (brimd and gunicorn gthread alike)
 WARM_UP = 2  # seconds of wrk before each measured run
 
 HELLO_APP = '''\
+import time
+
 BODY = b'Hello World!\\n'
 HEADERS = [('Content-Type', 'text/plain'), ('Content-Length', str(len(BODY)))]
 
@@ -83,6 +92,20 @@ class Hello:
     def __call__(self, env, start_response):
         start_response('200 OK', HEADERS)
         return [BODY]
+
+
+def slow_app(env, start_response):
+    """An app that blocks 10 ms per request (a query, a call to another service)."""
+    time.sleep(0.01)
+    start_response('200 OK', HEADERS)
+    return [BODY]
+
+
+class Slow(Hello):
+    def __call__(self, env, start_response):
+        time.sleep(0.01)
+        start_response('200 OK', HEADERS)
+        return [BODY]
 '''
 
 BRIMD_CONF = """\
@@ -93,7 +116,7 @@ workers = {workers}
 wsgi = hello
 {extra}
 [hello]
-call = hello.Hello
+call = hello.{call}
 """
 
 RSYSLOG_CONF = """\
@@ -107,7 +130,8 @@ input(type="imuxsock" Socket="{socket}" RateLimit.Interval="0")
 #: 200 ...``, gunicorn and granian ``"GET / HTTP/1.1" 200``.
 REQUEST_LINE = re.compile(rb'(?:^|[ "])GET / ')
 
-ROWS = ("brimd-syslog", "brimd-file", "brimd-off", "gunicorn", "granian")
+ROWS = ("brimd-syslog", "brimd-file", "brimd-off", "gunicorn", "granian", "brimd-threads",
+        "gunicorn-gthread", "brimd-threads-sleep", "gunicorn-gthread-sleep")
 EXTRA_ROWS = ("brimd-stderr",)
 #: A row run in another's place when that one cannot run on this brimd yet.
 STAND_INS = {"brimd-file": "brimd-stderr"}
@@ -117,6 +141,9 @@ RPS_TARGETS = (
     ("brimd-file / granian", "brimd-file", "granian", 1.5),
     ("brimd-file / brimd-off", "brimd-file", "brimd-off", 0.85),
     ("brimd-syslog / gunicorn", "brimd-syslog", "gunicorn", 2.2),
+    ("brimd-threads / gunicorn-gthread", "brimd-threads", "gunicorn-gthread", 2.0),
+    ("brimd-threads-sleep / gunicorn-gthread-sleep", "brimd-threads-sleep",
+     "gunicorn-gthread-sleep", 1.0),
 )
 #: (numerator, denominator, target): CPU per request ratios, each at most target.
 CPU_TARGETS = (("brimd-syslog", "brimd-file", 1.3),)
@@ -350,17 +377,18 @@ class Bench:
 
     # -- brimd --
 
-    def _brimd_conf(self, port: int, name: str, extra: str = "") -> Path:
+    def _brimd_conf(self, port: int, name: str, extra: str = "", call: str = "Hello") -> Path:
         conf = self.tmp / f"{name}.conf"
-        conf.write_text(BRIMD_CONF.format(port=port, workers=WORKERS, extra=extra))
+        conf.write_text(BRIMD_CONF.format(port=port, workers=WORKERS, extra=extra, call=call))
         return conf
 
     def _brimd(self, *args: str) -> list[str]:
         return [str(self.python), "-m", "brim.server", *args]
 
-    def _brimd_foreground(self, run: Run, name: str, extra: str = "") -> None:
+    def _brimd_foreground(self, run: Run, name: str, extra: str = "",
+                          call: str = "Hello") -> None:
         """brimd foreground; its stderr (start-up errors too) goes to run.logs['stderr']."""
-        conf = self._brimd_conf(run.port, name, extra)
+        conf = self._brimd_conf(run.port, name, extra, call)
         proc = run.popen(self._brimd("-c", str(conf), "-p", "-", "foreground"),
                          stderr=open(run.logs["stderr"], "ab"), env=self.env)  # noqa: SIM115
         _wait_port(run.port, proc, run.logs["stderr"])
@@ -375,6 +403,19 @@ class Bench:
             if re.search(r"log_(sink|file)\b.*unknown option", str(err)):
                 raise Skip(f"this brimd has no log_sink/log_file yet ({err})") from None
             raise
+
+    def _brimd_threads(self, run: Run, name: str, call: str) -> None:
+        run.logs["file"] = self.tmp / f"{name}-access.log"
+        run.logs["stderr"] = self.tmp / f"{name}.stderr"
+        extra = (f"worker_model = threads\nthreads = {THREADS}\nlog_sink = file\n"
+                 f'log_file = {run.logs["file"]}\n')
+        self._brimd_foreground(run, name, extra, call)
+
+    def brimd_threads(self, run: Run) -> None:
+        self._brimd_threads(run, "brimd-threads", "Hello")
+
+    def brimd_threads_sleep(self, run: Run) -> None:
+        self._brimd_threads(run, "brimd-threads-sleep", "Slow")
 
     def brimd_stderr(self, run: Run) -> None:
         run.logs["stderr"] = self.tmp / "brimd-stderr.log"
@@ -439,6 +480,21 @@ class Bench:
                    "--chdir", str(self.tmp), "hello:app"],
                   stdout=open(run.errors, "ab"))  # noqa: SIM115
         _wait_port(run.port, run.procs[-1], run.errors)
+
+    def _gunicorn_gthread(self, run: Run, name: str, app: str) -> None:
+        run.logs["file"] = self.tmp / f"{name}-access.log"
+        run.popen([str(self.python.parent / "gunicorn"), "-w", str(WORKERS), "-k", "gthread",
+                   "--threads", str(THREADS), "-b", f"127.0.0.1:{run.port}",
+                   "--access-logfile", str(run.logs["file"]), "--chdir", str(self.tmp),
+                   f"hello:{app}"],
+                  stdout=open(run.errors, "ab"))  # noqa: SIM115
+        _wait_port(run.port, run.procs[-1], run.errors)
+
+    def gunicorn_gthread(self, run: Run) -> None:
+        self._gunicorn_gthread(run, "gunicorn-gthread", "app")
+
+    def gunicorn_gthread_sleep(self, run: Run) -> None:
+        self._gunicorn_gthread(run, "gunicorn-gthread-sleep", "slow_app")
 
     def granian(self, run: Run) -> None:
         # granian logs through Python's logging, to stdout unless --log-config
@@ -563,10 +619,10 @@ def count_lines(paths: dict[str, Path]) -> dict[str, int]:
 
 def _ratio_line(label: str, value: float | None, target: float, higher: bool) -> str:
     if value is None:
-        return f"  {label:44s}    n/a"
+        return f"  {label:58s}    n/a"
     ok = value >= target if higher else value <= target
     sign = ">=" if higher else "<="
-    return f'  {label:44s} x{value:5.2f}  target {sign} {target:<4g}  {"ok" if ok else "MISSED"}'
+    return f'  {label:58s} x{value:5.2f}  target {sign} {target:<4g}  {"ok" if ok else "MISSED"}'
 
 
 def print_ratios(med: dict[str, Result], stand_in: dict[str, str]) -> None:
@@ -630,18 +686,18 @@ def main() -> int:
                 result = one_run(bench, row, args)
                 if isinstance(result, str):
                     skipped[row] = result
-                    print(f"round {n + 1} {row:13s} skipped: {result}", flush=True)
+                    print(f"round {n + 1} {row:22s} skipped: {result}", flush=True)
                     alt = STAND_INS.get(row)
                     if not alt or alt in rows or "no log_sink" not in result:
                         continue
                     stand_in[row] = alt
                     rows.append(alt)
                     results[alt] = []
-                    print(f"round {n + 1} {alt:13s} runs in place of {row}", flush=True)
+                    print(f"round {n + 1} {alt:22s} runs in place of {row}", flush=True)
                     row, result = alt, one_run(bench, alt, args)
                     if isinstance(result, str):
                         skipped[row] = result
-                        print(f"round {n + 1} {row:13s} skipped: {result}", flush=True)
+                        print(f"round {n + 1} {row:22s} skipped: {result}", flush=True)
                         continue
                 results[row].append(result)
                 print_result(f"round {n + 1}", row, result)
@@ -657,7 +713,7 @@ def main() -> int:
     for row, res in med.items():
         print_result("median ", row, res)
     for row, why in skipped.items():
-        print(f"skipped {row:13s} {why}")
+        print(f"skipped {row:22s} {why}")
     print_ratios(_with_stand_ins(med, stand_in), stand_in)
     return 0
 
@@ -675,7 +731,7 @@ def print_result(prefix: str, row: str, res: Result) -> None:
     # A request log that kept under 99% of the answered requests lost lines;
     # brimd-off is meant to have none.
     lost = "  LINES MISSING" if row != "brimd-off" and share < 0.99 else ""
-    print(f"{prefix} {row:13s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  "
+    print(f"{prefix} {row:22s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  "
           f"cpu {res.cpu_us:6.1f} us/req  "
           f"log lines {res.lines}/{res.requests} answered ({100 * share:5.1f}%){lost}"
           + (f"  [{res.trouble}]" if res.trouble else ""), flush=True)

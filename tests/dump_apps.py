@@ -1,4 +1,5 @@
-"""WSGI apps for test_watchdog_dump: one that waits (green) and one that blocks its worker.
+"""WSGI apps for test_watchdog_dump: one that waits (green), one that blocks its worker,
+and one that blocks one OS thread (for worker_model = threads).
 
 The test copies this file into the brimd's own directory, which is on the
 workers' PYTHONPATH, and names the class in the conf (``call =
@@ -38,6 +39,15 @@ def waiting_green_for_the_test(env: dict) -> None:
         green.sleep(0.02)
 
 
+def sleeping_on_an_os_thread_for_the_test(env: dict) -> None:
+    """Block one OS thread (worker_model = threads) in time.sleep until ``release``."""
+    _mark("sleeping.json", env)
+    release = os.path.join(HERE, "release")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def blocking_the_whole_worker(env: dict) -> None:
     """Block the worker's one OS thread: no green thread, heartbeat included, runs."""
     _mark("blocking.json", env)
@@ -56,6 +66,8 @@ class DumpTarget:
             waiting_green_for_the_test(env)
         elif path == "/block":
             blocking_the_whole_worker(env)
+        elif path == "/sleep":
+            sleeping_on_an_os_thread_for_the_test(env)
         elif path != "/pid":
             return self.next_app(env, start_response)
         body = json.dumps({"pid": os.getpid(), "txn": env["brim.txn"]}).encode()

@@ -26,6 +26,7 @@ ECHO = echo_stats_conf(workers=2)
 
 
 
+@pytest.mark.slow
 def test_start_status_stop_leaves_nothing(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -114,6 +115,8 @@ def _loop_requests(port: int, stop: threading.Event, results: dict, keepalive: b
         conn.close()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_restart_under_load_refuses_nothing(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -144,6 +147,7 @@ def test_restart_under_load_refuses_nothing(brimd):
         assert set(counts) == {"ok"}, (kind, counts)
 
 
+@pytest.mark.slow
 def test_shutdown_lets_in_flight_requests_finish(brimd):
     port = free_port()
     brimd.write("slowapp.py", """
@@ -157,7 +161,7 @@ class Slow(object):
             return self.next_app(env, start_response)
         time.sleep(0)
         from brim.wsgi import green
-        green.sleep(1.5)
+        green.sleep(3)
         start_response('200 OK', [('Content-Length', '4')])
         return [b'done']
 """)
@@ -171,14 +175,17 @@ class Slow(object):
     thread = threading.Thread(target=slow_request)
     thread.start()
     time.sleep(0.5)
-    started = time.monotonic()
     assert brimd.run("shutdown").returncode == 0
-    assert time.monotonic() - started < 1.5  # the master did not wait for the request
+    # The master did not wait for the request: it is gone while the request
+    # (2.5 s still to go) is in flight. (A bound on the command's own run time
+    # would mostly measure Python starting up on a busy machine.)
+    assert thread.is_alive() and "curl" not in result
     assert not alive(master)
     thread.join(10)
     assert result["curl"].stdout == b"done"
 
 
+@pytest.mark.slow
 def test_reload_rereads_the_conf(brimd, syslog):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -201,6 +208,7 @@ def test_reload_rereads_the_conf(brimd, syslog):
     assert curl("-s", f"{base}/echo2", "-d", "y").stdout == b"y"
 
 
+@pytest.mark.slow
 def test_killed_worker_is_replaced_with_a_new_start_time(brimd, syslog):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -224,6 +232,7 @@ def test_killed_worker_is_replaced_with_a_new_start_time(brimd, syslog):
     syslog.wait_line(f"pid {victim}", "SIGKILL")
 
 
+@pytest.mark.slow
 def test_tcp_udp_and_daemon_subservers(brimd, syslog):
     tcp, udp, web = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     brimd.use(f"""
@@ -291,14 +300,15 @@ def test_no_daemon_runs_in_one_process(brimd):
     assert "no-daemon" in proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_foreground_term_drains_and_exits(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
     proc = brimd.popen("foreground")
     wait_for(lambda: curl("-s", f"http://127.0.0.1:{port}/echo", "-d", "x").stdout == b"x",
              what="foreground serving")
-    tree = process_tree(proc.pid)
-    assert len(tree) == 3  # the master and two workers
+    # The master and two workers (one worker can serve before the other is forked).
+    tree = wait_for(lambda: len(t := process_tree(proc.pid)) == 3 and t, what="two workers")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     assert not any(alive(pid) for pid in tree)
@@ -313,6 +323,7 @@ def _uid(pid: int) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.slow
 def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port, user="nobody", umask="0027"))
@@ -330,6 +341,7 @@ def test_privileges_dropped_after_binding_and_restart_still_hands_over(brimd):
     assert brimd.run("stop").returncode == 0
 
 
+@pytest.mark.slow
 def test_restart_without_a_hand_over_binds_once_the_old_brimd_lets_go(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from brimd_harness import curl, echo_stats_conf, free_port
 
 ECHO = echo_stats_conf()
@@ -22,6 +23,7 @@ def _self_signed(root) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+@pytest.mark.slow
 def test_tls_orjson_and_log_headers(brimd, syslog):
     cert, key = _self_signed(brimd.root)
     port = free_port()
@@ -40,6 +42,7 @@ def test_tls_orjson_and_log_headers(brimd, syslog):
     assert plain.stdout != b"x"  # a TLS port does not speak plain HTTP
 
 
+@pytest.mark.slow
 def test_bad_tls_files_and_json_function_are_refused(brimd):
     brimd.use(ECHO, brimd.local(port=free_port(), certfile=str(brimd.root / "missing.pem")))
     done = brimd.run("start")

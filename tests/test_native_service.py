@@ -315,6 +315,7 @@ def _monotonic_usec() -> int:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_start_with_an_app_that_cannot_start_fails_with_its_error_and_leaves_nothing(brimd):
     web, tcp = free_port(), free_port()
     message = f"widget store unreachable {uuid.uuid4().hex}"
@@ -340,6 +341,7 @@ def test_start_with_an_app_that_cannot_start_fails_with_its_error_and_leaves_not
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_start_prints_a_line_per_subserver_and_status_counts_workers_up(brimd):
     web, tcp = free_port(), free_port()
     brimd.use(_mixed_conf(web, tcp), brimd.local(start_check=1))
@@ -404,6 +406,7 @@ def test_busy_port_is_reported_once_with_its_holder_and_start_waits_for_it(brimd
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_reload_refuses_a_bad_conf_and_reports_a_good_one(brimd):
     port, new_port = free_port(), free_port()
     # start_check 1.5: long enough to tell a reload that waits for it from one that doesn't.
@@ -457,6 +460,7 @@ def test_reload_refuses_a_bad_conf_and_reports_a_good_one(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_reload_whose_workers_cannot_stay_up_says_so(brimd):
     port = free_port()
     message = f"reloaded app broke {uuid.uuid4().hex}"
@@ -486,6 +490,7 @@ def test_reload_whose_workers_cannot_stay_up_says_so(brimd):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_restart_whose_app_cannot_start_keeps_the_old_brimd_serving(brimd):
     web, tcp = free_port(), free_port()
     message = f"new release is broken {uuid.uuid4().hex}"
@@ -545,6 +550,7 @@ def test_help_names_every_command_in_plain_text():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_notify_lines_in_order_across_start_reload_and_stop(brimd, notify):
     web, tcp = free_port(), free_port()
     brimd.use(_mixed_conf(web, tcp), brimd.local(start_check=0.3))
@@ -579,6 +585,7 @@ def test_notify_lines_in_order_across_start_reload_and_stop(brimd, notify):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_watchdog_pings_every_half_interval(brimd, notify):
     brimd.use(echo_stats_conf(), brimd.local(port=free_port(), start_check=0.2))
     brimd.env["WATCHDOG_USEC"] = "500000"
@@ -598,6 +605,7 @@ def test_watchdog_pings_every_half_interval(brimd, notify):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_watchdog_meant_for_another_process_is_ignored(brimd, notify):
     brimd.use(echo_stats_conf(), brimd.local(port=free_port(), start_check=0.2))
     brimd.env["WATCHDOG_USEC"] = "500000"
@@ -611,6 +619,7 @@ def test_watchdog_meant_for_another_process_is_ignored(brimd, notify):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_restart_names_the_new_master_instead_of_stopping(brimd, notify):
     port = free_port()
     brimd.use(echo_stats_conf(workers=2), brimd.local(port=port, start_check=0.3))
@@ -632,6 +641,7 @@ def test_restart_names_the_new_master_instead_of_stopping(brimd, notify):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_watchdog_keeps_pinging_after_a_restart(brimd, notify):
     """systemd follows MAINPID= to the new master and expects its pings from then on."""
     port = free_port()
@@ -657,6 +667,7 @@ def test_watchdog_keeps_pinging_after_a_restart(brimd, notify):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_ttin_and_ttou_resize_the_wsgi_workers_within_limits(brimd, syslog):
     port = free_port()
     brimd.use(echo_stats_conf(workers=2, max_workers=3), brimd.local(port=port))

@@ -17,6 +17,10 @@ import venv
 
 import pytest
 
+#: pip builds and installs use the CPU: one worker runs these after each other, beside
+#: the other CPU-heavy checks (see the root conftest.py).
+pytestmark = [pytest.mark.xdist_group("cpu-heavy"), pytest.mark.slow]
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 STANDALONE = {

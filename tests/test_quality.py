@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+#: CPU-bound: one worker runs these after each other (see the root conftest.py).
+pytestmark = pytest.mark.xdist_group("cpu-heavy")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +47,7 @@ def test_mypy_is_clean_for_every_package():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_docs_build_with_no_warning(tmp_path):
     run = subprocess.run(

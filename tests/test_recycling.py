@@ -76,6 +76,8 @@ def _conf(brimd, port: int, **wsgi: object) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_max_requests_recycles_often_under_load_and_no_request_fails(brimd):
     port = free_port()
     _conf(brimd, port, max_requests=1000, max_requests_jitter=200)
@@ -94,6 +96,7 @@ def test_max_requests_recycles_often_under_load_and_no_request_fails(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_max_worker_rss_recycles_a_leaking_worker(brimd):
     port = free_port()
     brimd.write("leaky.py", LEAKY_APP)
@@ -137,6 +140,8 @@ def test_max_worker_rss_recycles_a_leaking_worker(brimd):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
 def test_ttin_and_ttou_under_load_fail_no_request(brimd):
     port = free_port()
     _conf(brimd, port, max_workers=4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from brimd_harness import curl, free_port, get_json, wait_for
 
 WSGI_USAGE = """
@@ -152,6 +153,7 @@ class HelloWorld(object):
 """
 
 
+@pytest.mark.slow
 def test_helloworld_development_example(brimd):
     port = free_port()
     brimd.write("mypackage/__init__.py", "")

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,48 @@ def test_usr2_logs_the_waiting_request_and_the_worker_serves_on(brimd):
 
 
 @pytest.mark.timeout(60)
+def test_usr2_on_threads_logs_each_os_thread_with_its_txn(brimd):
+    """worker_model = threads: a request blocking its OS thread in time.sleep is shown
+    under its thread, with its txn; heartbeats go on, and the worker serves on."""
+    port = free_port()
+    log = _setup(brimd, port, worker_model="threads", threads=2, worker_timeout=3)
+    brimd.start()
+    pid = wait_for(lambda: _who_answers(port), timeout=15, what="the worker answering")
+    answer: dict[str, object] = {}
+
+    def sleeping_request() -> None:
+        answer["status"], answer["body"] = _get(port, "/sleep", timeout=30)
+
+    client = threading.Thread(target=sleeping_request, daemon=True)
+    client.start()
+    sleeping = _marker(brimd, "sleeping.json")
+    assert sleeping["pid"] == pid
+    txn = sleeping["txn"]
+    assert _who_answers(port) == pid  # the other thread serves meanwhile
+
+    signal_sent = len(_lines(log))
+    os.kill(pid, signal.SIGUSR2)
+    wait_for(lambda: any(f"(pid {pid}): end of stack dump" in line
+                         for line in _lines(log)[signal_sent:]),
+             timeout=10, what="the end of the stack dump in the log")
+    text = "\n".join(_dump_of(_lines(log)[signal_sent:], pid))
+    assert re.search(rf"thread brim-http-\d \(\d+\) txn:{txn}:", text), text
+    assert "in sleeping_on_an_os_thread_for_the_test" in text
+    assert re.search(rf"  GET /sleep txn:{txn} for \d+\.\d\ds from 127\.0\.0\.1", text), text
+
+    # Past worker_timeout: its heartbeat (a thread of its own) kept it alive.
+    blocked_since = brimd.root.joinpath("sleeping.json").stat().st_mtime
+    wait_for(lambda: time.time() > blocked_since + 3.5, timeout=10,
+             what="worker_timeout to pass")
+    brimd.root.joinpath("release").touch()
+    client.join(15)
+    assert answer.get("status") == 200 and answer["body"] == {"pid": pid, "txn": txn}
+    assert alive(pid) and list(brimd.workers("wsgi").values()) == [pid]
+    assert not [line for line in _lines(log) if "Traceback" in line or "hung" in line]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_hung_worker_logs_its_stack_before_the_master_kills_it(brimd):
     port = free_port()
     log = _setup(brimd, port, worker_timeout=2)

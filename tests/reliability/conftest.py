@@ -4,37 +4,26 @@ Every scenario records its figures (requests sent and failed, restarts,
 RSS, ...) with the ``figures`` fixture; they are printed at the end of the
 run, so the CI log carries them, and written as JSON to the file named by
 ``BRIM_RELIABILITY_FIGURES`` when that is set (docs/reliability.rst quotes
-such a run).
+such a run). The printing is in tests/conftest.py: that conftest is loaded
+by the process that prints the summary also when xdist workers run the
+tests, and this one is not.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 
 import pytest
 
-_FIGURES: dict[str, dict[str, object]] = {}
-
 
 @pytest.fixture
 def figures(request) -> Iterator[dict[str, object]]:
-    """A dict the scenario fills with its figures, kept under the test's name."""
+    """A dict the scenario fills with its figures, kept under the test's name.
+
+    They travel on the test's report (user property ``figures``), so they
+    reach the summary also from an xdist worker.
+    """
     recorded: dict[str, object] = {}
     yield recorded
     if recorded:
-        _FIGURES[request.node.name] = recorded
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("reliability figures")
-    for name, values in _FIGURES.items():
-        shown = ", ".join(f"{k}={v}" for k, v in values.items())
-        terminalreporter.write_line(f"{name}: {shown}")
-    path = os.environ.get("BRIM_RELIABILITY_FIGURES")
-    if path:
-        with open(path, "w") as handle:
-            json.dump(_FIGURES, handle, indent=2, sort_keys=True)
+        request.node.user_properties.append(("figures", recorded))

@@ -194,10 +194,12 @@ def _good_requests(port: int, count: int, pause: float) -> tuple[list[float], Co
     return latencies, outcomes
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     """1000 slowloris connections for ~16 s; 150 good requests all answered quickly."""
     _raise_nofile(SLOW + 200)
-    port, workers = _start(brimd)
+    port, workers = _start(brimd, idle_timeout=10)  # idle ones must be closed within the test
     before = _baseline_sockets(list(workers.values()))
     slow = _SlowClients(port, period=3.0)
     stop = threading.Event()
@@ -235,13 +237,15 @@ def test_slow_and_idle_clients_do_not_starve_a_good_one(brimd, figures):
     assert dribbled >= 15.0
     # client_timeout is 60 s: no dribbling head may have been dropped yet. The
     # IDLE connections that never sent a byte were closed quietly after
-    # idle_timeout (10 s), with no answer: nothing was asked.
+    # idle_timeout (10 s here), with no answer: nothing was asked.
     idle_closed = [slow.closed_at[n] for n in range(IDLE)]
     assert all(t is not None and t - slow.opened < 10 + 3 for t in idle_closed), figures
     assert (still_open, answered, slow.send_errors) == (SLOW - IDLE, 0, 0), figures
     assert brimd.workers("wsgi") == workers and stats["start_count"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # 1,000 connections: one load at a time
 def test_client_timeout_drops_slow_heads_with_408(brimd, figures):
     """client_timeout = 3: every slow head gets 408; idle_timeout = 3 closes the idle quietly."""
     _raise_nofile(SLOW + 200)

@@ -21,7 +21,11 @@ import socket
 import threading
 import time
 
+import pytest
 from brimd_harness import echo_stats_conf, free_port, get_json, wait_for
+
+#: 200,000 requests, flat out: one load at a time ("load" group, see the root conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]
 
 ECHO = echo_stats_conf(workers=2)
 

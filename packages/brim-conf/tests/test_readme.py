@@ -18,6 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
+#: The fresh virtualenv is built once per worker that runs this module: keep it to one,
+#: beside the other CPU-heavy checks (see the root conftest.py).
+pytestmark = pytest.mark.xdist_group("cpu-heavy")
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 README = (PACKAGE / "README.md").read_text()
 PROGRAM = re.findall(r"```python\n(.*?)```", README, re.S)[0]
@@ -25,7 +29,8 @@ GOOD_CONF, BAD_CONF = re.findall(r"```ini\n(.*?)```", README, re.S)[:2]
 GOOD_OUTPUT, BAD_OUTPUT = re.findall(r"```text\n(.*?)```", README, re.S)[:2]
 
 
-@pytest.fixture(scope="module", params=["workspace", "alone"])
+@pytest.fixture(scope="module",
+                params=["workspace", pytest.param("alone", marks=pytest.mark.slow)])
 def python(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Python that has brim-conf: the test environment's, or a new venv's with only it."""
     if request.param == "workspace":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -56,11 +57,22 @@ def test_reused_pid_is_recognised_by_start_time(tmp_path):
 
 
 def test_reused_pid_is_recognised_by_name_without_start_time(tmp_path):
-    path = tmp_path / "x.pid"
-    path.write_text(f"{os.getpid()}\n")
-    assert PidFile(path).is_running()
-    assert PidFile(path, name="python").is_running()
-    assert not PidFile(path, name="surely-not-this-program").is_running()
+    # A Python child, not this process: a test runner may retitle its own
+    # processes (pytest-xdist does), and then "python" is not in our cmdline.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # Popen can return while the kernel is still laying out the new
+        # program's arguments; /proc shows an empty command line until then.
+        wait_for(lambda: pathlib.Path(f"/proc/{child.pid}/cmdline").read_bytes(), 5,
+                 "the child's command line")
+        path = tmp_path / "x.pid"
+        path.write_text(f"{child.pid}\n")
+        assert PidFile(path).is_running()
+        assert PidFile(path, name="python").is_running()
+        assert not PidFile(path, name="surely-not-this-program").is_running()
+    finally:
+        child.kill()
+        child.wait(timeout=10)
 
 
 def test_garbage_is_stale(tmp_path):

@@ -75,6 +75,7 @@ def test_term_kills_a_worker_that_ignores_it_after_the_grace_period(run_prog):
     assert "did not stop within the grace period" in run.log()
 
 
+@pytest.mark.slow
 def test_hung_worker_is_killed_and_replaced(run_prog):
     run = run_prog(groups={"h": 1, "ok": 1}, modes={"h": "hang", "ok": "sleep"}, timeout=0.4)
     wait_for(lambda: len(run.events("start", group="h")) >= 3, 6.0, "hung worker restarted")
@@ -189,7 +190,9 @@ def test_listening_socket_is_handed_over_and_survives_the_old_master(run_prog, t
 def test_hooks_and_changing_groups_while_running(run_prog):
     run = run_prog(groups={"d": 2}, modes={"d": "drain", "extra": "sleep"}, hooks=True)
     old = run.wait_workers(2)
-    assert [ev["workers"] for ev in run.events("started")] == [2]
+    # The workers can be up before the master, back from forking them, ran on_started.
+    started = wait_for(lambda: run.events("started"), 5.0, "on_started called")
+    assert [ev["workers"] for ev in started] == [2]
     assert len(run.events("after_fork", group="d")) == 2
     run.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: run.events("reloaded"), 5.0, "on_reload called")

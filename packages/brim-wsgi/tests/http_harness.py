@@ -4,6 +4,10 @@ The parent binds 127.0.0.1:0 and builds the shared-memory StatsStore before
 forking, as brimd's master does, so a test can read the worker's counters
 directly. The child logs to a file; the parent kills it by pid.
 (Imported by the test files; conftest.py puts this folder on sys.path.)
+
+The worker model the server runs on (green or threads) is the one
+:func:`use_model` last chose: conftest.py's ``worker_model`` fixture runs
+every test of a module that uses it once per model.
 """
 
 from __future__ import annotations
@@ -21,6 +25,31 @@ from brim.stats import StatsStore
 from brim.wsgi.stats import server_stats
 
 WAIT = 10.0
+
+#: Every worker model, as the worker_model option names them.
+MODELS = ("green", "threads")
+_model = "green"
+
+
+def use_model(model: str) -> None:
+    """Serve the next start()ed servers on this worker model."""
+    global _model
+    _model = model
+
+
+def model() -> str:
+    """The worker model servers start on now (in the child: the one it runs)."""
+    return _model
+
+
+def app_sleep(seconds: float) -> None:
+    """Sleep in an app without blocking other requests, on either model."""
+    if _model == "green":
+        from brim.wsgi import green
+
+        green.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 @dataclass
@@ -98,6 +127,7 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
     """Fork a worker serving app; returns once it accepts connections."""
     from brim.wsgi.http import HTTPSettings
 
+    settings.setdefault("worker_model", _model)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -130,7 +160,6 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
 
 def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
            log_path: str, server_obj: Any) -> int:  # pragma: no cover - runs in the child
-    from brim.wsgi import green
     from brim.wsgi.http import HTTPServer
     from brim.wsgi.log import setup_logging
 
@@ -138,7 +167,7 @@ def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
     logger = setup_logging("brim", "DEBUG", stderr=True, syslog=False)
     bucket = store.bucket("wsgi", 0)
     server = HTTPServer(listener, app, settings, stats=bucket, logger=logger, server=server_obj)
-    green.install_signal_handlers({signal.SIGUSR1: lambda s: server.drain(),
+    server.engine.install_signal_handlers({signal.SIGUSR1: lambda s: server.drain(),
                                    signal.SIGUSR2: lambda s: server.stop()})
     bucket.mark_started()
     server.serve_forever()

@@ -10,6 +10,9 @@ import wsgiref.validate
 import http_harness as H
 import pytest
 
+# Every test runs on each worker model (conftest.py: worker_model).
+pytestmark = pytest.mark.usefixtures("worker_model")
+
 
 def _echo_app(env, start_response):
     """Echoes method, path, query and body; reads the body the validator's way."""

@@ -12,6 +12,9 @@ import time
 import http_harness as H
 import pytest
 
+# Every test runs on each worker model (conftest.py: worker_model).
+pytestmark = pytest.mark.usefixtures("worker_model")
+
 
 class _Body:
     """An app iterable whose close() is counted in the shared stats."""
@@ -23,13 +26,11 @@ class _Body:
         self.pause = pause
 
     def __iter__(self):
-        from brim.wsgi import green
-
         for i, piece in enumerate(self.pieces):
             if i == self.fail_at:
                 raise RuntimeError("failed mid-body")
             if i and self.pause:
-                green.sleep(self.pause)
+                H.app_sleep(self.pause)
             yield piece
 
     def close(self):
@@ -196,7 +197,9 @@ def test_tls(tmp_path, tls_context):
         client_ctx = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("localhost", server.port, context=client_ctx,
                                            timeout=H.WAIT)
-        for _ in range(3):
+        for n in range(3):
+            if n == 2:
+                time.sleep(0.1)  # an idle keep-alive client: parked, with threads
             conn.request("GET", "/ok")
             resp = conn.getresponse()
             assert (resp.status, resp.read()) == (200, b"ok")

@@ -23,7 +23,8 @@ import sys
 import http_harness as H
 import pytest
 
-pytestmark = pytest.mark.timeout(60)
+# Every test runs on each worker model (conftest.py: worker_model).
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("worker_model")]
 
 MARK = "Zq"  # in every bad value: none of it may reach the wire
 TIMEOUT = 5.0  # for reads that wait on a close: the server keeps idle connections 30 s
@@ -308,7 +309,7 @@ def _app(env, start_response):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, worker_model):
     running = H.start(_app, tmp_path_factory.mktemp("rules-apps"),
                       count_status_codes=(200, 500, 503), client_timeout=5, idle_timeout=30,
                       wsgi_output_iter_chunk_size=10)

@@ -26,7 +26,8 @@ from wsgiref.validate import validator
 import http_harness as H
 import pytest
 
-pytestmark = pytest.mark.timeout(60)
+# Every test runs on each worker model (conftest.py: worker_model).
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("worker_model")]
 
 REASONS = {
     400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
@@ -96,7 +97,7 @@ def _app(env, start_response):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, worker_model):
     running = H.start(_app, tmp_path_factory.mktemp("rules-requests"),
                       app_stats=(("app.calls", "sum"),), count_status_codes=CODES,
                       client_timeout=1, idle_timeout=2, max_request_line=MAX_REQUEST_LINE,

@@ -5,8 +5,8 @@ keep-alive requests, is closed quietly: no response, not counted, not
 logged), client_timeout (a silent or trickled head, a silent body: 408),
 min_body_rate (a body slower than the rate, after a grace of client_timeout
 seconds of waiting: 408; time the app spends between reads does not count),
-and shedding when a worker's concurrent_per_worker green threads are all
-busy (the longest-idle connection first, then the oldest head in progress
+and shedding when a worker's concurrent_per_worker connection slots are all
+taken (the longest-idle connection first, then the oldest head in progress
 gets a 408, and only when every connection is in a request does a new one
 wait).
 
@@ -27,7 +27,8 @@ import time
 import http_harness as H
 import pytest
 
-pytestmark = pytest.mark.timeout(60)
+# Every test runs on each worker model (conftest.py: worker_model).
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("worker_model")]
 
 IDLE = 0.6  # idle_timeout of the module's server
 CLIENT = 1.5  # client_timeout of the module's server: also min_body_rate's grace
@@ -35,14 +36,12 @@ RATE = 1024  # min_body_rate of the module's server
 
 
 def _app(env, start_response):
-    from brim.wsgi import green
-
     path = env["PATH_INFO"]
     inp = env["wsgi.input"]
     if path == "/pid":
         out = str(os.getpid()).encode()
     elif path == "/sleep":
-        green.sleep(float(env["QUERY_STRING"]))
+        H.app_sleep(float(env["QUERY_STRING"]))
         out = b"slept"
     elif path == "/slowread":  # reads in small pieces, taking its time between reads
         total = 0
@@ -51,7 +50,7 @@ def _app(env, start_response):
             if not piece:
                 break
             total += len(piece)
-            green.sleep(0.3)
+            H.app_sleep(0.3)
         out = b"read %d" % total
     else:
         out = b"read %d" % len(inp.read())
@@ -63,7 +62,7 @@ CODES = (408, 499)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, worker_model):
     running = H.start(_app, tmp_path_factory.mktemp("rules-resources"), count_status_codes=CODES,
                       client_timeout=CLIENT, idle_timeout=IDLE, min_body_rate=RATE)
     yield running
@@ -72,7 +71,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def small(tmp_path):
-    """A worker of two green threads; timeouts long enough never to be what closes."""
+    """A worker of two connection slots; timeouts long enough never to be what closes."""
     running = H.start(_app, tmp_path, count_status_codes=CODES, concurrent_per_worker=2,
                       client_timeout=30, idle_timeout=30)
     yield running
@@ -268,15 +267,13 @@ def test_a_dribbled_client_hello_is_closed_after_idle_timeout(tmp_path, tls):
 
 def _endless_writer(env, start_response):
     """write()s forever; under HEAD nothing goes out, so only a probe can find the client gone."""
-    from brim.wsgi import green
-
     if env["PATH_INFO"] == "/pid":
         return _app(env, start_response)
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     try:
         while True:
             write(b"Zq" * 50)
-            green.sleep(0.01)
+            H.app_sleep(0.01)
     finally:
         env["brim.stats"].incr("app.closed")
 
@@ -543,7 +540,7 @@ def test_full_worker_sheds_its_longest_idle_connection(small):
         time.sleep(0.2)
         b = small.connect()  # waiting for its first byte, idle for less long
         time.sleep(0.2)
-        c = small.connect()  # the worker is full: this one needs a green thread
+        c = small.connect()  # the worker is full: this one needs a slot
         start = time.monotonic()
         c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = H.recv_all(c, 5)

@@ -61,7 +61,6 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -528,7 +527,7 @@ class Supervisor:
         Must be called from the main thread (signal handlers live there).
         Signal handlers and the wakeup fd are restored on return.
         """
-        if threading.current_thread() is not threading.main_thread():
+        if not _on_main_thread():
             raise SupervisorError("Supervisor.run() must be called from the main thread")
         if self._running:
             raise SupervisorError("Supervisor.run() is already running")
@@ -852,3 +851,18 @@ class Supervisor:
             other.heartbeat.close()
         self._children.clear()
         self._pending.clear()
+
+
+def _on_main_thread() -> bool:
+    """Whether this is the thread that may set signal handlers (the main one).
+
+    Asked of the signal module itself, not of threading: a program that
+    called ``eventlet.monkey_patch()`` has a threading whose every thread,
+    the main one included, denies being the main thread.
+    """
+    current = signal.getsignal(signal.SIGCHLD)
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if current is None else current)
+    except ValueError:
+        return False
+    return True

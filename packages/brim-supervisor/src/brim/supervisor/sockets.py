@@ -135,22 +135,50 @@ def listen_udp(host: str, port: int, retry: float = 30.0,
     return _bind(host, port, socket.SOCK_DGRAM, None, retry, on_busy)
 
 
-def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+#: Client certificate modes of :func:`server_ssl_context`.
+CLIENT_CERT_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                     "required": ssl.CERT_REQUIRED}
+#: Lowest protocol versions :func:`server_ssl_context` accepts, by name.
+TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None, *,
+                       cafile: str | None = None, client_cert: str = "none",
+                       min_version: str = "TLSv1.2", ciphers: str | None = None,
+                       alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
     """A server-side TLS context loaded from *certfile* and *keyfile*.
 
     The key may live in the certificate file (then leave *keyfile* None).
+    *client_cert* (``none``, ``optional`` or ``required``) asks clients for a
+    certificate, verified against the CAs in *cafile*; ``required`` refuses
+    a handshake without one. *min_version* is the lowest protocol accepted
+    (a name in :data:`TLS_VERSIONS`), *ciphers* an OpenSSL cipher list for
+    TLS 1.2 (TLS 1.3's suites are OpenSSL's), *alpn* the protocols offered.
+    The context is built afresh from the files at each call, so a caller
+    that calls again (on reload) serves renewed certificates.
     The caller wraps each accepted connection itself
     (``ctx.wrap_socket(conn, server_side=True)``). Missing, unreadable or
-    mismatched files raise :class:`SupervisorError` naming the file.
+    mismatched files, and values OpenSSL refuses, raise
+    :class:`SupervisorError` naming the file or value.
     """
-    for label, path in (("certificate", certfile), ("key", keyfile)):
+    for label, path in (("certificate", certfile), ("key", keyfile), ("CA file", cafile)):
         if path is None:
             continue
         if not os.path.isfile(path):
             raise SupervisorError(f"cannot load TLS {label} {path}: no such file")
         if not os.access(path, os.R_OK):
             raise SupervisorError(f"cannot load TLS {label} {path}: permission denied")
+    if client_cert not in CLIENT_CERT_MODES:
+        raise SupervisorError(f"client_cert {client_cert!r} is not one of "
+                              f"{', '.join(CLIENT_CERT_MODES)}")
+    if client_cert != "none" and cafile is None:
+        raise SupervisorError(f"client_cert = {client_cert} needs a CA file to verify "
+                              "client certificates against")
+    if min_version not in TLS_VERSIONS:
+        raise SupervisorError(f"TLS version {min_version!r} is not one of "
+                              f"{', '.join(TLS_VERSIONS)}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = TLS_VERSIONS[min_version]
     try:
         ctx.load_cert_chain(certfile, keyfile)
     except ssl.SSLError as err:
@@ -163,4 +191,18 @@ def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLCont
         raise SupervisorError(
             f"cannot load TLS certificate {certfile}: {err.strerror or err}"
         ) from None
+    if cafile is not None:
+        try:
+            ctx.load_verify_locations(cafile)
+        except (ssl.SSLError, OSError) as err:
+            raise SupervisorError(f"cannot load TLS CA file {cafile}: "
+                                  f"{getattr(err, 'reason', None) or err}") from None
+    ctx.verify_mode = CLIENT_CERT_MODES[client_cert]
+    if ciphers:
+        try:
+            ctx.set_ciphers(ciphers)
+        except ssl.SSLError:
+            raise SupervisorError(f"no cipher OpenSSL knows in {ciphers!r}") from None
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx

@@ -14,9 +14,11 @@ The pieces, each in its own module:
   exception per way a request fails).
 * :mod:`brim.wsgi.file_wrapper`: ``wsgi.file_wrapper``, sent with sendfile.
 * :mod:`brim.wsgi.log`: syslog/stderr logging with a transaction id per request.
-* :mod:`brim.wsgi.green`: the only module that touches eventlet.
+* :mod:`brim.wsgi.engine`: what the HTTP core asks of a worker model, and
+  its two engines: :mod:`brim.wsgi.green` (the only module that touches
+  eventlet) and :mod:`brim.wsgi.threads` (a pool of OS threads).
 
-Importing this package does not import eventlet; the server modules do, and
+Importing this package does not import eventlet; a green worker does, and
 only through :mod:`brim.wsgi.green`.
 """
 

@@ -17,16 +17,36 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .errors import BadRequest, ClientError, HeaderFieldsTooLarge, HTTPError, RequestTimeout
+from .errors import (
+    BadRequest,
+    ClientError,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from .request import _TOKEN, has_bare_cr_lf, parse_fields
 
 if TYPE_CHECKING:
-    from .connection import Connection
     from .settings import HTTPSettings
 
-__all__ = ["Body", "ChunkedBody", "LengthBody", "NoBody"]
+__all__ = ["Body", "ChunkedBody", "LengthBody", "NoBody", "Reader"]
+
+
+class Reader(Protocol):
+    """What a body reads from: the connection's buffer, and a way to fill it.
+
+    A Connection is one; a body needs no more of it than this.
+    """
+
+    #: Bytes received and not yet consumed (a body takes its bytes from the front).
+    buf: bytearray
+
+    def fill(self, timeout: float) -> None:
+        """Read more bytes into buf; TimeoutError after timeout seconds of silence."""
+        ...
 
 # chunk-size [ chunk-ext ] (RFC 9112 7.1.1): 1-16 hex digits, then any number
 # of ;name[=token or quoted-string], with optional whitespace around ; and =.
@@ -41,7 +61,7 @@ _MAX_CHUNK = (1 << 63) - 1
 class Body:
     """One request's body. Subclasses decode their framing from the connection buffer."""
 
-    def __init__(self, conn: Connection, settings: HTTPSettings) -> None:
+    def __init__(self, conn: Reader, settings: HTTPSettings) -> None:
         self.conn = conn
         self.settings = settings
         #: True once the whole body (and, for chunked, its trailers) was read.
@@ -119,7 +139,7 @@ class Body:
 class NoBody(Body):
     """A request without a body: reads give b'' at once."""
 
-    def __init__(self, conn: Connection, settings: HTTPSettings) -> None:
+    def __init__(self, conn: Reader, settings: HTTPSettings) -> None:
         super().__init__(conn, settings)
         self.done = True
 
@@ -130,7 +150,7 @@ class NoBody(Body):
 class LengthBody(Body):
     """A body of Content-Length bytes."""
 
-    def __init__(self, conn: Connection, settings: HTTPSettings, length: int) -> None:
+    def __init__(self, conn: Reader, settings: HTTPSettings, length: int) -> None:
         super().__init__(conn, settings)
         self.left = length
         self.done = length == 0
@@ -169,10 +189,12 @@ class ChunkedBody(Body):
     front checked only in the header section.
     """
 
-    def __init__(self, conn: Connection, settings: HTTPSettings) -> None:
+    def __init__(self, conn: Reader, settings: HTTPSettings) -> None:
         super().__init__(conn, settings)
         self._state = _SIZE
         self._left = 0
+        #: Decoded bytes the chunk size lines have announced so far.
+        self._announced = 0
 
     def _decode(self, size: int) -> bytes | None:
         buf = self.conn.buf
@@ -215,6 +237,11 @@ class ChunkedBody(Body):
                 chunk = int(match.group(1), 16)
                 if chunk > _MAX_CHUNK:
                     raise BadRequest("chunk size too large")
+                self._announced += chunk
+                limit = self.settings.max_body_size
+                if limit and self._announced > limit:
+                    # Refused at the size line, before its data is read.
+                    raise PayloadTooLarge(f"chunked body over max_body_size ({limit})")
                 if chunk:
                     self._left = chunk
                     self._state = _DATA

@@ -4,7 +4,9 @@ A connection reads request heads and hands each to an
 :class:`~brim.wsgi.exchange.Exchange`, which runs the app and answers; the
 connection never builds a response itself. While it waits on its client it
 is listed in the server state, idle or part-way through a head, so a full
-worker can shed the connection that has waited longest.
+worker can shed the connection that has waited longest. It waits, sends and
+yields through the worker's engine (green threads or OS threads), never
+through eventlet or threading directly.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import ssl
 import time
 from typing import Any
 
-from . import green
 from .body import NoBody
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
 from .exchange import Exchange
+from .proxy import Preamble, parse_preamble
 from .request import HeadScan, Request, parse_head
 from .state import ServerState, Shed
+from .tls import tls_environ
 
 __all__ = ["Connection"]
 
@@ -39,6 +42,7 @@ class Connection:
     def __init__(self, state: ServerState, sock: socket.socket, addr: Any) -> None:
         self.state = state
         self.settings = state.settings
+        self.engine = state.engine
         self.sock = sock
         #: Bytes received and not yet consumed by a head or a body.
         self.buf = bytearray()
@@ -60,15 +64,33 @@ class Connection:
         self.no_body = NoBody(self, self.settings)
         #: The connection was half-closed and drained (see linger()).
         self.lingered = False
+        #: Whether the peer is a trusted proxy, whose forwarding headers count.
+        self.trusted = self.settings.trusted_proxies.trusts(self.client)
 
     # ----- the connection's life ---------------------------------------------
 
     def run(self) -> None:
-        """Serve requests until the client or a rule ends the connection."""
-        self.state.metrics.connection_opened()
+        """Serve requests until the client or a rule ends the connection.
+
+        An engine that parks idle keep-alive connections (OS threads) ends
+        this call with its Parked exception, the connection still open, and
+        calls run() again when the client sends its next request.
+        """
+        parked = False
+        if self.served == 0:  # not again when a parked connection resumes
+            with self.state.lock:
+                self.state.metrics.connection_opened()
         try:
-            if self.settings.ssl_context is not None and not self._tls_handshake():
-                return
+            if self.served == 0:  # a parked connection resuming has done both
+                if self.settings.proxy_protocol:
+                    try:
+                        if not self._read_preamble():
+                            return
+                    except HTTPError as err:
+                        Exchange(self, None, err).serve()
+                        return
+                if self.settings.ssl_context is not None and not self._tls_handshake():
+                    return
             while True:
                 try:
                     req = self.next_request()
@@ -86,26 +108,91 @@ class Connection:
                 # Let other connections run before reading the next request:
                 # with a fast client the next request is often already here,
                 # and without this one busy connection can starve the rest.
-                green.sleep(0)
+                self.engine.sleep(0)
+        except self.engine.Parked:
+            parked = True
+            raise
         finally:
-            self.close()
-            self.state.metrics.connection_closed()
+            if not parked:
+                self.close()
+                with self.state.lock:
+                    self.state.metrics.connection_closed()
 
     def _tls_handshake(self) -> bool:
         """Wrap the socket in TLS; the handshake counts as waiting for a first byte."""
         context = self.settings.ssl_context
         assert context is not None
-        me = green.current()
+        me = self.engine.current()
         self.state.waiting_idle[me] = time.monotonic()
         try:
             tls = context.wrap_socket(self.sock, server_side=True,
                                       do_handshake_on_connect=False)
             self.sock = tls
-            green.tls_handshake(tls, self.settings.idle_timeout)
+            self.engine.tls_handshake(tls, self.settings.idle_timeout)
         except (OSError, ValueError, Shed):
             return False
         finally:
             self.state.waiting_idle.pop(me, None)
+        self.base_env = {**self.base_env, **tls_environ(tls)}
+        return True
+
+    def _read_preamble(self) -> bool:
+        """Read a PROXY preamble off the front of the connection, if it starts with one.
+
+        Before TLS: a preamble comes in the clear, ahead of the handshake.
+        So no byte past the preamble is read under TLS, and the first byte
+        is only peeked at (a TLS record never starts like a preamble). From
+        a trusted proxy the preamble's client replaces the peer's address;
+        from any other peer it is a 400, as is a malformed one. False: end
+        quietly (the client left, stayed silent, or was shed).
+        """
+        state = self.state
+        settings = self.settings
+        me = self.engine.current()
+        state.waiting_idle[me] = time.monotonic()
+        try:
+            self.engine.wait_read(self.sock.fileno(), settings.idle_timeout)
+        except (TimeoutError, Shed):
+            return False
+        finally:
+            state.waiting_idle.pop(me, None)
+        first = self._peek()
+        if first is None or first == b"":
+            return first is None  # a spurious wake-up, or the client closed
+        if not isinstance(parse_preamble(first), int):
+            return True  # not a preamble: nothing was read
+        buf = self.buf
+        found: Preamble | int = parse_preamble(buf)
+        deadline = time.monotonic() + settings.client_timeout
+        while isinstance(found, int):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestTimeout("PROXY preamble not complete within client_timeout")
+            state.waiting_head[me] = time.monotonic()
+            try:
+                data = self.engine.recv(self.sock, found if self.tls else RECV_SIZE, left)
+            except TimeoutError:
+                raise RequestTimeout("PROXY preamble not complete within client_timeout") from None
+            except (OSError, Shed):
+                return False
+            finally:
+                state.waiting_head.pop(me, None)
+            if not data:
+                return False
+            buf += data
+            found = parse_preamble(buf)
+        if not found.length:
+            return not self.tls  # plain HTTP starting with P or CR; under TLS, noise
+        if not self.trusted:
+            raise BadRequest("PROXY preamble from a peer not in trusted_proxies")
+        del buf[:found.length]
+        if found.client is not None:
+            self.client, port = found.client
+            env = self.base_env.copy()
+            env["REMOTE_ADDR"] = self.client
+            env["REMOTE_PORT"] = str(port)
+            self.base_env = env
+            self.trusted = self.settings.trusted_proxies.trusts(self.client)
         return True
 
     def next_request(self) -> Request | None:
@@ -148,10 +235,16 @@ class Connection:
                 timeout = settings.idle_timeout
                 if state.draining:
                     timeout = min(timeout, max(0.0, state.drain_deadline - time.monotonic()))
-            me = green.current()
+            me = self.engine.current()
             waiting[me] = time.monotonic()
             try:
-                data = green.recv(self.sock, RECV_SIZE, timeout)
+                # An idle keep-alive connection may be parked off its thread
+                # (OS threads); it stays listed as waiting meanwhile.
+                data = self.engine.recv_waiting(self.sock, RECV_SIZE, timeout,
+                                                park=not buf and self.served > 0)
+            except self.engine.Parked:
+                me = None
+                raise
             except TimeoutError:
                 if not buf:
                     return None
@@ -165,7 +258,8 @@ class Connection:
             except OSError:
                 return None
             finally:
-                waiting.pop(me, None)
+                if me is not None:
+                    waiting.pop(me, None)
             if not data:
                 return None
             if not buf and data[:2] != b"\r\n":
@@ -188,7 +282,7 @@ class Connection:
         client closed or reset the connection.
         """
         try:
-            data = green.recv(self.sock, RECV_SIZE, timeout)
+            data = self.engine.recv(self.sock, RECV_SIZE, timeout)
         except TimeoutError:
             raise
         except OSError as err:
@@ -200,14 +294,14 @@ class Connection:
     def send(self, data: bytes | memoryview) -> None:
         """Send all of data; RequestTimeout or ClientGone when the client does not take it."""
         try:
-            green.sendall(self.sock, data, self.settings.client_timeout)
+            self.engine.sendall(self.sock, data, self.settings.client_timeout)
         except OSError as err:
             raise _send_failed(err) from None
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send count bytes of a file with os.sendfile; the bytes sent."""
         try:
-            return green.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
+            return self.engine.sendfile(self.sock, fd, offset, count, self.settings.client_timeout)
         except OSError as err:
             raise _send_failed(err) from None
 
@@ -218,7 +312,7 @@ class Connection:
     def send_final(self, data: bytes, linger: bool) -> None:
         """Send an answer the connection ends with, then (if linger) linger()."""
         try:
-            green.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
+            self.engine.sendall(self.sock, data, min(self.settings.client_timeout, 5.0))
         except OSError:
             return
         if linger:
@@ -241,7 +335,7 @@ class Connection:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                data = green.recv(self.sock, RECV_SIZE, left)
+                data = self.engine.recv(self.sock, RECV_SIZE, left)
                 if not data:
                     break
                 budget -= len(data)

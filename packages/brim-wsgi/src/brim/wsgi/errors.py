@@ -12,8 +12,8 @@ from typing import ClassVar
 
 __all__ = [
     "AppError", "AppFailed", "BadRequest", "ClientError", "ClientGone", "ExpectationFailed",
-    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "RequestTimeout", "URITooLong",
-    "VersionNotSupported",
+    "HTTPError", "HeaderFieldsTooLarge", "MethodNotImplemented", "PayloadTooLarge",
+    "RequestTimeout", "URITooLong", "VersionNotSupported",
 ]
 
 
@@ -58,6 +58,13 @@ class URITooLong(HTTPError):
 
     status = 414
     title = "URI Too Long"
+
+
+class PayloadTooLarge(HTTPError):
+    """413: the request body is (or is declared) over ``max_body_size``."""
+
+    status = 413
+    title = "Content Too Large"
 
 
 class HeaderFieldsTooLarge(HTTPError):

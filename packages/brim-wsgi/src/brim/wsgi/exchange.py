@@ -17,21 +17,57 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import green
 from ._input import Input
-from .body import Body, ChunkedBody, LengthBody
-from .errors import AppError, AppFailed, ClientError, ClientGone, HTTPError, RequestTimeout
+from .body import Body, ChunkedBody, LengthBody, NoBody, Reader
+from .errors import (
+    AppError,
+    AppFailed,
+    ClientError,
+    ClientGone,
+    HTTPError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from .file_wrapper import FileWrapper
 from .log import new_txn, set_txn
+from .proxy import Forwarded, forwarded
 from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .settings import HTTPSettings
+    from .state import ServerState
 
-__all__ = ["Exchange"]
+__all__ = ["Client", "Exchange"]
+
+
+class Client(Reader, Protocol):
+    """What an exchange needs of its connection: reading (a body's Reader), sending,
+    and what the connection knows about its client. A Connection is one."""
+
+    state: ServerState
+    settings: HTTPSettings
+    #: The environ items common to every request on the connection.
+    base_env: dict[str, Any]
+    #: The client's address, for the request log.
+    client: str
+    #: The peer is a trusted proxy: its forwarding headers are believed.
+    trusted: bool
+    #: The body every request without one shares.
+    no_body: NoBody
+
+    @property
+    def tls(self) -> bool: ...
+
+    def send(self, data: bytes | memoryview) -> None: ...
+
+    def send_final(self, data: bytes, linger: bool) -> None: ...
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int: ...
+
+    def peer_closed(self) -> bool: ...
 
 # After a response, unread request body up to this size is read and dropped
 # to keep the connection; beyond it the connection is closed instead.
@@ -50,7 +86,7 @@ _BODYLESS = frozenset((204, 205, 304))
 class Exchange:
     """One request, from its parsed head (or its refusal) to its log line."""
 
-    def __init__(self, conn: Connection, req: Request | None,
+    def __init__(self, conn: Client, req: Request | None,
                  refusal: HTTPError | None = None) -> None:
         self.conn = conn
         self.state = conn.state
@@ -74,6 +110,10 @@ class Exchange:
         #: refusal, a client that failed, a rule the app broke. First one wins.
         self.error: HTTPError | None = refusal
         self.extra: list[str] = []
+        #: Who the client is: the peer, or what a trusted proxy says (see _forwarded()).
+        self.client = conn.client
+        #: What a trusted proxy's forwarding headers say, once read.
+        self.forwarded: Forwarded | None = None
         #: Set by finish(): from then on the app may not write (a write from
         #: another green thread would land between two responses).
         self.finished = False
@@ -88,6 +128,10 @@ class Exchange:
             self.body = LengthBody(conn, settings, req.content_length)
         if req is not None and req.expect_continue and not self.body.done:
             self.body.before_wait = self._send_continue
+        limit = settings.max_body_size
+        if limit and req is not None and (req.content_length or 0) > limit:
+            self.error = PayloadTooLarge(f"Content-Length {req.content_length} over "
+                                         f"max_body_size ({limit})")
         self._continue_sent = False
 
     # ----- running it --------------------------------------------------------
@@ -97,6 +141,8 @@ class Exchange:
         set_txn(self.txn)
         self.state.started(self)  # in flight (stack dumps, gauges) until finish()
         try:
+            if self.error is None and self.conn.trusted:
+                self._forwarded()
             if self.error is None:
                 self._run_app()
             self._settle()
@@ -104,13 +150,25 @@ class Exchange:
             self.finish()
         return self.keep
 
+    def _forwarded(self) -> None:
+        """Read a trusted proxy's forwarding headers; a malformed one is the request's 400."""
+        req = self.req
+        assert req is not None
+        try:
+            self.forwarded = forwarded(req.cgi, self.conn.settings.trusted_proxies)
+        except HTTPError as err:
+            self.error = err
+            return
+        if self.forwarded is not None and self.forwarded.client is not None:
+            self.client = self.forwarded.client
+
     def _run_app(self) -> None:
         env = self.environ()
         result: Any = None
         try:
             result = self.state.app(env, self.start_response)
             self._send_result(result)
-        except green.GreenletExit:
+        except self.state.engine.Exit:
             raise
         except BaseException as exc:  # no app exception may end a worker
             self._app_raised(exc)
@@ -124,7 +182,7 @@ class Exchange:
             return
         try:
             close()
-        except green.GreenletExit:
+        except self.state.engine.Exit:
             raise
         except BaseException:  # a close() that raises must not end the worker either
             self.state.logger.exception("WSGI app iterable close() failed")
@@ -178,8 +236,9 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        state.finished(self)
-        state.count(code)
+        with state.lock:  # OS threads finish at once; the counters are not atomic
+            state.finished(self)
+            state.count(code)
         log = state.request_log
         if log is not None:
             req = self.req
@@ -201,8 +260,9 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            log.write(self.conn.client, method, target, code, self.body.wire, self.bytes_out,
-                      now - self.start, self.txn, ua, referer, extra, headers, now)
+            with state.lock:
+                log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
+                          now - self.start, self.txn, ua, referer, extra, headers, now)
         set_txn(None)
 
     # ----- the app's side: environ, start_response, write --------------------
@@ -213,6 +273,21 @@ class Exchange:
         assert req is not None
         env = self.conn.base_env.copy()
         env.update(req.cgi)
+        via = self.forwarded
+        if via is not None:
+            if via.client is not None:
+                env["REMOTE_ADDR"] = via.client
+                env["REMOTE_PORT"] = via.port or ""
+            if via.scheme is not None:
+                env["wsgi.url_scheme"] = via.scheme
+            if via.host is not None:
+                env["HTTP_HOST"] = via.host
+                name, colon, port = via.host.rpartition(":")
+                if not colon or name.endswith(":") or "]" in port:  # no port (or bare IPv6)
+                    name, port = via.host, ""
+                env["SERVER_NAME"] = name.strip("[]")
+                env["SERVER_PORT"] = port or ("443" if env["wsgi.url_scheme"] == "https"
+                                              else "80")
         env["wsgi.input"] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
         env["brim.start"] = self.start
         env["brim.txn"] = self.txn

@@ -14,7 +14,6 @@ here, before the import, and never reaches a terminal or a log.
 from __future__ import annotations
 
 import contextvars
-import errno
 import os
 import signal
 import socket
@@ -32,6 +31,7 @@ with warnings.catch_warnings():
     import eventlet.greenpool
     import eventlet.greenthread
     import eventlet.hubs
+    import eventlet.patcher
     from eventlet.green import socket as _green_socket_mod
 # Later warnings from inside eventlet (e.g. about fork) are just as useless to
 # a brim user; keep them out of logs too.
@@ -40,23 +40,33 @@ warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet is deprecated")
 
 import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
 
+from . import _sockets  # noqa: E402
+
 __all__ = [
     "Event",
+    "Exit",
     "GreenPool",
     "GreenletExit",
+    "Parked",
     "accept",
     "current",
     "green_socket",
     "green_stacks",
     "install_signal_handlers",
     "kill",
+    "lock",
+    "make_pool",
+    "make_room_in",
+    "monkey_patch",
     "preload",
     "recv",
+    "recv_waiting",
     "sendall",
     "sendfile",
     "sleep",
     "spawn",
     "spawn_n",
+    "stacks",
     "throw",
     "tls_handshake",
     "use_hub",
@@ -72,7 +82,39 @@ spawn_n = eventlet.greenthread.spawn_n
 kill = eventlet.greenthread.kill
 current = greenlet.getcurrent
 _trampoline = eventlet.hubs.trampoline
+#: os as it was before any monkey_patch(), for code that runs inside the hub.
+_real_os: Any = eventlet.patcher.original("os")
+#: What a killed green thread raises (the engine interface's name for it).
+Exit = greenlet.GreenletExit
 
+
+class Parked(BaseException):
+    """Never raised here: a green thread waiting on an idle client costs a few KB,
+    so it simply waits (the threads engine parks such connections instead)."""
+
+
+class _NoLock:
+    """A lock for code that never switches green threads while holding it."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def lock() -> _NoLock:
+    """What guards state shared by a worker's connections: nothing, with green threads.
+
+    Green threads switch only where they wait, and the HTTP core never
+    waits while it holds this lock, so none is needed.
+    """
+    return _NO_LOCK
 
 
 def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None = None,
@@ -134,13 +176,20 @@ def green_stacks(note: Callable[[contextvars.Context | None], str | None] | None
     return lines
 
 
-def throw(thread: Any, exc: type[BaseException]) -> None:
-    """Raise exc inside another green thread, where it is waiting.
+def stacks(note: Callable[[contextvars.Context | None], str | None] | None = None,
+           limit: int = 40) -> list[str]:
+    """The engine interface's name for :func:`green_stacks`."""
+    return green_stacks(note, limit)
+
+
+def throw(thread: Any, exc: type[BaseException]) -> bool:
+    """Raise exc inside another green thread, where it is waiting; always True.
 
     The thread runs at once until it waits again or ends; then the caller
     goes on. Used to end connections that wait on their client.
     """
     eventlet.greenthread.kill(thread, exc)
+    return True
 
 
 _HUB_NAMES = ("epolls", "poll", "selects", "kqueue")
@@ -258,98 +307,45 @@ def recv(sock: socket.socket, size: int, timeout: float | None) -> bytes:
             _trampoline(sock.fileno(), write=True, timeout=timeout, timeout_exc=TimeoutError)
 
 
+def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
+                 park: bool = False) -> bytes:
+    """recv() for a connection listed as waiting on its client (it may be thrown Shed).
+
+    ``park`` is for engines that take idle connections off their thread;
+    a green thread simply waits.
+    """
+    return recv(sock, size, timeout)
+
+
+def _wait(fd: int, writing: bool, timeout: float | None) -> None:
+    _trampoline(fd, read=not writing, write=writing, timeout=timeout, timeout_exc=TimeoutError)
+
+
 def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
     """Send all of data on a non-blocking socket, yielding while the kernel is full.
 
-    The common case (everything fits in the socket buffer) is one send call
-    and no trip through the hub. TimeoutError if the peer reads nothing for
-    timeout seconds.
+    TimeoutError if the peer reads nothing for timeout seconds.
     """
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        sent = 0
-    total = len(data)
-    if sent == total:
-        return
-    fd = sock.fileno()
-    view = memoryview(data)
-    while sent < total:
-        try:
-            sent += sock.send(view[sent:])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            _trampoline(fd, write=True, timeout=timeout, timeout_exc=TimeoutError)
-        except ssl.SSLWantReadError:
-            _trampoline(fd, read=True, timeout=timeout, timeout_exc=TimeoutError)
+    _sockets.sendall(sock, data, timeout, _wait)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
              timeout: float | None) -> int:
-    """Send count bytes of file fd from offset with os.sendfile, green style.
-
-    Returns the bytes sent: fewer than count only when the file ended first.
-    TimeoutError if the peer reads nothing for timeout seconds.
-    """
-    out = sock.fileno()
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
-        except BlockingIOError:
-            _trampoline(out, write=True, timeout=timeout, timeout_exc=TimeoutError)
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+    """Send count bytes of file fd from offset with os.sendfile, green style."""
+    return _sockets.sendfile(sock, fd, offset, count, timeout, _wait)
 
 
 def tls_handshake(sock: ssl.SSLSocket, timeout: float | None) -> None:
     """Run a server-side TLS handshake on a non-blocking SSLSocket, green style.
 
-    timeout bounds the whole handshake, not each wait: a client that
-    dribbles its ClientHello a byte at a time still runs out of it.
-    TimeoutError when it does.
+    timeout bounds the whole handshake, not each wait (see _sockets).
     """
-    fd = sock.fileno()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError("TLS handshake not finished in time") from None
-            _trampoline(fd, read=isinstance(want, ssl.SSLWantReadError),
-                        write=isinstance(want, ssl.SSLWantWriteError), timeout=left,
-                        timeout_exc=TimeoutError)
+    _sockets.tls_handshake(sock, timeout, _wait)
 
 
 def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-    """Accept one connection from a non-blocking listening socket, green style.
-
-    Several worker processes share one listener, so EAGAIN after a wake-up
-    (another worker won the race) is normal and simply waits again. The new
-    connection is returned non-blocking, ready for recv/sendall above.
-    """
-    fd = sock.fileno()
-    while True:
-        try:
-            conn, addr = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            _trampoline(fd, read=True)
-            continue
-        except OSError as err:
-            # The peer gave up between SYN and accept, or a transient resource
-            # shortage: neither should end the accept loop.
-            if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE,
-                             errno.ENOBUFS, errno.ENOMEM):
-                sleep(0.01 if err.errno in (errno.EMFILE, errno.ENFILE) else 0)
-                continue
-            raise
-        conn.setblocking(False)
-        return conn, addr
+    """Accept one connection from a non-blocking listening socket, green style."""
+    return _sockets.accept(sock, _wait, sleep)
 
 
 def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Callable[[], None]:
@@ -361,6 +357,11 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
     number to a pipe; a green thread reads the pipe and calls handler(signum)
     in a normal green context, where it may kill green threads, close
     sockets, and so on. Returns a function that uninstalls them.
+
+    The pipe is written and read with the unpatched os functions: once a
+    worker is patched (``monkey_patch``), eventlet's os.write waits on the
+    hub before it writes to a pipe, and a signal handler that interrupted
+    the hub itself must not wait on it (that was a crash on every TERM).
     """
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
@@ -369,14 +370,14 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
 
     def _on_signal(signum: int, frame: Any) -> None:
         try:
-            os.write(wfd, bytes((signum,)))
+            _real_os.write(wfd, bytes((signum,)))
         except OSError:
             pass  # pipe full: that signal is already pending
 
     def _dispatch() -> None:
         while True:
             try:
-                data = os.read(rfd, 64)
+                data = _real_os.read(rfd, 64)
             except BlockingIOError:
                 wait_read(rfd)
                 continue
@@ -404,3 +405,135 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
                 pass
 
     return _uninstall
+
+
+class GreenConnections:
+    """A worker's connections as green threads, and the green thread accepting them.
+
+    Green threads are cheap, so ``size`` and ``connections`` are one limit
+    here: one green thread per open connection, idle ones included.
+    """
+
+    def __init__(self, size: int, connections: int) -> None:
+        self._pool = GreenPool(connections)
+        self._acceptor: Any = None
+
+    def start(self, listener: socket.socket, handle: Callable[[socket.socket, Any], None],
+              make_room: Callable[[], bool]) -> None:
+        self._acceptor = spawn(self._accept_loop, listener, handle, make_room)
+
+    def _accept_loop(self, listener: socket.socket,
+                     handle: Callable[[socket.socket, Any], None],
+                     make_room: Callable[[], bool]) -> None:
+        pool = self._pool
+        spawn_n = pool.spawn_n
+        while True:
+            conn, addr = accept(listener)
+            if not pool.free():
+                make_room_in(pool, make_room)
+            spawn_n(handle, conn, addr)
+            # Let the new connection reach its app before accepting another:
+            # an app that blocks the process then blocks it before this
+            # worker takes more connections from the shared queue, and they
+            # go to a worker that is free instead of waiting here.
+            sleep(0)
+
+    def stop_accepting(self) -> None:
+        if self._acceptor is not None:
+            kill(self._acceptor)
+
+    def wait(self) -> None:
+        """Until accepting stopped and every connection ended."""
+        if self._acceptor is not None:
+            try:
+                self._acceptor.wait()
+            except GreenletExit:
+                pass
+        self._pool.waitall()
+
+    def kill_all(self) -> None:
+        self.stop_accepting()
+        for g in list(self._pool.coroutines_running):
+            kill(g)
+
+
+def make_room_in(pool: Any, shed_one: Callable[[], bool]) -> None:
+    """Before a new connection's green thread is spawned in a full pool: shed one.
+
+    Ends the connection that has waited longest on its client. Connections
+    accepted in a burst have not run yet, so none is listed as waiting: they
+    get to reach their first read, then ``shed_one`` is asked again. If
+    still none waits, every slot is busy, and the spawn waits for one.
+    (WSGI and TCP workers both.)
+    """
+    if not pool.free() and not shed_one():
+        sleep(0)
+        shed_one()
+
+
+def make_pool(size: int, connections: int) -> GreenConnections:
+    """The engine interface's pool: one green thread per connection, up to ``connections``."""
+    return GreenConnections(size, connections)
+
+
+# ----- patching the standard library -------------------------------------------
+
+_real_monkey_patch = eventlet.patcher.monkey_patch
+#: The keyword arguments of each eventlet.monkey_patch() an app called in the
+#: master, to be applied in each green worker instead.
+_asked: list[dict[str, Any]] = []
+
+
+def monkey_patch(**modules: bool) -> None:
+    """Patch the standard library's blocking calls in this process, eventlet's way.
+
+    socket (and with it name lookups, through eventlet's green DNS), ssl,
+    select and selectors, time.sleep, os, threading and subprocess: called
+    in a green worker before its app is built, so an app that blocks in
+    those calls lets the worker's other green threads run. Code in C
+    extensions that does its own I/O (most database drivers) still blocks
+    the whole worker.
+    """
+    _real_monkey_patch(**modules)
+
+
+def defer_app_patching() -> None:
+    """Make an app's own eventlet.monkey_patch() in the master wait for the workers.
+
+    Why: brimd's master imports every app to check it before forking, so an
+    app module that calls ``eventlet.monkey_patch()`` at import time would
+    patch the master itself: its threading then answers that the main thread
+    is not the main thread, its select and sleep want a hub, and every
+    worker forked from it inherits a half-started hub. Patching is a
+    serving process's business, so the call is recorded here and made again
+    in each green worker (:func:`apply_deferred_patching`); the master stays
+    as it was. Idempotent.
+    """
+    if eventlet.monkey_patch is _deferred:
+        return
+    eventlet.monkey_patch = _deferred
+    eventlet.patcher.monkey_patch = _deferred
+
+
+def _deferred(**modules: Any) -> None:
+    _asked.append(modules)
+
+
+def apply_deferred_patching() -> bool:
+    """Make, in this worker, the eventlet.monkey_patch() calls the apps asked for.
+
+    Puts eventlet's own function back first, so an app that calls it again
+    at run time patches this worker as it expects. True if any was asked.
+    """
+    eventlet.monkey_patch = _real_monkey_patch
+    eventlet.patcher.monkey_patch = _real_monkey_patch
+    asked = list(_asked)
+    _asked.clear()
+    for modules in asked:
+        _real_monkey_patch(**modules)
+    return bool(asked)
+
+
+def patching_asked() -> bool:
+    """Whether an app called eventlet.monkey_patch() while the master imported it."""
+    return bool(_asked)

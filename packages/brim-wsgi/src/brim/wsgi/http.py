@@ -1,8 +1,10 @@
-"""The HTTP/1.1 WSGI worker: accepting connections and serving each on a green thread.
+"""The HTTP/1.1 WSGI worker: accepting connections and serving them on its engine.
 
 A worker process gets an already-listening socket from the master, accepts
-connections on it and serves each on its own green thread, up to
-concurrent_per_worker at once. The request path is split by concept:
+connections on it and serves them, up to concurrent_per_worker at once, on
+the engine its ``worker_model`` names (:mod:`.engine`): a green thread per
+connection, or a pool of ``threads`` OS threads. The request path is split
+by concept:
 
 * :mod:`.request` parses and checks a request head (RFC 9112, strictly);
 * :mod:`.body` decodes a request body, chunked or by length;
@@ -11,7 +13,7 @@ concurrent_per_worker at once. The request path is split by concept:
 * :mod:`.response` checks what an app asks to send;
 * :mod:`.state` is the server state they share.
 
-When every green thread is busy and a new connection arrives, the worker
+When every connection slot is taken and a new connection arrives, the worker
 sheds the connection that has waited longest on its client (an idle
 keep-alive one first), so clients that send nothing cannot lock out clients
 that do.
@@ -24,13 +26,13 @@ import socket
 import sys
 from typing import Any
 
-from . import green
+from . import engine as engines
 from .connection import Connection
 from .environ import brim_items
 from .file_wrapper import FileWrapper
 from .log import txn_logger
 from .settings import HTTPSettings
-from .state import DRAIN_IDLE, ServerState, make_room
+from .state import DRAIN_IDLE, ServerState
 
 __all__ = ["DRAIN_IDLE", "HTTPServer", "HTTPSettings"]
 
@@ -46,8 +48,9 @@ class HTTPServer:
         self.logger = logger if logger is not None else logging.getLogger("brim")
         self._listener = sock
         sock.setblocking(False)
-        self._pool = green.GreenPool(settings.concurrent_per_worker)
-        self._acceptor: Any = None
+        #: The worker model's engine, chosen once for the worker.
+        self.engine = engines.load(settings.worker_model)
+        self._pool = self.engine.make_pool(settings.threads, settings.concurrent_per_worker)
         host, port = sock.getsockname()[:2]
         base_env: dict[str, Any] = {
             "SCRIPT_NAME": "",
@@ -68,7 +71,8 @@ class HTTPServer:
             base_env["brim.server"] = self
         #: What every connection shares: settings, app, counters, drain state.
         #: ``notes``: shared memory for the requests in flight (see brim.wsgi.inflight).
-        self.state = ServerState(settings, app, self.logger, stats, base_env, notes)
+        self.state = ServerState(settings, app, self.logger, stats, base_env, self.engine,
+                                 notes)
 
     @property
     def app(self) -> Any:
@@ -79,41 +83,42 @@ class HTTPServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        metrics = self.state.metrics
-        metrics.slot_taken()
+        with self.state.lock:
+            self.state.metrics.slot_taken()
+        self._run(Connection(self.state, sock, addr))
+
+    def _run(self, conn: Connection) -> None:
+        """Serve a connection; when the engine parks it, say how to resume it.
+
+        Its slot is freed when it ends, not when it is parked: a parked
+        connection still holds one of concurrent_per_worker.
+        """
         try:
-            Connection(self.state, sock, addr).run()
-        except green.GreenletExit:
+            conn.run()
+        except self.engine.Parked as parked:
+            parked.resume = lambda: self._run(conn)  # type: ignore[attr-defined]
+            raise
+        except self.engine.Exit:
             pass
         except Exception:
             self.logger.exception("connection handler failed")
-        finally:
-            metrics.slot_freed()
-
-    def _accept_loop(self) -> None:
-        listener = self._listener
-        pool = self._pool
-        spawn_n = pool.spawn_n
-        handle = self._handle
-        shed_one = self.state.shed_one
-        while True:
-            conn, addr = green.accept(listener)
-            if not pool.free():
-                make_room(pool, shed_one)
-            spawn_n(handle, conn, addr)
+        with self.state.lock:
+            self.state.metrics.slot_freed()
 
     def serve_forever(self) -> None:
-        """Accept and serve until drain() or stop() has finished."""
-        self._acceptor = green.spawn(self._accept_loop)
-        flusher = green.spawn(self.state.flush_log_forever)
+        """Accept and serve until drain() or stop() has finished.
+
+        The engine's pool accepts (when full, it asks the state to shed the
+        connection that has waited longest on its client) and runs each
+        connection; this returns once accepting stopped and every
+        connection ended.
+        """
+        self._pool.start(self._listener, self._handle, self.state.shed_one)
+        flusher = self.engine.spawn(self.state.flush_log_forever)
         try:
-            try:
-                self._acceptor.wait()
-            except green.GreenletExit:
-                pass
-            self._pool.waitall()
+            self._pool.wait()
         finally:
-            green.kill(flusher)
+            self.engine.kill(flusher)
             self.state.flush_log()
 
     def drain(self) -> None:
@@ -129,8 +134,7 @@ class HTTPServer:
 
     def _stop_accepting(self) -> None:
         """Let go of the listening socket (in this process)."""
-        if self._acceptor is not None:
-            green.kill(self._acceptor)
+        self._pool.stop_accepting()
         try:
             self._listener.close()
         except OSError:
@@ -139,7 +143,9 @@ class HTTPServer:
     def stop(self) -> None:
         """Drop everything now: the listener and every connection."""
         self.state.draining = True
-        self._stop_accepting()
-        for g in list(self._pool.coroutines_running):
-            green.kill(g)
+        self._pool.kill_all()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
         self.state.flush_log()

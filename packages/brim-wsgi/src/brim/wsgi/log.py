@@ -17,6 +17,7 @@ logging and a :class:`SinkHandler` to the same sinks.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import json
 import logging
@@ -69,6 +70,8 @@ _txn_at = _TXN_BLOCK
 # byte 6: version 4 in its high nibble; byte 8: variant 0b10 in its top bits.
 _V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
 _V4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+# A plain lock, never contended under green threads (nothing in new_txn waits).
+_txn_lock = _thread.allocate_lock()
 
 
 def _forget_txn_bytes() -> None:
@@ -86,15 +89,16 @@ def new_txn() -> str:
     system call per request.
     """
     global _txn_hex, _txn_at
-    at = _txn_at
-    if at >= _TXN_BLOCK:
-        block = bytearray(os.urandom(16 * _TXN_IDS))
-        block[6::16] = block[6::16].translate(_V4_VERSION)
-        block[8::16] = block[8::16].translate(_V4_VARIANT)
-        _txn_hex = block.hex()
-        at = 0
-    _txn_at = at + 32
-    return _txn_hex[at:at + 32]
+    with _txn_lock:  # OS threads (worker_model = threads) must not share an id
+        at = _txn_at
+        if at >= _TXN_BLOCK:
+            block = bytearray(os.urandom(16 * _TXN_IDS))
+            block[6::16] = block[6::16].translate(_V4_VERSION)
+            block[8::16] = block[8::16].translate(_V4_VARIANT)
+            _txn_hex = block.hex()
+            at = 0
+        _txn_at = at + 32
+        return _txn_hex[at:at + 32]
 
 
 def set_txn(txn: str | None) -> None:

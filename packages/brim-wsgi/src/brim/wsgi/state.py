@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import green
 from .inflight import TARGET_BYTES, InFlightTable
 from .log import RequestLog, request_log
 from .metrics import Metrics
@@ -23,10 +22,11 @@ from .sinks import FLUSH_EVERY
 from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .exchange import Exchange
     from .request import Request
 
-__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed", "make_room", "shed_longest"]
+__all__ = ["DRAIN_IDLE", "Counters", "ServerState", "Shed", "shed_longest"]
 
 #: Seconds an idle keep-alive connection may still send one request once its
 #: worker starts draining (see ServerState.drain).
@@ -34,7 +34,7 @@ DRAIN_IDLE = 2.0
 
 
 class Shed(Exception):
-    """Thrown into a waiting connection's green thread to end it.
+    """Thrown into a waiting connection's thread (green or OS) to end it.
 
     Used when the worker is full and needs the slot for a new connection
     (WSGI and TCP), and when a draining WSGI worker closes the connections
@@ -42,34 +42,30 @@ class Shed(Exception):
     """
 
 
-def shed_longest(*queues: dict[Any, float]) -> bool:
-    """Throw Shed into the green thread that has waited longest in the first queue
-    that has one; False when every queue is empty.
+def shed_longest(throw: Callable[[Any, type[BaseException]], bool],
+                 *queues: dict[Any, float]) -> bool:
+    """Throw Shed into the thread that has waited longest in the first queue that has
+    one; False when no thread in any queue could be shed.
 
-    A queue maps a waiting green thread to when it started waiting, oldest
-    first. The thread runs at once, until it ends or waits again. What
-    WSGI connections and TCP connections (see :func:`brim.wsgi.green.green_socket`)
-    share for shedding.
+    A queue maps a waiting thread (green or OS: an engine's ``current()``)
+    to when it started waiting, oldest first; ``throw`` is the engine's.
+    What WSGI connections and TCP connections (see
+    :func:`brim.wsgi.green.green_socket`) share for shedding. With OS
+    threads a queue changes under the loop, and a thread whose bytes came
+    meanwhile is not waiting any more: the engine's throw says so, and the
+    next one is tried.
     """
     for waiting in queues:
-        for thread in waiting:
-            del waiting[thread]
-            green.throw(thread, Shed)
-            return True
+        while waiting:
+            try:
+                thread = next(iter(waiting))
+            except (StopIteration, RuntimeError):  # emptied or changed by a thread
+                continue
+            if waiting.pop(thread, None) is None:
+                continue  # it stopped waiting meanwhile
+            if throw(thread, Shed):
+                return True
     return False
-
-
-def make_room(pool: Any, shed_one: Callable[[], bool]) -> None:
-    """Before a new connection's green thread is spawned in a full pool: shed one.
-
-    Ends the connection that has waited longest on its client. Connections
-    accepted in a burst have not run yet, so none is listed as waiting: they
-    get to reach their first read, then ``shed_one`` is asked again. If
-    still none waits, every slot is busy, and the spawn waits for one.
-    """
-    if not pool.free() and not shed_one():
-        green.sleep(0)
-        shed_one()
 
 
 class Counters:
@@ -123,7 +119,13 @@ class ServerState:
     """
 
     def __init__(self, settings: HTTPSettings, app: Any, logger: logging.Logger,
-                 stats: Any, base_env: dict[str, Any], notes: Any = None) -> None:
+                 stats: Any, base_env: dict[str, Any], engine: Engine,
+                 notes: Any = None) -> None:
+        #: The worker model's engine: everything that spawns, waits or wakes.
+        self.engine = engine
+        #: Held while counting and logging a finished request (OS threads
+        #: finish at once; green threads never do, and get a no-op lock).
+        self.lock = engine.lock()
         self.settings = settings
         self.app = app
         self.logger = logger
@@ -155,8 +157,11 @@ class ServerState:
 
     def started(self, ex: Exchange) -> None:
         """An exchange starts serving: listed for stack dumps, counted in flight."""
-        self.in_flight[ex] = None
-        self.metrics.request_started()
+        with self.lock:  # OS threads start at once; the gauges are not atomic
+            self.in_flight[ex] = None
+            self.metrics.request_started()
+        # Outside the lock: the table's rows come from a free list whose pop
+        # and append are atomic on their own (see brim.wsgi.inflight).
         table = self.table
         if table is not None:
             req = ex.req
@@ -204,7 +209,11 @@ class ServerState:
         """
         now = time.time()
         lines = []
-        for ex in list(self.in_flight):
+        try:
+            exchanges = list(self.in_flight)
+        except RuntimeError:  # changed by another OS thread meanwhile: once more
+            exchanges = list(self.in_flight)
+        for ex in exchanges:
             req = ex.req
             method: str | None
             target: str | None
@@ -214,7 +223,7 @@ class ServerState:
                 method = ex.error.method if ex.error else None
                 target = ex.error.target if ex.error else None
             lines.append(f'{method or "-"} {target or "-"} txn:{ex.txn} '
-                         f'for {now - ex.start:.2f}s from {ex.conn.client or "-"}')
+                         f'for {now - ex.start:.2f}s from {ex.client or "-"}')
         return lines
 
     def shed_one(self) -> bool:
@@ -223,7 +232,7 @@ class ServerState:
         An idle one is closed quietly (nothing was asked); failing that, the
         connection that has waited longest on a head in progress gets 408.
         """
-        if shed_longest(self.waiting_idle, self.waiting_head):
+        if shed_longest(self.engine.throw, self.waiting_idle, self.waiting_head):
             self.shed_count += 1
             return True
         return False
@@ -240,26 +249,30 @@ class ServerState:
         self.draining = True
         self.drain_deadline = time.monotonic() + DRAIN_IDLE
         self.flush_log()
-        green.spawn(self._close_idle_later)
+        self.engine.spawn(self._close_idle_later)
 
     def flush_log(self) -> None:
         """Write out the request lines waiting in a buffered sink."""
         if self.request_log is not None:
-            self.request_log.flush()
+            with self.lock:
+                self.request_log.flush()
 
     def flush_log_forever(self) -> None:
-        """Flush the request log every FLUSH_EVERY seconds (a green thread's loop).
+        """Flush the request log every FLUSH_EVERY seconds (a thread's loop).
 
         So a worker that is killed loses at most the lines of its last
         FLUSH_EVERY seconds.
         """
         while True:
-            green.sleep(FLUSH_EVERY)
+            self.engine.sleep(FLUSH_EVERY)
             self.flush_log()
 
     def _close_idle_later(self) -> None:
-        green.sleep(DRAIN_IDLE)
+        self.engine.sleep(DRAIN_IDLE)
         while self.waiting_idle:
-            thread = next(iter(self.waiting_idle))
-            del self.waiting_idle[thread]
-            green.throw(thread, Shed)
+            try:
+                thread = next(iter(self.waiting_idle))
+            except (StopIteration, RuntimeError):
+                continue
+            if self.waiting_idle.pop(thread, None) is not None:
+                self.engine.throw(thread, Shed)

@@ -115,6 +115,22 @@ def _check_passed(conf: Conf, sub: ListeningSubserver, passed: ActivatedSocket) 
         raise conf.error(sub.section, "socket_name", problem)
 
 
+def _defer_app_patching() -> None:
+    """Keep an app's import-time eventlet.monkey_patch() out of the master.
+
+    The master imports every app to check the conf; a module that patches
+    the standard library when imported would patch the master (and, through
+    fork, every worker before it has chosen its model). The call is
+    recorded instead and made in each green worker (see
+    :func:`brim.wsgi.green.defer_app_patching`).
+    """
+    try:
+        from brim.wsgi import green
+    except ImportError:  # brim-wsgi without eventlet: nothing can patch
+        return
+    green.defer_app_patching()
+
+
 class Server:
     """A whole brimd: conf, subservers, sockets, stats and the supervisor.
 
@@ -138,6 +154,7 @@ class Server:
         self.overrides = tuple(overrides)
         # Every problem at once (each section, each app), not only the first.
         problems = ConfProblems()
+        _defer_app_patching()
         with problems.check():
             self.subservers: list[Subserver] = build_subservers(conf)
         with problems.check():
@@ -165,7 +182,7 @@ class Server:
         green_subs = [s for s in self.subservers if s.kind != "daemons"]
         if not green_subs:
             return
-        from brim.wsgi import green, http, log  # noqa: F401
+        from brim.wsgi import green, http, log, threads  # noqa: F401
 
         for sub in green_subs:
             try:
@@ -249,9 +266,13 @@ class Server:
             sub.sock = sock
             if isinstance(sub, WSGISubserver) and sub.certfile:
                 try:
-                    sub.settings.ssl_context = server_ssl_context(sub.certfile, sub.keyfile)
+                    sub.settings.ssl_context = server_ssl_context(
+                        sub.certfile, sub.keyfile, **sub.tls_options)
                 except SupervisorError as err:
-                    raise ConfError(f"[{sub.section}] certfile: {err}") from None
+                    text = str(err)
+                    option = ("cafile" if "CA file" in text else
+                              "ciphers" if "cipher" in text else "certfile")
+                    raise ConfError(f"[{sub.section}] {option}: {text}") from None
         systemds = {id(a.sock) for a in self.activated}
         return {key: sock for key, sock in inherited.items() if id(sock) not in systemds}
 

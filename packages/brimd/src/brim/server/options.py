@@ -130,6 +130,16 @@ TLS_OPTIONS: tuple[Option, ...] = (
     Option("certfile", "path", None, "PEM certificate (chain) file; set it to serve TLS.",
            inherit=True),
     Option("keyfile", "path", None, "PEM private key file, if not in certfile.", inherit=True),
+    Option("tls_min_version", "str", "TLSv1.2", "Lowest TLS version accepted.", inherit=True,
+           choices=("TLSv1.2", "TLSv1.3")),
+    Option("ciphers", "str", None, "OpenSSL cipher list for TLS 1.2 connections (TLS 1.3 "
+           "suites are OpenSSL's own). Default: OpenSSL's.", inherit=True),
+    Option("cafile", "path", None, "PEM file of the CAs client certificates are verified "
+           "against (see client_cert).", inherit=True),
+    Option("client_cert", "str", "none", "Ask TLS clients for a certificate: none; optional "
+           "(verified when given); required (a handshake without a valid one is refused). "
+           "Apps see a verified certificate as SSL_CLIENT_S_DN and friends in the environ.",
+           inherit=True, choices=("none", "optional", "required")),
 )
 
 TCP_OPTIONS: tuple[Option, ...] = (

@@ -68,6 +68,8 @@ class Flag:
 #: where the meaning is the same. Adding one is adding a line.
 FLAGS: tuple[Flag, ...] = (
     Flag(("-w", "--workers"), WSGI_SECTION, "workers"),
+    Flag(("--worker-model",), WSGI_SECTION, "worker_model"),
+    Flag(("--threads",), WSGI_SECTION, "threads"),
     Flag(("--timeout",), MAIN_SECTION, "worker_timeout"),
     Flag(("--graceful-timeout",), MAIN_SECTION, "grace"),
     Flag(("--keep-alive",), WSGI_SECTION, "idle_timeout"),

@@ -24,6 +24,7 @@ def run_single(server: Server) -> int:
     logger = server.setup_logging(stderr=True, syslog=False)
     hubs = [s.hub for s in server.subservers if s.kind != "daemons" and s.hub]
     green.use_hub(hubs[0] if hubs else None)
+    _patch(server, logger)
     for sub in server.subservers:
         if sub.kind == "daemons":
             thread = threading.Thread(target=_run_daemon, args=(sub, server, logger),
@@ -40,8 +41,17 @@ def run_single(server: Server) -> int:
     # SIGUSR2 logs what every thread and green thread is doing (a plain
     # handler, so it works even when an app blocks the loop).
     install_dump_handler(logger, "brimd no-daemon")
-    running = [green.spawn(sub.run, _context(sub), server)
-               for sub in server.subservers if sub.kind != "daemons"]
+    running = []
+    for sub in server.subservers:
+        if sub.kind == "daemons":
+            continue
+        if _on_threads(sub):
+            # Its pool of OS threads waits on OS primitives: on a green
+            # thread that would block every other subserver.
+            threading.Thread(target=sub.run, args=(_context(sub), server), name=sub.group,
+                             daemon=True).start()
+        else:
+            running.append(green.spawn(sub.run, _context(sub), server))
     if running:
         def _all_returned() -> None:
             for thread in running:
@@ -66,3 +76,26 @@ def _run_daemon(sub: Any, server: Server, logger: Any) -> None:
 def _context(sub: Any) -> WorkerContext:
     """Worker 0 of its group, in this process: no master watches or signals it."""
     return WorkerContext.detached(sub.group, supervisor_name="brimd")
+
+
+def _on_threads(sub: Any) -> bool:
+    settings = getattr(sub, "settings", None)
+    return getattr(settings, "worker_model", "green") == "threads"
+
+
+def _patch(server: Server, logger: Any) -> None:
+    """Patch this one process as its green subservers ask (monkey_patch, or an app's
+    own eventlet.monkey_patch() at import); never under a threads subserver."""
+    from brim.wsgi import green
+
+    wanted = green.patching_asked() or any(
+        getattr(getattr(sub, "settings", None), "monkey_patch", False)
+        for sub in server.subservers)
+    if not wanted:
+        return
+    if any(_on_threads(sub) for sub in server.subservers):
+        logger.warning("no-daemon: not patching the standard library with eventlet: a "
+                       "threads subserver shares this process")
+        return
+    green.monkey_patch()
+    green.apply_deferred_patching()

@@ -170,24 +170,46 @@ def _setup_green_worker(sub: Subserver, ctx: WorkerContext,
                         server: Server) -> tuple[Any, logging.Logger, Any, StatsBucket]:
     """Common start of an eventlet worker: hub, logger, stats bucket, heartbeat."""
     from brim.wsgi import green
+
+    if not ctx.single:
+        green.use_hub(sub.hub)
+        if green.apply_deferred_patching():
+            server.worker_logger(sub).info(
+                "[%s] patched the standard library with eventlet, as an app asked at import",
+                sub.section)
+    return _setup_worker(sub, ctx, server, green, "green threads")
+
+
+def _setup_worker(sub: Subserver, ctx: WorkerContext, server: Server, engine: Any,
+                  title: str) -> tuple[Any, logging.Logger, Any, StatsBucket]:
+    """Common start of a worker on an engine: logger, stack dumps, stats bucket, heartbeat."""
     from brim.wsgi.log import txn_logger
 
-    single = ctx.single
-    if not single:
-        green.use_hub(sub.hub)
     logger = server.worker_logger(sub)
     _install_dump(ctx, logger)
-    add_dump_source("green threads", lambda: green.green_stacks(_txn_note))
+    add_dump_source(title, lambda: engine.stacks(_txn_note))
     bucket = server.bucket(sub.group, ctx.worker_id)
     bucket.mark_started()
 
     def _beat() -> None:
         while True:
             ctx.heartbeat()
-            green.sleep(HEARTBEAT_INTERVAL)
+            engine.sleep(HEARTBEAT_INTERVAL)
 
-    green.spawn(_beat)
-    return green, logger, txn_logger(logger), bucket
+    engine.spawn(_beat)
+    return engine, logger, txn_logger(logger), bucket
+
+
+def _setup_threads_worker(sub: Subserver, ctx: WorkerContext,
+                          server: Server) -> tuple[Any, logging.Logger, Any, StatsBucket]:
+    """Common start of a worker on OS threads: nothing is patched, whatever an app asked."""
+    from brim.wsgi import green, threads
+
+    setup = _setup_worker(sub, ctx, server, threads, "threads serving connections")
+    if not ctx.single and green.patching_asked():
+        setup[1].warning("[%s] an app called eventlet.monkey_patch() at import; a threads "
+                         "worker patches nothing, so it was not applied", sub.section)
+    return setup
 
 
 class WSGISubserver(ListeningSubserver):
@@ -204,15 +226,34 @@ class WSGISubserver(ListeningSubserver):
             self.apps = load_apps(conf, section)
         with problems.check():
             self.settings = http_settings(conf, section)
+        with problems.check():
+            self._read_tls(conf, section)
         problems.raise_any()
-        self.certfile = options.value(conf, self.kind, section, "certfile")
-        self.keyfile = options.value(conf, self.kind, section, "keyfile")
         self.stats = [*server_stats(self.settings.count_status_codes), RECYCLE_STAT, *EXIT_STATS,
                       *self.apps.stats]
         self._max_workers = self.recycle.max_workers or 2 * self.workers
         if self._max_workers < self.workers:
             raise conf.error(section, "max_workers", f"must be at least workers "
                              f"({self.workers}), not {self._max_workers}")
+
+    def _read_tls(self, conf: Conf, section: str) -> None:
+        """certfile, keyfile and the rest of the TLS options, as server_ssl_context takes them.
+
+        The files are read when the master binds (and again on reload).
+        """
+        self.certfile = options.value(conf, self.kind, section, "certfile")
+        self.keyfile = options.value(conf, self.kind, section, "keyfile")
+        self.tls_options: dict[str, Any] = {
+            "cafile": options.value(conf, self.kind, section, "cafile"),
+            "client_cert": options.value(conf, self.kind, section, "client_cert"),
+            "min_version": options.value(conf, self.kind, section, "tls_min_version"),
+            "ciphers": options.value(conf, self.kind, section, "ciphers") or None,
+            "alpn": ("http/1.1",),
+        }
+        if self.tls_options["client_cert"] != "none" and not self.tls_options["cafile"]:
+            found = conf.found_in(section, "client_cert", inherit=True) or section
+            raise conf.error(found, "client_cert", "needs cafile, the CAs to verify client "
+                             "certificates against")
 
     @property
     def max_workers(self) -> int:
@@ -229,13 +270,20 @@ class WSGISubserver(ListeningSubserver):
     def run(self, ctx: WorkerContext, server: Server) -> int:
         from brim.wsgi.http import HTTPServer
 
-        green, logger, _, bucket = _setup_green_worker(self, ctx, server)
+        if self.settings.worker_model == "threads":
+            engine, logger, _, bucket = _setup_threads_worker(self, ctx, server)
+        else:
+            if self.settings.monkey_patch and not ctx.single:
+                from brim.wsgi import green
+
+                green.monkey_patch()  # before the hub starts and the app is built
+            engine, logger, _, bucket = _setup_green_worker(self, ctx, server)
         app = self.apps.build()
         http = HTTPServer(self.listener, app, self.settings, stats=bucket, logger=logger,
                           server=server, name=self.section, notes=ctx.notes)
         add_dump_source(f"requests in flight in [{self.section}]",
                         http.state.requests_in_flight)
-        _drain_on_signals(green, http.drain, ctx)
+        _drain_on_signals(engine, http.drain, ctx)
         if self.recycle.max_requests:
             # Jitter drawn per worker: workers started together (at start,
             # or after a reload) would otherwise all reach the limit at once.
@@ -331,7 +379,7 @@ class TCPSubserver(SocketSubserver):
     def run(self, ctx: WorkerContext, server: Server) -> int:
         """Accept and serve; when every slot is taken, shed the connection that has
         waited longest on its client, as a WSGI worker does (see green_socket)."""
-        from brim.wsgi.state import Shed, make_room, shed_longest
+        from brim.wsgi.state import Shed, shed_longest
 
         green, raw_logger, logger, bucket = _setup_green_worker(self, ctx, server)
         app = self.cls(self.section, self.conf)
@@ -356,7 +404,7 @@ class TCPSubserver(SocketSubserver):
         def accept_loop() -> None:
             while True:
                 conn, address = green.accept(listener)
-                make_room(pool, lambda: shed_longest(waiting))
+                green.make_room_in(pool, lambda: shed_longest(green.throw, waiting))
                 pool.spawn_n(handle, conn, address)
 
         def release() -> None:
@@ -471,19 +519,20 @@ def _install_dump(ctx: Any, logger: Any) -> None:
 
 
 def _txn_note(context: Any) -> str | None:
-    """The txn a green thread serves, read from its context variables, for a dump."""
+    """The txn a thread serves, read from its context variables, for a dump."""
     from brim.wsgi.log import current_txn
 
     if context is None:
         return None
     try:
         txn = context.run(current_txn)
-    except RuntimeError:  # a context entered elsewhere cannot be entered again
-        return None
+    except RuntimeError:
+        # Entered by the OS thread running it now: read it without entering.
+        txn = next((value for var, value in context.items() if var.name == "brim_txn"), None)
     return f"txn:{txn}" if txn else None
 
 
-def _drain_on_signals(green: Any, drain: Callable[[], None], ctx: Any) -> None:
+def _drain_on_signals(engine: Any, drain: Callable[[], None], ctx: Any) -> None:
     """HUP (the supervisor's drain request) and TERM both finish work and exit.
 
     TERM is graceful too, as in gunicorn: the master follows it with KILL
@@ -494,16 +543,16 @@ def _drain_on_signals(green: Any, drain: Callable[[], None], ctx: Any) -> None:
     if ctx.single:
         return  # no-daemon mode: one process, Ctrl-C ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    green.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
+    engine.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
                                    signal.SIGTERM: lambda _: drain(),
                                    signal.SIGUSR1: lambda _: reopen_logs()})
 
     def _watch_master() -> None:
         while not ctx.draining:
-            green.sleep(HEARTBEAT_INTERVAL)
+            engine.sleep(HEARTBEAT_INTERVAL)
         drain()
 
-    green.spawn(_watch_master)
+    engine.spawn(_watch_master)
 
 
 def _peer(address: Any) -> str:

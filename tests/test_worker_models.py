@@ -1,0 +1,157 @@
+"""Apps that block, on both worker models (issue 18): real brimd, real sockets.
+
+``worker_model = threads`` serves a blocking app on a pool of OS threads per
+worker; ``worker_model = green`` with ``monkey_patch = yes`` patches
+time.sleep and friends so a blocking call lets the worker's other green
+threads run. Either way a worker that is blocked leaves new connections to
+a worker that is free, and an app that calls ``eventlet.monkey_patch()``
+itself breaks neither the master nor the workers.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from brimd_harness import alive, free_port, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _conf(brimd, port: int, app: str = "blocking_apps.Sleeper", **options: object) -> None:
+    for name in ("blocking_apps.py", "patching_app.py"):
+        shutil.copy(HERE / name, brimd.root / name)
+    marks = brimd.root / "marks"
+    marks.mkdir(exist_ok=True)
+    brimd.env["BRIM_TEST_MARKS"] = str(marks)
+    lines = [f"{k} = {v}" for k, v in options.items()]
+    brimd.use(brimd.local(port=port, workers=2),
+              "[wsgi]\napps = block\n" + "\n".join(lines) + f"\n\n[block]\ncall = {app}\n")
+
+
+def _get(port: int, path: str, timeout: float = 20.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _up(brimd, port: int, workers: int = 2) -> int:
+    master = brimd.start()
+    wait_for(lambda: len(brimd.workers("wsgi")) == workers, what=f"{workers} workers")
+    wait_for(lambda: _get(port, "/")[0] == 200, what="a first answer")
+    return master
+
+
+def _burst(port: int, count: int, path: str = "/sleep?1") -> list[float]:
+    """count requests at once, each on its own connection: seconds until each was answered."""
+    start = time.monotonic()
+    took: list[float] = []
+    failed: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            status, _ = _get(port, path)
+            assert status == 200, status
+            took.append(time.monotonic() - start)
+        except BaseException as err:
+            failed.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not failed, failed
+    assert len(took) == count
+    return sorted(took)
+
+
+def test_threads_serve_8_blocking_requests_at_once(brimd):
+    """2 workers x 4 threads: 8 requests that each block 1 s in time.sleep end within 1.5 s."""
+    port = free_port()
+    _conf(brimd, port, worker_model="threads", threads=4)
+    _up(brimd, port)
+    took = _burst(port, 8)
+    assert took[-1] < 1.5, f"answered after {[round(t, 2) for t in took]} s"
+
+
+@pytest.mark.slow
+def test_threads_serve_40_blocking_requests_in_5_rounds(brimd):
+    """40 such requests on 8 threads: 5 rounds of 1 s, all within 6 s."""
+    port = free_port()
+    _conf(brimd, port, worker_model="threads", threads=4)
+    _up(brimd, port)
+    took = _burst(port, 40)
+    assert took[-1] < 6, f"answered after {[round(t, 2) for t in took]} s"
+
+
+def test_green_with_monkey_patch_serves_8_blocking_requests_at_once(brimd):
+    port = free_port()
+    _conf(brimd, port, worker_model="green", monkey_patch="yes")
+    _up(brimd, port)
+    took = _burst(port, 8)
+    assert took[-1] < 1.5, f"answered after {[round(t, 2) for t in took]} s"
+
+
+@pytest.mark.parametrize("options", [{"worker_model": "threads", "threads": 1},
+                                     {"worker_model": "green"}],
+                         ids=["threads", "green-unpatched"])
+def test_a_blocked_worker_leaves_new_connections_to_the_idle_one(brimd, options):
+    """One worker blocks (its only thread, or its whole process); new clients meanwhile
+    are all answered at once, by the other worker."""
+    port = free_port()
+    _conf(brimd, port, **options)
+    _up(brimd, port)
+    marks = Path(brimd.env["BRIM_TEST_MARKS"])
+    for old in marks.iterdir():
+        old.unlink()
+    blocked: dict[str, object] = {}
+    sleeper = threading.Thread(target=lambda: blocked.update(got=_get(port, "/sleep?1.5")))
+    sleeper.start()
+    try:
+        mark = wait_for(lambda: next(marks.iterdir(), None), what="a worker blocked")
+        blocked_pid = mark.name.split("-")[1]
+        start = time.monotonic()
+        for _ in range(6):
+            status, body = _get(port, "/", timeout=5)
+            assert status == 200
+            assert body.decode() != blocked_pid, "the blocked worker took a new connection"
+        assert time.monotonic() - start < 1.5, "new clients waited for the blocked worker"
+    finally:
+        sleeper.join(10)
+    assert blocked["got"] == (200, blocked_pid.encode())
+
+
+@pytest.mark.parametrize("model", ["green", "threads"])
+def test_an_app_that_calls_monkey_patch_itself(brimd, model):
+    """The master and the workers start, serve and stop on TERM cleanly; green workers
+    come out patched (4 blocking requests on one worker overlap), threads ones are not."""
+    port = free_port()
+    _conf(brimd, port, app="patching_app.Sleeper", worker_model=model, workers=1)
+    master = _up(brimd, port, workers=1)
+    if model == "green":
+        brimd.syslog.wait_line("patched the standard library with eventlet, as an app asked")
+        took = _burst(port, 4, "/sleep?0.5")
+        assert took[-1] < 1.4, f"time.sleep was not patched: {[round(t, 2) for t in took]}"
+    else:
+        brimd.syslog.wait_line("a threads worker patches nothing")
+        assert _get(port, "/sleep?0.1")[0] == 200
+    workers = list(brimd.workers("wsgi").values())
+    done = brimd.run("stop")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: not alive(master) and not any(alive(p) for p in workers),
+             what="master and workers gone")
+    lines = list(brimd.syslog.lines)
+    assert not [x for x in lines if "crashed" in x or "Traceback" in x or "failed" in x], lines
+    assert [x for x in lines if "exited with exit code 0" in x], lines
+    assert not [x for x in lines if "main thread" in x], lines
