@@ -93,3 +93,23 @@ def test_hung_and_grace_killed_workers_leave_a_line_per_request(brimd):
     # Each killed request has exactly one line: none was logged twice.
     text = "\n".join(_lines(log))
     assert all(text.count(f" {txn} ") == 1 for txn in hung + graced), text[-2000:]
+
+
+@pytest.mark.timeout(60)
+def test_threads_worker_killed_past_grace_logs_each_thread_request(brimd):
+    """worker_model = threads: two OS threads of one worker each hold a row of the table."""
+    port = free_port()
+    log = _setup(brimd, port, worker_model="threads", threads=4)
+    brimd.confs[-1].write_text(brimd.confs[-1].read_text().replace("grace = 5", "grace = 1"))
+    master = brimd.start()
+    pid = wait_for(lambda: _who_answers(port), timeout=15, what="the worker answering")
+    slow = [_in_flight(brimd, port, f"/sleep?n={n}", "sleeping.json") for n in (1, 2)]
+    os.kill(master, signal.SIGTERM)
+    wait_for(lambda: not alive(master), timeout=20, what="the master to stop")
+    lines = _lines_of(log, slow)
+    assert len(lines) == 2, _lines(log)[-10:]
+    for n, txn in enumerate(slow, 1):
+        assert re.search(rf' "?/sleep\?n={n}"? 503 0 0 [\d.]+ {txn} .*killed:grace',
+                         lines[txn]), lines[txn]
+    assert any(f"(pid {pid}) went with 2 request(s) in flight" in line
+               for line in _lines(log)), _lines(log)[-5:]
