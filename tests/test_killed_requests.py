@@ -50,6 +50,19 @@ def _lines_of(log: Path, txns: list[str]) -> dict[str, str]:
     return found
 
 
+def _check_lost(log: Path, txns: list[str], path: str, status: int, why: str,
+                pid: int) -> None:
+    """Each txn has one request line ``<path>=<n> <status> 0 0 ...`` saying ``why``; the
+    master's warning names the worker and the count."""
+    lines = _lines_of(log, txns)
+    assert len(lines) == len(txns), _lines(log)[-10:]
+    for n, txn in enumerate(txns, 1):
+        assert re.search(rf' "?{path}={n}"? {status} 0 0 [\d.]+ {txn} .*{why}', lines[txn]), \
+            lines[txn]
+    assert any(f"(pid {pid}) went with {len(txns)} request(s) in flight" in line
+               for line in _lines(log)), _lines(log)[-5:]
+
+
 @pytest.mark.slow  # a hang takes worker_timeout (2 s) plus the dump wait to be killed
 @pytest.mark.timeout(60)
 def test_hung_and_grace_killed_workers_leave_a_line_per_request(brimd):
@@ -64,13 +77,7 @@ def test_hung_and_grace_killed_workers_leave_a_line_per_request(brimd):
     hung.append(_in_flight(brimd, port, "/block?hung=3", "blocking.json"))
     wait_for(lambda: len(_lines_of(log, hung)) == 3, timeout=20,
              what="a line for each request of the hung worker")
-    lines = _lines_of(log, hung)
-    for n, txn in enumerate(hung, 1):
-        line = lines[txn]
-        assert re.search(rf' "?/(wait|block)\?hung={n}"? 504 0 0 [\d.]+ {txn} ', line), line
-        assert "killed:hung" in line, line
-    assert any(f"(pid {pid}) went with 3 request(s) in flight" in line
-               for line in _lines(log)), _lines(log)[-5:]
+    _check_lost(log, hung, r"/(wait|block)\?hung", 504, "killed:hung", pid)
     new = wait_for(lambda: (p := _who_answers(port)) != pid and p, timeout=20,
                    what="a new worker answering")
     assert not alive(pid)
@@ -82,14 +89,7 @@ def test_hung_and_grace_killed_workers_leave_a_line_per_request(brimd):
     graced = [_in_flight(brimd, port, f"/wait?grace={n}", "waiting.json") for n in (1, 2)]
     os.kill(master, signal.SIGTERM)
     wait_for(lambda: not alive(master), timeout=20, what="the master to stop")
-    lines = _lines_of(log, graced)
-    assert len(lines) == 2, _lines(log)[-10:]
-    for n, txn in enumerate(graced, 1):
-        line = lines[txn]
-        assert re.search(rf' "?/wait\?grace={n}"? 503 0 0 [\d.]+ {txn} ', line), line
-        assert "killed:grace" in line, line
-    assert any(f"(pid {new}) went with 2 request(s) in flight" in line
-               for line in _lines(log)), _lines(log)[-5:]
+    _check_lost(log, graced, r"/wait\?grace", 503, "killed:grace", new)
     # Each killed request has exactly one line: none was logged twice.
     text = "\n".join(_lines(log))
     assert all(text.count(f" {txn} ") == 1 for txn in hung + graced), text[-2000:]
@@ -106,10 +106,4 @@ def test_threads_worker_killed_past_grace_logs_each_thread_request(brimd):
     slow = [_in_flight(brimd, port, f"/sleep?n={n}", "sleeping.json") for n in (1, 2)]
     os.kill(master, signal.SIGTERM)
     wait_for(lambda: not alive(master), timeout=20, what="the master to stop")
-    lines = _lines_of(log, slow)
-    assert len(lines) == 2, _lines(log)[-10:]
-    for n, txn in enumerate(slow, 1):
-        assert re.search(rf' "?/sleep\?n={n}"? 503 0 0 [\d.]+ {txn} .*killed:grace',
-                         lines[txn]), lines[txn]
-    assert any(f"(pid {pid}) went with 2 request(s) in flight" in line
-               for line in _lines(log)), _lines(log)[-5:]
+    _check_lost(log, slow, r"/sleep\?n", 503, "killed:grace", pid)
