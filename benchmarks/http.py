@@ -26,6 +26,12 @@ brimd-stderr (``brimd foreground`` with stderr going to a file, the way brimd
 logged to a file before ``log_sink``) is only run when asked for with --only,
 or in brimd-file's place when this brimd refuses ``log_sink``.
 
+Each run also takes the CPU time (user + system, from /proc) of the server's
+processes, master and workers, over the measured wrk run, and prints it per
+request answered (``cpu us/req``): what logging costs the server, whatever
+the machine's load does to req/s. For brimd-syslog it is brimd's CPU only,
+not rsyslogd's.
+
 Rows run one after another in each round, each after a 2-second warm-up; the
 order rotates from round to round, so drift in the machine's load hits every
 row alike. Each round and the medians print req/s, p99 and the ratios the
@@ -139,6 +145,8 @@ RPS_TARGETS = (
     ("brimd-threads-sleep / gunicorn-gthread-sleep", "brimd-threads-sleep",
      "gunicorn-gthread-sleep", 1.0),
 )
+#: (numerator, denominator, target): CPU per request ratios, each at most target.
+CPU_TARGETS = (("brimd-syslog", "brimd-file", 1.3),)
 #: brimd's p99 in these rows is to be no higher than either peer's.
 P99_ROWS = ("brimd-file", "brimd-syslog")
 P99_PEERS = ("gunicorn", "granian")
@@ -326,6 +334,14 @@ class Run:
     procs: list[subprocess.Popen] = field(default_factory=list)
     #: Extra steps of the shutdown, run in order before the procs are killed.
     stoppers: list[Callable[[], None]] = field(default_factory=list)
+    #: The server's top process (its CPU is counted with its descendants');
+    #: None: the last process started.
+    server_pid: int | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time so far of the server's processes (the top one and its descendants)."""
+        root = self.server_pid if self.server_pid is not None else self.procs[-1].pid
+        return sum(_cpu_of(pid) for pid in _tree(root))
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
         kw.setdefault("stdout", subprocess.DEVNULL)
@@ -453,6 +469,7 @@ class Bench:
         if started.returncode:
             raise Skip(f"brimd start exited with {started.returncode}: {_tail(run.errors)}")
         _wait_port(run.port, None, run.errors)
+        run.server_pid = _read_pid(brim_pid)
 
     # -- peers --
 
@@ -518,6 +535,40 @@ def _read_pid(path: Path) -> int | None:
 
 # --- measuring --------------------------------------------------------------
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name ([] if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _tree(root: int) -> list[int]:
+    """root and every descendant of it, from /proc's parent pids."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = _stat_fields(int(name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _cpu_of(pid: int) -> float:
+    """utime + stime of one process, in seconds (0.0 if it is gone)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else 0.0
+
+
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -530,21 +581,29 @@ class Result:
     requests: int  # answered, warm-up and probe included
     lines: int  # request lines in the server's log
     trouble: str = ""  # socket errors or non-2xx answers, if wrk saw any
+    cpu_us: float = 0.0  # the server's CPU time per request of the measured run, in µs
 
 
-def run_wrk(wrk: str, port: int, duration: int, connections: int) -> tuple[Result, str]:
+def run_wrk(wrk: str, port: int, duration: int, connections: int,
+            cpu: Callable[[], float]) -> tuple[Result, str]:
+    """wrk's warm-up and measured run; ``cpu()`` (the server's CPU seconds) is read
+    around the measured one."""
     url = f"http://127.0.0.1:{port}/"
     base = [wrk, "-t2", f"-c{connections}"]
     warm = subprocess.run([*base, f"-d{WARM_UP}s", url], capture_output=True, text=True,
                           check=True, timeout=WARM_UP + 60).stdout
+    before = cpu()
     out = subprocess.run([*base, f"-d{duration}s", "--latency", url], capture_output=True,
                          text=True, check=True, timeout=duration + 60).stdout
+    used = cpu() - before
+    measured = int(re.search(r"(\d+) requests in", out).group(1))
     answered = sum(int(re.search(r"(\d+) requests in", o).group(1)) for o in (warm, out))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     trouble = [m.group(0).strip() for m in
                re.finditer(r"^\s*(Socket errors:.*|Non-2xx or 3xx responses:.*)$", out, re.M)]
-    return Result(rps, p99, answered + 1, 0, "; ".join(trouble)), out
+    cpu_us = used / measured * 1e6 if measured else 0.0
+    return Result(rps, p99, answered + 1, 0, "; ".join(trouble), cpu_us), out
 
 
 def count_lines(paths: dict[str, Path]) -> dict[str, int]:
@@ -575,6 +634,11 @@ def print_ratios(med: dict[str, Result], stand_in: dict[str, str]) -> None:
         a, b = med.get(num), med.get(den)
         label = f"req/s {name(num)} / {den}"
         print(_ratio_line(label, a.rps / b.rps if a and b else None, target, True))
+    for num, den, target in CPU_TARGETS:
+        a, b = med.get(num), med.get(den)
+        label = f"cpu/req {name(num)} / {den}"
+        print(_ratio_line(label, a.cpu_us / b.cpu_us if a and b and b.cpu_us else None,
+                          target, False))
     for row in P99_ROWS:
         for peer in P99_PEERS:
             a, b = med.get(row), med.get(peer)
@@ -643,7 +707,8 @@ def main() -> int:
             print(flush=True)
 
     med = {r: Result(statistics.median(x.rps for x in rs), statistics.median(x.p99 for x in rs),
-                     sum(x.requests for x in rs), sum(x.lines for x in rs))
+                     sum(x.requests for x in rs), sum(x.lines for x in rs),
+                     cpu_us=statistics.median(x.cpu_us for x in rs))
            for r, rs in results.items() if rs}
     for row, res in med.items():
         print_result("median ", row, res)
@@ -667,6 +732,7 @@ def print_result(prefix: str, row: str, res: Result) -> None:
     # brimd-off is meant to have none.
     lost = "  LINES MISSING" if row != "brimd-off" and share < 0.99 else ""
     print(f"{prefix} {row:22s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  "
+          f"cpu {res.cpu_us:6.1f} us/req  "
           f"log lines {res.lines}/{res.requests} answered ({100 * share:5.1f}%){lost}"
           + (f"  [{res.trouble}]" if res.trouble else ""), flush=True)
 
@@ -679,7 +745,8 @@ def one_run(bench: Bench, row: str, args: argparse.Namespace) -> Result | str:
     try:
         try:
             start(run)
-            result, _ = run_wrk(bench.tools["wrk"], port, args.duration, args.connections)
+            result, _ = run_wrk(bench.tools["wrk"], port, args.duration, args.connections,
+                                run.cpu_seconds)
         finally:
             run.stop()
     except Skip as err:

@@ -276,3 +276,23 @@ def test_reaper_gives_the_slot_back_when_a_replacement_dies_before_it_is_up(work
     assert slot.pid == old.pid and old.replacement is None
     assert old.recycle_after > time.monotonic()
     assert workers.still_running(old)
+
+
+def test_reaper_hands_the_hook_a_killed_workers_notes_and_that_it_was_killed(workers):
+    workers.group("web", 1)
+    child = workers.child("web", 0)
+    child.heartbeat.close()
+    child.heartbeat = HeartbeatSlot(notes_size=64)  # as the spawner makes it for notes_size
+    assert child.heartbeat.notes is not None
+    child.heartbeat.notes[:5] = b"noted"  # what the worker wrote before it died
+    seen: list = []
+    check = StartCheck(workers.pool)
+    reaper = Reaper(workers.pool, check, restart_delay=0.5, restart_delay_max=4.0,
+                    stable_after=1.0, reap_orphans=False, status_changed=lambda: None,
+                    on_child_exit=lambda *args: seen.append(
+                        (reaper.exit_cause, reaper.exit_killed, reaper.exit_notes)))
+    workers.pool.kill(child, "%s: killing %s %d (pid %d)")
+    workers.procs.pop(child.pid).wait(10)
+    _wait_reaped(reaper, workers, child.pid)
+    assert seen == [("crash", True, b"noted" + bytes(59))]
+    assert reaper.exit_notes == b"" and child.heartbeat.notes is None  # copied, then unmapped

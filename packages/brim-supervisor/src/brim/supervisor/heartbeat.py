@@ -12,8 +12,15 @@ offset 0 a double, the worker's last ``time.monotonic()``; offset 8 one byte,
 worker said it is up (it also says so on the control pipe, which wakes the
 master; the byte makes sure a dropped message cannot lose it); offset 10 one
 byte, 1 once the master said the service is going away (the drain delay:
-still serving, but a readiness check should say "not ready"). CLOCK_MONOTONIC is system-wide,
-so the master can compare the worker's timestamps with its own clock.
+still serving, but a readiness check should say "not ready").
+CLOCK_MONOTONIC is system-wide, so the master can compare the worker's timestamps with its own clock.
+
+A group may ask for *notes* as well (``notes_size`` bytes, a second
+anonymous shared mapping): a region the worker writes as it pleases and the
+master reads after the worker has exited, killed or not. Shared memory
+outlives the process, so whatever a worker noted there (the requests it had
+in flight, say) is still there when the master reaps it. Pages are only
+backed by memory once the worker touches them.
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ _SIZE = 16
 class HeartbeatSlot:
     """One worker's slot; created by the master, inherited by the child at fork."""
 
-    __slots__ = ("_mm",)
+    __slots__ = ("_mm", "notes")
 
-    def __init__(self) -> None:
+    def __init__(self, notes_size: int = 0) -> None:
         self._mm: mmap.mmap | None = mmap.mmap(-1, _SIZE)  # MAP_SHARED | MAP_ANONYMOUS
+        #: The worker's notes (see the module doc); None when the group has none.
+        self.notes: mmap.mmap | None = mmap.mmap(-1, notes_size) if notes_size > 0 else None
         self.beat()
 
     def beat(self) -> None:
@@ -70,7 +79,14 @@ class HeartbeatSlot:
     def unready(self) -> bool:
         return self._mm is not None and self._mm[_UNREADY_OFFSET] == 1
 
+    def take_notes(self) -> bytes:
+        """A copy of the notes (b"" without any): what the master reads once the worker went."""
+        return bytes(self.notes) if self.notes is not None else b""
+
     def close(self) -> None:
         if self._mm is not None:
             self._mm.close()
             self._mm = None
+        if self.notes is not None:
+            self.notes.close()
+            self.notes = None

@@ -138,7 +138,8 @@ class Supervisor:
     * ``after_fork_child(ctx)`` -- in the new worker, before its target.
     * ``on_child_exit(group, worker_id, pid, status)`` -- in the master,
       after a worker was reaped (``status`` as from ``os.waitpid``);
-      :attr:`exit_cause` says then why it went.
+      :attr:`exit_cause` says then why it went, :attr:`exit_killed` whether
+      the master killed it, :attr:`exit_notes` what it left in its notes.
     * ``on_started(supervisor)`` -- once per :meth:`run`, after the first
       workers were forked; the moment a successor tells its predecessor to
       shut down (connections queue on the shared socket until they accept).
@@ -293,6 +294,7 @@ class Supervisor:
         recycling: Recycling | None = None,
         announces_ready: bool = False,
         max_workers: int | None = None,
+        notes_size: int = 0,
     ) -> None:
         """Keep *workers* processes running ``target(ctx)``, with ids 0..workers-1.
 
@@ -304,6 +306,9 @@ class Supervisor:
         they serve, and count as up only then (otherwise, once forked).
         *max_workers*: TTIN/TTOU may change the count at run time, between 1
         and this many (None: they leave the group alone).
+        *notes_size*: each worker gets that many bytes of shared memory
+        (:attr:`WorkerContext.notes`) that the master reads after it exited
+        (:attr:`exit_notes`).
         May be called while running (from a hook); workers start promptly.
         """
         if name in self._groups:
@@ -324,6 +329,7 @@ class Supervisor:
             recycling or Recycling(),
             announces_ready,
             max_workers,
+            max(0, notes_size),
         )
         self._groups[name] = group
         for worker_id in range(workers):
@@ -451,6 +457,18 @@ class Supervisor:
         (killed for missing heartbeats), ``recycled``, ``retired`` (drained by a
         reload, a resize or a stop) or ``crash`` (anything else)."""
         return self._reaper.exit_cause
+
+    @property
+    def exit_killed(self) -> bool:
+        """Whether the master SIGKILLed the worker reaped last (hung, or still busy past
+        ``grace``), while its on_child_exit hook runs."""
+        return self._reaper.exit_killed
+
+    @property
+    def exit_notes(self) -> bytes:
+        """A copy of the notes the worker reaped last left (see ``notes_size`` in
+        :meth:`add_group`; b"" without any), while its on_child_exit hook runs."""
+        return self._reaper.exit_notes
 
     def up_counts(self) -> dict[str, tuple[int, int]]:
         """Group name to (workers up, workers wanted)."""

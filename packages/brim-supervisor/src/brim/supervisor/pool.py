@@ -37,6 +37,8 @@ class Group:
     recycling: Recycling
     announces_ready: bool
     max_workers: int | None
+    #: Bytes of shared notes per worker (see HeartbeatSlot); 0 for none.
+    notes_size: int = 0
 
 
 @dataclass

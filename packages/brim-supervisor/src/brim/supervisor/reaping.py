@@ -71,6 +71,9 @@ class Reaper:
         self.status_changed = status_changed
         #: Why the worker last reaped went (see exit_cause), for on_child_exit.
         self.exit_cause = ""
+        #: Whether the master killed it, and a copy of its notes (see HeartbeatSlot).
+        self.exit_killed = False
+        self.exit_notes = b""
 
     def reap(self, stopping: bool) -> None:
         if self.reap_orphans:
@@ -105,10 +108,15 @@ class Reaper:
 
     def _reaped(self, pid: int, status: int, stopping: bool) -> None:
         child = self.pool.children.pop(pid)
+        self.exit_notes = child.heartbeat.take_notes()
         child.heartbeat.close()
         self._child_exited(child, status, stopping)
         self.exit_cause = exit_cause(child, stopping)
-        self.on_child_exit(child.group, child.worker_id, pid, status)
+        self.exit_killed = child.killed
+        try:
+            self.on_child_exit(child.group, child.worker_id, pid, status)
+        finally:
+            self.exit_notes = b""
 
     def _child_exited(self, child: Child, status: int, stopping: bool) -> None:
         pool = self.pool

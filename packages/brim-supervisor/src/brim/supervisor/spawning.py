@@ -51,7 +51,7 @@ class Forker:
         pool = self.pool
         group = slot.group
         self.before_fork(group.name, slot.worker_id)
-        heartbeat = HeartbeatSlot()
+        heartbeat = HeartbeatSlot(group.notes_size)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             pid = os.fork()

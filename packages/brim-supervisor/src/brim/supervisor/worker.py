@@ -16,6 +16,7 @@ in a worker.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import signal
 import traceback
@@ -107,6 +108,15 @@ class WorkerContext:
 
     def __repr__(self) -> str:
         return f"<WorkerContext {self.group} {self.worker_id} pid {os.getpid()}>"
+
+    @property
+    def notes(self) -> mmap.mmap | None:
+        """This worker's shared notes (its group's ``notes_size`` bytes), or None.
+
+        Whatever the worker writes here, the master reads after the worker
+        exited, even when it was killed (:attr:`Supervisor.exit_notes`).
+        """
+        return self._slot.notes
 
     def heartbeat(self) -> None:
         """Say "still alive": call it from the worker's main loop.

@@ -93,6 +93,8 @@ class Exchange:
         self.req = req
         self.start = time.time()
         self.txn = new_txn()
+        #: Its row in the worker's in-flight table (-1: none; see ServerState.started).
+        self.row = -1
         #: The app's checked start_response, once it called it.
         self.response: ResponseHead | None = None
         self.head_sent = False

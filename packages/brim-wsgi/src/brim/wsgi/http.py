@@ -42,7 +42,7 @@ class HTTPServer:
 
     def __init__(self, sock: socket.socket, app: Any, settings: HTTPSettings, *,
                  stats: Any = None, logger: logging.Logger | None = None,
-                 server: object = None, name: str = "wsgi") -> None:
+                 server: object = None, name: str = "wsgi", notes: Any = None) -> None:
         self.name = name
         self.settings = settings
         self.logger = logger if logger is not None else logging.getLogger("brim")
@@ -75,7 +75,9 @@ class HTTPServer:
         if server is None:
             base_env["brim.server"] = self
         #: What every connection shares: settings, app, counters, drain state.
-        self.state = ServerState(settings, app, self.logger, stats, base_env, self.engine)
+        #: ``notes``: shared memory for the requests in flight (see brim.wsgi.inflight).
+        self.state = ServerState(settings, app, self.logger, stats, base_env, self.engine,
+                                 notes)
 
     @property
     def app(self) -> Any:

@@ -130,8 +130,8 @@ class Request:
     """One request head, checked: what the exchange builds the environ from."""
 
     __slots__ = ("cgi", "chunked", "content_length", "environ", "expect_continue", "fields",
-                 "keep_alive", "method", "path", "query", "referer", "target", "user_agent",
-                 "version")
+                 "keep_alive", "method", "path", "query", "recorded", "referer", "target",
+                 "user_agent", "version")
 
     def __init__(self, method: str, target: str, version: str) -> None:
         self.method = method
@@ -155,6 +155,9 @@ class Request:
         #: The two fields every request log line shows, looked up once per head.
         self.user_agent: str | None = None
         self.referer: str | None = None
+        #: Method and target as the in-flight table stores them (brim.wsgi.inflight),
+        #: encoded by the first exchange of this head and reused by the next.
+        self.recorded: tuple[bytes, bytes] | None = None
 
     @property
     def has_body(self) -> bool:

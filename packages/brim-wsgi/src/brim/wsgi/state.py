@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .inflight import TARGET_BYTES, InFlightTable
 from .log import RequestLog, request_log
 from .metrics import Metrics
 from .settings import HTTPSettings
@@ -118,7 +119,8 @@ class ServerState:
     """
 
     def __init__(self, settings: HTTPSettings, app: Any, logger: logging.Logger,
-                 stats: Any, base_env: dict[str, Any], engine: Engine) -> None:
+                 stats: Any, base_env: dict[str, Any], engine: Engine,
+                 notes: Any = None) -> None:
         #: The worker model's engine: everything that spawns, waits or wakes.
         self.engine = engine
         #: Held while counting and logging a finished request (OS threads
@@ -149,18 +151,40 @@ class ServerState:
         #: The exchanges being served, oldest first (values unused): each
         #: registers itself when it starts serving and leaves in finish().
         self.in_flight: dict[Exchange, None] = {}
+        #: The same requests in shared memory, for the master to log if it kills
+        #: this worker (``notes`` from the supervisor; None: not kept).
+        self.table = InFlightTable(notes) if notes is not None else None
 
     def started(self, ex: Exchange) -> None:
         """An exchange starts serving: listed for stack dumps, counted in flight."""
         with self.lock:  # OS threads start at once; the gauges are not atomic
             self.in_flight[ex] = None
             self.metrics.request_started()
+        # Outside the lock: the table's rows come from a free list whose pop
+        # and append are atomic on their own (see brim.wsgi.inflight).
+        table = self.table
+        if table is not None:
+            req = ex.req
+            if req is not None:
+                recorded = req.recorded
+                if recorded is None:
+                    recorded = req.recorded = (req.method.encode("latin-1"),
+                                               req.target.encode("latin-1")[:TARGET_BYTES])
+                method, target = recorded
+            else:  # refused before an app saw it
+                err = ex.error
+                method = (err.method or "").encode("latin-1", "replace") if err else b""
+                target = (err.target or "")[:TARGET_BYTES].encode("latin-1", "replace") \
+                    if err else b""
+            ex.row = table.claim(ex.start, ex.txn, method, target, ex.conn.client or "")
 
     def finished(self, ex: Exchange) -> None:
         """An exchange has ended (finish()): no longer in flight; its duration is observed."""
         if ex in self.in_flight:
             del self.in_flight[ex]
             self.metrics.request_finished(ex.start)
+            if self.table is not None:
+                self.table.release(ex.row)
 
     def count(self, code: int) -> None:
         self.counters.count(code)

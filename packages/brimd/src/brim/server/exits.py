@@ -10,6 +10,10 @@ anyone but the master), ``hung`` (the master killed it for missing
 heartbeats, see ``worker_timeout``). Recycles (the master replaced it on
 purpose): ``max_requests``, ``lifetime`` (max_worker_lifetime), ``rss``
 (max_worker_rss), ``reload`` (every worker, on each reload).
+
+``killed_requests_count``: requests a worker had in flight when it went
+without finishing them (see :mod:`brim.server.killed`); each also got a
+request-log line.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ RECYCLES = ("max_requests", "lifetime", "rss", "reload")
 #: What the supervisor's recycle reasons start with, and the reason counted for it.
 _RECYCLE_PREFIXES = (("max_requests", "max_requests"), ("max_worker_lifetime", "lifetime"),
                      ("max_worker_rss", "rss"))
+
+
+KILLED_STAT = "killed_requests_count"
 
 
 def restart_stat(reason: str) -> str:
@@ -45,4 +52,6 @@ EXIT_STATS: list[StatDecl] = [
       for r in RESTARTS),
     *((recycle_stat(r), "sum", f"Times this worker was replaced on purpose: {r}")
       for r in RECYCLES),
+    (KILLED_STAT, "sum", "Requests in flight in this worker when it was killed or died "
+     "(each logged: 504 hung, 503 killed past grace, 502 died otherwise)"),
 ]

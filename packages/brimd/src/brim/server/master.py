@@ -42,7 +42,8 @@ from brim.supervisor import (
 from brim.supervisor.systemd import Notifier
 
 from .core import Server
-from .exits import recycle_reason, recycle_stat, restart_stat
+from .exits import KILLED_STAT, recycle_reason, recycle_stat, restart_stat
+from .killed import KilledRequests
 from .reexec import Carried, ReloadRefused, check_new, execute
 from .report import StartReport
 from .statusfile import StatusFile, status_path
@@ -105,6 +106,8 @@ class Master:
         self.carried: Carried | None = None
         #: The counters carried from the previous image's stats store (reload).
         self.carry: Carry | None = None
+        #: Logs the requests a worker had in flight when it went.
+        self.killed = KilledRequests(server)
 
     @classmethod
     def resumed(cls, server: Server, carried: Carried) -> Master:
@@ -313,16 +316,23 @@ class Master:
         cause = sup.exit_cause if sup is not None else ""
         if cause in ("crash", "hung"):
             self._count(group, worker_id, restart_stat(cause))
+        if sup is not None and sup.exit_notes:
+            lost = self.killed.log(group, worker_id, pid, cause, sup.exit_killed,
+                                   sup.exit_notes)
+            if lost:
+                self._count(group, worker_id, KILLED_STAT, lost)
         if self.carry is not None:
             self.carry.fold()
 
-    def _count(self, group: str, worker_id: int, stat: str) -> None:
-        """Count one in a worker slot's bucket (the master's own words in it)."""
+    def _count(self, group: str, worker_id: int, stat: str, n: int = 1) -> None:
+        """Count ``n`` in a worker slot's bucket (the master's own words in it)."""
         stats = self.server.stats
         if stats is None:
             return
         try:
-            stats.bucket(group, worker_id).incr(stat)
+            bucket = stats.bucket(group, worker_id)
+            for _ in range(n):
+                bucket.incr(stat)
         except StatsError:  # a group or slot this image's store does not have
             pass
 
@@ -478,5 +488,6 @@ def add_groups(server: Server, sup: Supervisor) -> None:
             sub.group, sub.workers, server.worker_target(sub), title=sub.title,
             timeout=timeout, recycling=sub.recycling, announces_ready=True,
             max_workers=sub.max_workers if isinstance(sub, WSGISubserver) else None,
+            notes_size=sub.notes_size if isinstance(sub, WSGISubserver) else 0,
         )
     server.supervisor = sup

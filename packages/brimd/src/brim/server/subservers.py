@@ -268,6 +268,13 @@ class WSGISubserver(ListeningSubserver):
         """The most workers SIGTTIN may raise it to (stats buckets are made for these)."""
         return self._max_workers
 
+    @property
+    def notes_size(self) -> int:
+        """Shared bytes per worker for its requests in flight (brim.wsgi.inflight)."""
+        from brim.wsgi.inflight import table_size
+
+        return table_size(self.settings.concurrent_per_worker)
+
     def run(self, ctx: WorkerContext, server: Server) -> int:
         from brim.wsgi.http import HTTPServer
 
@@ -281,7 +288,7 @@ class WSGISubserver(ListeningSubserver):
             engine, logger, _, bucket = _setup_green_worker(self, ctx, server)
         app = self.apps.build()
         http = HTTPServer(self.listener, app, self.settings, stats=bucket, logger=logger,
-                          server=server, name=self.section)
+                          server=server, name=self.section, notes=ctx.notes)
         add_dump_source(f"requests in flight in [{self.section}]",
                         http.state.requests_in_flight)
         def drain() -> None:
