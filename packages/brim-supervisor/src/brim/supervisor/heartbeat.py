@@ -13,7 +13,8 @@ worker said it is up (it also says so on the control pipe, which wakes the
 master; the byte makes sure a dropped message cannot lose it); offset 10 one
 byte, 1 once the master said the service is going away (the drain delay:
 still serving, but a readiness check should say "not ready").
-CLOCK_MONOTONIC is system-wide, so the master can compare the worker's timestamps with its own clock.
+CLOCK_MONOTONIC is system-wide, so the master can compare the worker's
+timestamps with its own clock.
 
 A group may ask for *notes* as well (``notes_size`` bytes, a second
 anonymous shared mapping): a region the worker writes as it pleases and the

@@ -150,7 +150,14 @@ def check_new(carried: Carried,
     except OSError as err:
         ours.close()
         theirs.close()
-        raise ReloadRefused(f"brimd: cannot start the check of the new conf: {err}") from None
+        hint = ""
+        if isinstance(err, PermissionError) and os.geteuid() != 0:
+            # A master that dropped privileges (user = ...) re-executes as that
+            # user: it must be able to run this Python and read brimd's code.
+            hint = (f" (the master runs as uid {os.geteuid()}, which must be able to run "
+                    "this Python and read the apps' code for a reload; use restart)")
+        raise ReloadRefused(f"brimd: cannot start the check of the new conf: {err}"
+                            f"{hint}") from None
     theirs.close()
     deadline = time.monotonic() + CHECK_TIMEOUT
     while True:
