@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import signal
 import socket
 import ssl
 import time
@@ -41,6 +40,7 @@ warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet is deprecated")
 import greenlet  # noqa: E402  (after eventlet: eventlet pins the greenlet it wants)
 
 from . import _sockets  # noqa: E402
+from ._signalpipe import SignalPipe  # noqa: E402
 
 __all__ = [
     "Event",
@@ -363,46 +363,28 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
     hub before it writes to a pipe, and a signal handler that interrupted
     the hub itself must not wait on it (that was a crash on every TERM).
     """
-    rfd, wfd = os.pipe()
-    os.set_blocking(rfd, False)
-    os.set_blocking(wfd, False)
-    previous = {}
-
-    def _on_signal(signum: int, frame: Any) -> None:
-        try:
-            _real_os.write(wfd, bytes((signum,)))
-        except OSError:
-            pass  # pipe full: that signal is already pending
+    pipe = SignalPipe(handlers, write=_real_os.write)
+    os.set_blocking(pipe.rfd, False)
 
     def _dispatch() -> None:
         while True:
             try:
-                data = _real_os.read(rfd, 64)
+                data = _real_os.read(pipe.rfd, 64)
             except BlockingIOError:
-                wait_read(rfd)
+                wait_read(pipe.rfd)
                 continue
             except OSError:
                 return
             if not data:
                 return
-            for signum in data:
-                handler = handlers.get(signum)
-                if handler is not None:
-                    handler(signum)
+            pipe.dispatch(data)
 
-    for signum in handlers:
-        previous[signum] = signal.signal(signum, _on_signal)
     dispatcher = spawn(_dispatch)
 
     def _uninstall() -> None:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        pipe.restore()
         kill(dispatcher)
-        for fd in (rfd, wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        pipe.close()
 
     return _uninstall
 

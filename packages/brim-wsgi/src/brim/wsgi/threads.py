@@ -45,7 +45,6 @@ import os
 import queue
 import select
 import selectors
-import signal
 import socket
 import ssl
 import sys
@@ -57,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _sockets
+from ._signalpipe import SignalPipe
 
 __all__ = [
     "Exit",
@@ -705,40 +705,23 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> Calla
     the pipe and calls handler(signum), where it may take locks and close
     sockets. Returns a function that uninstalls them.
     """
-    rfd, wfd = os.pipe()
-    os.set_blocking(wfd, False)
-    previous = {}
-
-    def _on_signal(signum: int, frame: Any) -> None:
-        try:
-            os.write(wfd, bytes((signum,)))
-        except OSError:
-            pass
+    pipe = SignalPipe(handlers)
 
     def _dispatch() -> None:
         while True:
             try:
-                data = os.read(rfd, 64)
+                data = os.read(pipe.rfd, 64)
             except OSError:
                 return
             if not data:
                 return
-            for signum in data:
-                handler = handlers.get(signum)
-                if handler is not None:
-                    try:
-                        handler(signum)
-                    except Exception:
-                        logging.getLogger("brim").exception("signal handler failed")
+            pipe.dispatch(data)
 
-    for signum in handlers:
-        previous[signum] = signal.signal(signum, _on_signal)
     threading.Thread(target=_dispatch, name="brim-signals", daemon=True).start()
 
     def _uninstall() -> None:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-        os.close(wfd)  # the dispatcher reads end-of-file and returns
+        pipe.restore()
+        pipe.close(read_end=False)  # the dispatcher reads end-of-file and returns
 
     return _uninstall
 
