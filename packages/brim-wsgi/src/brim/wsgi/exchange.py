@@ -31,7 +31,7 @@ from .errors import (
     RequestTimeout,
 )
 from .file_wrapper import FileWrapper
-from .log import new_txn, set_txn
+from brim.log.txn import new_txn, set_txn
 from .proxy import Forwarded, forwarded
 from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response

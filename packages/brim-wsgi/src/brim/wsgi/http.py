@@ -30,7 +30,7 @@ from . import engine as engines
 from .connection import Connection
 from .environ import brim_items
 from .file_wrapper import FileWrapper
-from .log import txn_logger
+from brim.log.txn import txn_logger
 from .settings import HTTPSettings
 from .state import DRAIN_IDLE, ServerState
 

@@ -31,7 +31,7 @@ from brim.supervisor import (
     user_ids,
 )
 from brim.wsgi.errors import STOPPING_ANSWER
-from brim.wsgi.log import reopen_logs
+from brim.log.configure import reopen_logs
 
 from . import options
 from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides, read_conf
@@ -215,7 +215,8 @@ class Server:
         green_subs = [s for s in self.subservers if s.kind != "daemons"]
         if not green_subs:
             return
-        from brim.wsgi import green, http, log, threads  # noqa: F401
+        import brim.log.stream  # noqa: F401
+        from brim.wsgi import green, http, requestlog, threads  # noqa: F401
 
         for sub in green_subs:
             try:
