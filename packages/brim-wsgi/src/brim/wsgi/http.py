@@ -63,6 +63,7 @@ class HTTPServer:
             "SERVER_PORT": str(port),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if settings.ssl_context is not None else "http",
+            # Replaced per request by a LogStream under its txn (Exchange.environ).
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
