@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from brim.log.stream import LogStream
+from brim.log.txn import new_txn, set_txn
+
 from ._input import Input
 from .body import Body, ChunkedBody, LengthBody, NoBody, Reader
 from .errors import (
@@ -31,8 +34,6 @@ from .errors import (
     RequestTimeout,
 )
 from .file_wrapper import FileWrapper
-from brim.log.stream import LogStream
-from brim.log.txn import new_txn, set_txn
 from .proxy import Forwarded, forwarded
 from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response

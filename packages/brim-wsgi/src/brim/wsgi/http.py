@@ -26,11 +26,12 @@ import socket
 import sys
 from typing import Any
 
+from brim.log.txn import txn_logger
+
 from . import engine as engines
 from .connection import Connection
 from .environ import brim_items
 from .file_wrapper import FileWrapper
-from brim.log.txn import txn_logger
 from .settings import HTTPSettings
 from .state import DRAIN_IDLE, ServerState
 

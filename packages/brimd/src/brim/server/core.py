@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from brim.conf import Conf, ConfError, ConfProblems
+from brim.log.configure import reopen_logs
+from brim.log.stream import capture_std_streams
 from brim.stats import StatsBucket, StatsStore
 from brim.supervisor import (
     ActivatedSocket,
@@ -30,8 +32,6 @@ from brim.supervisor import (
     server_ssl_context,
     user_ids,
 )
-from brim.log.configure import reopen_logs
-from brim.log.stream import capture_std_streams
 from brim.supervisor.daemon import is_daemonized
 from brim.wsgi.errors import STOPPING_ANSWER
 

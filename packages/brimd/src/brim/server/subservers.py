@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError, ConfProblems
+from brim.log.configure import reopen_logs
 from brim.stats import DAEMON, Group, StatDecl, StatsBucket
 from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
 from brim.supervisor.systemd import describe_socket
 from brim.wsgi.environ import brim_items
-from brim.log.configure import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
 from brim.wsgi.stats import server_stats
 
@@ -340,8 +340,8 @@ class SocketSubserver(ListeningSubserver):
         connections go on. Only the worker's own GreenletExit (a drain) is
         let through.
         """
-        from brim.wsgi import green
         from brim.log.txn import new_txn, set_txn
+        from brim.wsgi import green
 
         txn = new_txn()
         set_txn(txn)
