@@ -65,7 +65,7 @@ def test_logrotate_with_the_documented_config_loses_no_line(brimd, tmp_path):
     log_dir.mkdir(mode=0o755)
     log = log_dir / "brimd.log"
     port = free_port()
-    brimd.use(f"[wsgi]\napps = app\nworkers = 2\n\n[app]\ncall = errors_app:app\n",
+    brimd.use("[wsgi]\napps = app\nworkers = 2\n\n[app]\ncall = errors_app:app\n",
               brimd.local(port=port, log_sink="file", log_file=log))
     brimd.start()
     wait_for(lambda: _get(port, "/") == 200, what="brimd serving")
@@ -91,14 +91,14 @@ def test_logrotate_with_the_documented_config_loses_no_line(brimd, tmp_path):
     thread.start()
     try:
         for rotation in range(1, 4):
-            wait_for(lambda: len(sent) > 50 * rotation, what="requests sent")
+            wait_for(lambda wanted=50 * rotation: len(sent) > wanted, what="requests sent")
             done = subprocess.run([LOGROTATE, "-f", "-s", str(tmp_path / "state"), str(conf)],
                                   capture_output=True, text=True, timeout=30)
             assert done.returncode == 0, done.stdout + done.stderr
             before = len(sent)
             # The new file gets the requests made after the signal: every
             # process reopened the path.
-            wait_for(lambda: any(n >= before for n in _numbers(log)), timeout=10,
+            wait_for(lambda before=before: any(n >= before for n in _numbers(log)), timeout=10,
                      what=f"requests in the new file after rotation {rotation}")
             time.sleep(0.5)
     finally:
