@@ -18,8 +18,8 @@ from .core import Server
 
 
 def run_single(server: Server) -> int:
+    from brim.log.configure import reopen_logs
     from brim.wsgi import green
-    from brim.wsgi.log import reopen_logs
 
     logger = server.setup_logging(stderr=True, syslog=False)
     hubs = [s.hub for s in server.subservers if s.kind != "daemons" and s.hub]
