@@ -552,19 +552,24 @@ def _drain_on_signals(engine: Any, drain: Callable[[], None], ctx: Any) -> None:
     SIGINT is ignored: a Ctrl-C reaches the whole process group and the
     master turns it into an orderly stop. USR1 reopens the log files.
     """
+    # In no-daemon mode nothing else says "drain": look often, so the stop
+    # takes effect at once (one flag read per look).
+    every = 0.05 if ctx.single else HEARTBEAT_INTERVAL
+
+    def _watch_master() -> None:
+        while not ctx.draining:
+            engine.sleep(every)
+        drain()
+
+    engine.spawn(_watch_master)
     if ctx.single:
-        return  # no-daemon mode: one process, Ctrl-C ends it
+        # no-daemon mode: one process; its signals are run_single's, which
+        # asks for the drain through ctx (brim.server.single_stop).
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
                                    signal.SIGTERM: lambda _: drain(),
                                    signal.SIGUSR1: lambda _: reopen_logs()})
-
-    def _watch_master() -> None:
-        while not ctx.draining:
-            engine.sleep(HEARTBEAT_INTERVAL)
-        drain()
-
-    engine.spawn(_watch_master)
 
 
 def _peer(address: Any) -> str:
