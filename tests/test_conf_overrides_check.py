@@ -75,9 +75,31 @@ def test_check_names_every_fault_and_binds_nothing(brimd):
         assert not brimd.pid_file.exists()  # nothing was started either
 
 
-@pytest.mark.parametrize("conf", sorted(EXAMPLES.glob("**/*.conf")), ids=lambda p: p.name)
+def _brimd_confs() -> list[Path]:
+    """The example confs that are brimd's: the proxy examples also hold nginx's
+    ``.conf`` (no ``[section]`` anywhere), which is nginx's to check."""
+    return sorted(path for path in EXAMPLES.glob("**/*.conf")
+                  if any(line.startswith("[") for line in path.read_text().splitlines()))
+
+
+def test_the_example_confs_found_include_each_kind():
+    names = {path.name for path in _brimd_confs()}
+    assert {"quickstart.conf", "kubernetes.conf", "behind_nginx.conf"} <= names
+    assert "nginx-site.conf" not in names
+
+
+@pytest.mark.parametrize("conf", _brimd_confs(), ids=lambda p: p.name)
 def test_check_passes_every_example_conf(brimd, conf):
-    env = dict(brimd.env, PYTHONPATH=os.pathsep.join([str(conf.parent), brimd.env["PYTHONPATH"]]))
+    # kubernetes.conf serves the user's own project (myproject.wsgi:application):
+    # here a real module of that name, as docs/kubernetes.rst's image would have.
+    brimd.write("myproject/__init__.py", "")
+    brimd.write("myproject/wsgi.py", """
+        def application(env, start_response):
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        """)
+    env = dict(brimd.env, PYTHONPATH=os.pathsep.join(
+        [str(conf.parent), str(brimd.root), brimd.env["PYTHONPATH"]]))
     done = subprocess.run([*BRIMD, "-c", str(conf), "-p", "-", "check"], capture_output=True,
                           text=True, timeout=60, env=env, cwd=conf.parent)
     assert done.returncode == 0, done.stderr
