@@ -209,11 +209,14 @@ class SyslogSink(Sink):
         Each line is taken off the queue before it is sent and put back if
         the send fails, so two threads flushing at once never send a line
         twice. When some are left (the daemon's queue is full), the next try
-        is BATCH lines later, not on every line: a full queue then costs one
-        failed send per burst.
+        comes with the next line if this one sent any (the daemon is reading:
+        keep up with it, as a backlog left at exit is lost), else BATCH lines
+        later (a daemon that reads nothing costs one failed send per burst,
+        not one per line).
         """
         pending = self._pending
         send = self._send
+        sent = 0
         while pending:
             try:
                 data = pending.popleft()
@@ -221,8 +224,9 @@ class SyslogSink(Sink):
                 break
             if not send(data):
                 pending.appendleft(data)
-                self._send_at = len(pending) + self.batch
+                self._send_at = len(pending) + (1 if sent else self.batch)
                 return
+            sent += 1
         self._send_at = self.batch
 
     def _send(self, data: bytes) -> bool:
