@@ -24,6 +24,7 @@ import collections
 import errno
 import logging.handlers
 import os
+import select
 import socket
 import sys
 import time
@@ -128,9 +129,11 @@ class SyslogSink(Sink):
     record) sends what waits, so a line waits 100 ms at most.
 
     A send never blocks. When the daemon's queue is full, the rest of the
-    burst waits in memory and is tried again once BATCH more lines came (or
-    at the next flush), up to MAX_PENDING lines; only beyond that are the
-    oldest dropped, counted in :attr:`dropped` and warned about. When the
+    burst waits in memory and is tried again with the next line (or BATCH
+    lines later if the daemon took none) and at the next flush, which may
+    wait up to FLUSH_WAIT for room (see :meth:`flush`). Up to MAX_PENDING
+    lines wait; only beyond that are the oldest dropped, counted in
+    :attr:`dropped` and warned about. When the
     daemon is restarted its socket is new, so sends fail until the sink
     connects again, which it tries at most once a second.
     """
@@ -139,6 +142,8 @@ class SyslogSink(Sink):
     MAX_PENDING = 8192
     #: Most lines sent in one burst.
     BATCH = 16
+    #: Longest wait in flush() for a full daemon queue to take the lines left.
+    FLUSH_WAIT = 0.05
 
     def __init__(self, address: str | tuple[str, int], facility: int, name: str) -> None:
         super().__init__()
@@ -151,6 +156,9 @@ class SyslogSink(Sink):
         self._pending: collections.deque[bytes] = collections.deque()
         #: '<pri>name: ' by logging level, made once per level.
         self._heads: dict[int, str] = {}
+        #: Whether flush() waits for a full queue (False after a wait that ended
+        #: with lines left; True again once every line is sent).
+        self._patient = True
         #: Lines waiting that make write() send a burst.
         self._send_at = self.batch = self.BATCH
         # A host name is looked up once, here: a lookup on a reconnect would
@@ -195,7 +203,7 @@ class SyslogSink(Sink):
         pending = self._pending
         pending.append(data)
         if len(pending) >= self._send_at:
-            self.flush()
+            self._push()
             excess = len(pending) - self.MAX_PENDING
             if excess > 0:
                 for _ in range(excess):
@@ -204,15 +212,40 @@ class SyslogSink(Sink):
                 self._warn("the syslog daemon does not keep up; oldest lines dropped")
 
     def flush(self) -> None:
-        """Send the lines that wait, while the daemon's queue takes them.
+        """Send the lines that wait; if the daemon's queue is full, wait for it a little.
+
+        Called every 100 ms in an HTTP worker, after each record, and last
+        before a worker exits, when lines left behind would be lost: so when
+        the queue is full, this waits until the daemon reads (at most
+        FLUSH_WAIT in all) and sends on. A daemon that does not take every
+        line in that time is behind: flush() does not wait again until the
+        queue in memory has emptied, so a slow or stuck daemon costs one
+        wait, not one per flush.
+        """
+        self._push()
+        if not self._pending or not self._patient:
+            return
+        deadline = time.monotonic() + self.FLUSH_WAIT
+        while self._pending:
+            left = deadline - time.monotonic()
+            waiting = len(self._pending)
+            if left <= 0 or not self._writable(left):
+                self._patient = False
+                return
+            self._push()
+            if len(self._pending) >= waiting:  # room, yet no line went: the daemon is gone
+                self._patient = False
+                return
+
+    def _push(self) -> None:
+        """Send what waits, until the daemon's queue is full.
 
         Each line is taken off the queue before it is sent and put back if
         the send fails, so two threads flushing at once never send a line
-        twice. When some are left (the daemon's queue is full), the next try
-        comes with the next line if this one sent any (the daemon is reading:
-        keep up with it, as a backlog left at exit is lost), else BATCH lines
-        later (a daemon that reads nothing costs one failed send per burst,
-        not one per line).
+        twice. When some are left, the next try comes with the next line if
+        this one sent any (the daemon is reading: keep up with it), else
+        BATCH lines later (a daemon that reads nothing costs one failed send
+        per burst, not one per line).
         """
         pending = self._pending
         send = self._send
@@ -228,6 +261,18 @@ class SyslogSink(Sink):
                 return
             sent += 1
         self._send_at = self.batch
+        self._patient = True
+
+    def _writable(self, timeout: float) -> bool:
+        """Wait until the daemon's queue has room (a connected datagram socket polls
+        writable then); False on a timeout or without a socket."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([], [sock], [], timeout)[1])
+        except (OSError, ValueError):  # closed meanwhile, or a descriptor past FD_SETSIZE
+            return False
 
     def _send(self, data: bytes) -> bool:
         """One non-blocking send; False when the line should wait (queue full, no daemon)."""
