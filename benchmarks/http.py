@@ -338,10 +338,10 @@ class Run:
     #: None: the last process started.
     server_pid: int | None = None
 
-    def cpu_seconds(self) -> float:
+    def cpu_times(self) -> Cpu:
         """CPU time so far of the server's processes (the top one and its descendants)."""
         root = self.server_pid if self.server_pid is not None else self.procs[-1].pid
-        return sum(_cpu_of(pid) for pid in _tree(root))
+        return Cpu(root, {pid: _cpu_of(pid) for pid in _tree(root)})
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
         kw.setdefault("stdout", subprocess.DEVNULL)
@@ -575,6 +575,29 @@ def _ms(text: str) -> float:
 
 
 @dataclass
+class Cpu:
+    """CPU seconds so far of each of a server's processes; ``root`` is its top one."""
+
+    root: int
+    by_pid: dict[int, float]
+
+    def total(self) -> float:
+        return sum(self.by_pid.values())
+
+    def busiest_share(self, before: Cpu) -> float:
+        """Of the CPU the server's other processes (its workers) used since before,
+        the share of the busiest one: 1/workers when the load was spread evenly,
+        1.0 when one worker served everything. Why it is printed: on a machine
+        with as many cores as workers plus the load generator, a server whose
+        accept loop lets one worker take every keep-alive connection shares
+        fewer cores with wrk and scores higher req/s than one that spreads
+        them, for the same CPU per request."""
+        used = [t - before.by_pid.get(pid, 0.0) for pid, t in self.by_pid.items()
+                if pid != self.root]
+        return max(used) / sum(used) if used and sum(used) > 0 else 0.0
+
+
+@dataclass
 class Result:
     rps: float
     p99: float
@@ -582,10 +605,11 @@ class Result:
     lines: int  # request lines in the server's log
     trouble: str = ""  # socket errors or non-2xx answers, if wrk saw any
     cpu_us: float = 0.0  # the server's CPU time per request of the measured run, in µs
+    busiest: float = 0.0  # the busiest worker's share of the workers' CPU in the measured run
 
 
 def run_wrk(wrk: str, port: int, duration: int, connections: int,
-            cpu: Callable[[], float]) -> tuple[Result, str]:
+            cpu: Callable[[], Cpu]) -> tuple[Result, str]:
     """wrk's warm-up and measured run; ``cpu()`` (the server's CPU seconds) is read
     around the measured one."""
     url = f"http://127.0.0.1:{port}/"
@@ -595,7 +619,8 @@ def run_wrk(wrk: str, port: int, duration: int, connections: int,
     before = cpu()
     out = subprocess.run([*base, f"-d{duration}s", "--latency", url], capture_output=True,
                          text=True, check=True, timeout=duration + 60).stdout
-    used = cpu() - before
+    after = cpu()
+    used = after.total() - before.total()
     measured = int(re.search(r"(\d+) requests in", out).group(1))
     answered = sum(int(re.search(r"(\d+) requests in", o).group(1)) for o in (warm, out))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -603,7 +628,8 @@ def run_wrk(wrk: str, port: int, duration: int, connections: int,
     trouble = [m.group(0).strip() for m in
                re.finditer(r"^\s*(Socket errors:.*|Non-2xx or 3xx responses:.*)$", out, re.M)]
     cpu_us = used / measured * 1e6 if measured else 0.0
-    return Result(rps, p99, answered + 1, 0, "; ".join(trouble), cpu_us), out
+    return Result(rps, p99, answered + 1, 0, "; ".join(trouble), cpu_us,
+                  after.busiest_share(before)), out
 
 
 def count_lines(paths: dict[str, Path]) -> dict[str, int]:
@@ -708,7 +734,8 @@ def main() -> int:
 
     med = {r: Result(statistics.median(x.rps for x in rs), statistics.median(x.p99 for x in rs),
                      sum(x.requests for x in rs), sum(x.lines for x in rs),
-                     cpu_us=statistics.median(x.cpu_us for x in rs))
+                     cpu_us=statistics.median(x.cpu_us for x in rs),
+                     busiest=statistics.median(x.busiest for x in rs))
            for r, rs in results.items() if rs}
     for row, res in med.items():
         print_result("median ", row, res)
@@ -732,7 +759,7 @@ def print_result(prefix: str, row: str, res: Result) -> None:
     # brimd-off is meant to have none.
     lost = "  LINES MISSING" if row != "brimd-off" and share < 0.99 else ""
     print(f"{prefix} {row:22s} {res.rps:9.0f} req/s  p99 {res.p99:7.2f} ms  "
-          f"cpu {res.cpu_us:6.1f} us/req  "
+          f"cpu {res.cpu_us:6.1f} us/req  busiest worker {100 * res.busiest:3.0f}%  "
           f"log lines {res.lines}/{res.requests} answered ({100 * share:5.1f}%){lost}"
           + (f"  [{res.trouble}]" if res.trouble else ""), flush=True)
 
@@ -746,7 +773,7 @@ def one_run(bench: Bench, row: str, args: argparse.Namespace) -> Result | str:
         try:
             start(run)
             result, _ = run_wrk(bench.tools["wrk"], port, args.duration, args.connections,
-                                run.cpu_seconds)
+                                run.cpu_times)
         finally:
             run.stop()
     except Skip as err:

@@ -193,17 +193,12 @@ def test_health_app_paths_and_head(brimd):
     assert _get(port, "/echo")[0] == 200  # other paths go down the chain
 
 
-
 def _kubernetes_conf() -> str:
-    """The conf of docs/kubernetes.rst, as the page shows it."""
-    page = (Path(__file__).resolve().parents[1] / "docs" / "kubernetes.rst").read_text()
-    block = page.split("The conf\n--------\n", 1)[1].split(".. code-block:: ini\n", 1)[1]
-    lines = []
-    for line in block.splitlines()[1:]:
-        if line and not line.startswith("   "):
-            break
-        lines.append(line[3:])
-    return "\n".join(lines).strip() + "\n"
+    """The conf of docs/kubernetes.rst: the example file the page includes."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "kubernetes.rst").read_text()
+    assert "literalinclude:: ../packages/brimd/examples/kubernetes.conf" in page
+    return (root / "packages" / "brimd" / "examples" / "kubernetes.conf").read_text()
 
 
 def test_the_kubernetes_page_conf_serves_probes_and_stops_on_a_second_term(brimd):
@@ -231,3 +226,85 @@ def test_the_kubernetes_page_conf_serves_probes_and_stops_on_a_second_term(brimd
     assert _get(port, "/anything") == (200, b"app")  # still served in the delay
     proc.send_signal(signal.SIGTERM)  # skips the rest of the five seconds
     assert proc.wait(10) == 0
+
+
+# ----- no-daemon: the one process drains as the master does ------------------------
+
+
+def _queue(port: int, count: int, slow: float) -> tuple[socket.socket, list[socket.socket]]:
+    """A request that blocks the one serving process, and ``count`` queued behind it."""
+    busy = socket.create_connection(("127.0.0.1", port), timeout=15)
+    busy.sendall(f"GET /slow?{slow} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 .encode())
+    time.sleep(0.3)  # let it be picked up before the crowd queues
+    queued = []
+    for n in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        sock.sendall(f"GET /echo?{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        queued.append(sock)
+    return busy, queued
+
+
+def test_no_daemon_term_answers_every_queued_connection_none_reset(brimd):
+    """Before no-daemon drained, this gave {'200': 1, 'reset': 99}: the process
+    exited and the kernel reset its backlog. Now each is served (the worker
+    accepts until it sees the drain) or answered 503 by the stop."""
+    port = free_port()
+    _conf(brimd, port)
+    proc = brimd.popen("no-daemon")
+    wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout=20, what="no-daemon serving")
+    busy, queued = _queue(port, 100, 2)
+    proc.send_signal(signal.SIGTERM)
+    outcomes: dict[str, int] = {}
+    for sock in queued:
+        what = _read_answer(sock)
+        outcomes[what] = outcomes.get(what, 0) + 1
+    print("no-daemon: outcomes of the 100 queued connections:", outcomes)
+    assert set(outcomes) <= {"200", "503"}, outcomes
+    assert _read_answer(busy) == "200"  # the request in flight is finished
+    assert proc.wait(15) == 0
+    err = proc.stderr.read()
+    assert "no-daemon: stopping: finishing the requests in flight" in err
+    if outcomes.get("503"):
+        assert f"answered {outcomes['503']} queued connection(s) with a refusal" in err
+
+
+def test_no_daemon_drain_delay_readiness_says_503_while_everything_is_served(brimd):
+    port = free_port()
+    _conf(brimd, port, drain_delay=2)
+    proc = brimd.popen("no-daemon")
+    wait_for(lambda: _get(port, "/readyz") == (200, b"ready\n"), timeout=20,
+             what="no-daemon serving")
+    proc.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    wait_for(lambda: _get(port, "/readyz")[0] == 503, timeout=2, what="readiness to say 503")
+    assert _get(port, "/echo")[0] == 200  # still served in the delay
+    assert time.monotonic() - began < 2 and proc.poll() is None
+    assert proc.wait(10) == 0
+    assert time.monotonic() - began >= 2 - 0.1
+
+
+def test_no_daemon_connections_arriving_during_the_drain_get_503(brimd):
+    """While a request holds the drain (its body half sent), the listener stays
+    open in no-daemon's own hands: late connections queue, and are answered 503
+    when the stop ends (a second TERM ends it at once), none reset."""
+    port = free_port()
+    _conf(brimd, port)
+    proc = brimd.popen("no-daemon")
+    wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout=20, what="no-daemon serving")
+    holding = socket.create_connection(("127.0.0.1", port), timeout=15)
+    holding.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the drain has begun: the worker accepts no more
+    late = []
+    for n in range(20):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        sock.sendall(f"GET /echo?{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        late.append(sock)
+    proc.send_signal(signal.SIGTERM)
+    outcomes = [_read_answer(sock) for sock in late]
+    assert outcomes == ["503"] * 20, outcomes
+    holding.close()
+    assert proc.wait(10) == 0
+    assert "answered 20 queued connection(s) with a refusal" in proc.stderr.read()

@@ -108,7 +108,7 @@ def test_readme_quick_start_in_a_fresh_venv(tmp_path):
 
 # -- wheels and sdists ------------------------------------------------------------------
 
-PACKAGES = ("brim-conf", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd")
+PACKAGES = ("brim-conf", "brim-log", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def dists(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow  # building the ten dists takes 15-20 s
+@pytest.mark.slow  # building the twelve dists takes 15-20 s
 def test_every_package_has_a_wheel_and_an_sdist_that_twine_passes(dists):
     names = sorted(p.name for p in dists.iterdir())
     for package in PACKAGES:
@@ -148,7 +148,7 @@ def test_every_package_has_a_wheel_and_an_sdist_that_twine_passes(dists):
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_the_five_wheels_run_the_quick_start_away_from_the_source_tree(dists, tmp_path):
+def test_the_six_wheels_run_the_quick_start_away_from_the_source_tree(dists, tmp_path):
     """A fresh venv gets the wheels (and eventlet from the index); nothing of the clone
     is importable there, and the quick start runs: start, curl /echo, stop."""
     import shutil
@@ -165,9 +165,9 @@ def test_the_five_wheels_run_the_quick_start_away_from_the_source_tree(dists, tm
     assert install.returncode == 0, install.stderr
     where = subprocess.run(
         [str(bin_dir / "python"), "-c",
-         "import brim.server, brim.conf, brim.wsgi, brim.stats, brim.supervisor, sys;"
-         "print(*[m.__file__ for m in (brim.server, brim.conf, brim.wsgi, brim.stats,"
-         " brim.supervisor)], sep='\\n')"],
+         "import brim.server, brim.conf, brim.log, brim.wsgi, brim.stats, brim.supervisor;"
+         "print(*[m.__file__ for m in (brim.server, brim.conf, brim.log, brim.wsgi,"
+         " brim.stats, brim.supervisor)], sep='\\n')"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )
     assert where.returncode == 0, where.stderr

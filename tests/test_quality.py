@@ -32,13 +32,13 @@ def test_ruff_is_clean():
 
 
 #: Every package of the monorepo, and the sample apps that ship with them.
-MYPY_PACKAGES = ("brim.conf", "brim.stats", "brim.supervisor", "brim.wsgi", "brim.wsgi_echo",
+MYPY_PACKAGES = ("brim.conf", "brim.log", "brim.stats", "brim.supervisor", "brim.wsgi", "brim.wsgi_echo",
                  "brim.server", "brim.tcp_echo", "brim.udp_echo", "brim.daemon_sample")
 
 
 @pytest.mark.timeout(400)
 def test_mypy_is_clean_for_every_package():
-    """All five packages type-check under the strictness pyproject.toml states ([tool.mypy])."""
+    """All six packages type-check under the strictness pyproject.toml states ([tool.mypy])."""
     args = [arg for name in MYPY_PACKAGES for arg in ("-p", name)]
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", *args],

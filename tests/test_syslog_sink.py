@@ -1,7 +1,7 @@
 """The syslog sink: its framing and bursts on a socket the test reads, and brimd
 logging every request of a few thousand to a real rsyslogd.
 
-The unit tests drive :class:`brim.wsgi.sinks.SyslogSink` against a unix
+The unit tests drive :class:`brim.log.sinks.SyslogSink` against a unix
 datagram socket the test binds and reads itself. The end-to-end test runs
 the Debian package's ``rsyslogd`` with its own conf, socket and output file
 in a temporary directory (no system daemon, no /dev/log), points a daemonized
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from brimd_harness import Brimd, alive, free_port, get_json, process_tree, wait_for
 
-from brim.wsgi.sinks import MAX_SYSLOG_MESSAGE, SyslogSink, syslog_priority
+from brim.log.sinks import MAX_SYSLOG_MESSAGE, SyslogSink, syslog_priority
 
 HERE = Path(__file__).resolve().parent
 LOCAL0 = 16

@@ -9,6 +9,7 @@ request may fail.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -158,3 +159,50 @@ ip = unix:{tmp_path}/udp.sock
     done = brimd.run("start")
     assert done.returncode != 0
     assert "a Unix socket is for WSGI and TCP subconfigs" in done.stderr
+
+
+WHO = """
+import json
+
+def app(env, start_response):
+    out = json.dumps({k: env.get(k) for k in ("REMOTE_ADDR", "wsgi.url_scheme")}).encode()
+    start_response("200 OK", [("Content-Length", str(len(out)))])
+    return [out]
+"""
+
+
+def test_unix_socket_peers_are_trusted_proxies_by_default(brimd, tmp_path, syslog):
+    """The default trusted_proxies (127.0.0.1 ::1 unix) believes a proxy on a Unix
+    socket; a listener whose list lacks ``unix`` does not, headers or preamble."""
+    trusting, untrusting = tmp_path / "trusting.sock", tmp_path / "untrusting.sock"
+    brimd.write("who.py", WHO)
+    brimd.use(brimd.local(),
+              f"[wsgi#trusting]\nip = unix:{trusting}\napps = who\nproxy_protocol = yes\n",
+              f"[wsgi#untrusting]\nip = unix:{untrusting}\napps = who\nproxy_protocol = yes\n"
+              "trusted_proxies = 127.0.0.1 ::1\n",
+              "[who]\ncall = who:app\n")
+    brimd.start()
+    headers = ["-H", "X-Forwarded-For: 198.51.100.7", "-H", "X-Forwarded-Proto: https"]
+
+    def who(path, *args: str) -> dict:
+        done = curl("-s", "--fail", "--unix-socket", str(path), *args, "http://brim/who")
+        assert done.returncode == 0, done
+        return json.loads(done.stdout)
+
+    assert who(trusting, *headers) == {"REMOTE_ADDR": "198.51.100.7",
+                                       "wsgi.url_scheme": "https"}
+    syslog.wait_line("198.51.100.7 GET /who 200")
+    # A PROXY v1 preamble over the socket, as HAProxy sends to a unix@ server.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(trusting))
+        sock.sendall(b"PROXY TCP4 192.0.2.9 192.0.2.1 40000 80\r\n"
+                     b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and b'"REMOTE_ADDR": "192.0.2.9"' in data
+    assert who(untrusting, *headers) == {"REMOTE_ADDR": "", "wsgi.url_scheme": "http"}
+    refused = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "--haproxy-protocol",
+                   "--unix-socket", str(untrusting), "http://brim/who")
+    assert refused.stdout == b"400"

@@ -160,8 +160,8 @@ def start(app: Any, tmp_path: Any, *, app_stats: tuple = (), log_headers: bool =
 
 def _child(listener: socket.socket, app: Any, settings: Any, store: StatsStore,
            log_path: str, server_obj: Any) -> int:  # pragma: no cover - runs in the child
+    from brim.log.configure import setup_logging
     from brim.wsgi.http import HTTPServer
-    from brim.wsgi.log import setup_logging
 
     sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115
     logger = setup_logging("brim", "DEBUG", stderr=True, syslog=False)

@@ -37,6 +37,29 @@ def test_trusted_proxies_words():
         TrustedProxies(["proxy.example"])
 
 
+def test_unix_word_trusts_unix_socket_peers_only():
+    unix = TrustedProxies(["unix"])
+    assert unix and unix.trusts_peer("", unix=True) and unix.trusts_peer("/run/x", unix=True)
+    assert not unix.trusts_peer("127.0.0.1", unix=False) and not unix.trusts("")
+    # Without the word, a Unix peer is trusted only by *.
+    assert not LOCAL.trusts_peer("", unix=True)
+    assert TrustedProxies(["*"]).trusts_peer("", unix=True)
+    assert LOCAL.trusts_peer("::1", unix=False)
+    assert TrustedProxies(["127.0.0.1 ::1 UNIX"]) == TrustedProxies(["unix", "::1/128",
+                                                                      "127.0.0.1"]) != LOCAL
+    assert repr(TrustedProxies(["unix", "10.0.0.0/8"])) == (
+        "TrustedProxies(['10.0.0.0/8', 'unix'])")
+
+
+def test_the_default_trusts_this_host_only():
+    from brim.wsgi.settings import HTTPSettings
+
+    default = HTTPSettings().trusted_proxies
+    assert default == TrustedProxies(["127.0.0.1", "::1", "unix"])
+    assert default.trusts_peer("", unix=True) and default.trusts("127.0.0.1")
+    assert not default.trusts("10.0.0.1") and not default.trusts("127.0.0.2")
+
+
 def test_no_forwarding_headers_say_nothing():
     assert forwarded({"HTTP_HOST": "x"}, LAN) is None
 

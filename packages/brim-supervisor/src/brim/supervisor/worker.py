@@ -79,6 +79,12 @@ class WorkerContext:
         """Mark this worker as draining, as the master does before sending SIGHUP."""
         self._slot.request_drain()
 
+    def mark_going_away(self) -> None:
+        """Make :attr:`going_away` true while the worker still serves everything:
+        what the master does during a stop's drain delay, for a runner with no
+        master (see :meth:`detached`) to do itself."""
+        self._slot.mark_unready()
+
     def ready(self) -> None:
         """Say "started and serving": the master's start check waits for this.
 

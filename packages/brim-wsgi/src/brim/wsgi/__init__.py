@@ -13,7 +13,8 @@ The pieces, each in its own module:
   (what a worker's connections share) and :mod:`~brim.wsgi.errors` (one
   exception per way a request fails).
 * :mod:`brim.wsgi.file_wrapper`: ``wsgi.file_wrapper``, sent with sendfile.
-* :mod:`brim.wsgi.log`: syslog/stderr logging with a transaction id per request.
+* :mod:`brim.wsgi.requestlog`: the request log, one line per request; the
+  rest of logging (sinks, formats, txn ids) is the brim-log package, :mod:`brim.log`.
 * :mod:`brim.wsgi.engine`: what the HTTP core asks of a worker model, and
   its two engines: :mod:`brim.wsgi.green` (the only module that touches
   eventlet) and :mod:`brim.wsgi.threads` (a pool of OS threads).

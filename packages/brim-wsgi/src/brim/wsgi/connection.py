@@ -65,7 +65,8 @@ class Connection:
         #: The connection was half-closed and drained (see linger()).
         self.lingered = False
         #: Whether the peer is a trusted proxy, whose forwarding headers count.
-        self.trusted = self.settings.trusted_proxies.trusts(self.client)
+        self.trusted = self.settings.trusted_proxies.trusts_peer(
+            self.client, sock.family == socket.AF_UNIX)
 
     # ----- the connection's life ---------------------------------------------
 

@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from brim.log.stream import LogStream
+from brim.log.txn import new_txn, set_txn
+
 from ._input import Input
 from .body import Body, ChunkedBody, LengthBody, NoBody, Reader
 from .errors import (
@@ -31,7 +34,6 @@ from .errors import (
     RequestTimeout,
 )
 from .file_wrapper import FileWrapper
-from .log import new_txn, set_txn
 from .proxy import Forwarded, forwarded
 from .request import Request
 from .response import ResponseHead, check_start, date_field, error_response
@@ -117,6 +119,8 @@ class Exchange:
         #: Set by finish(): from then on the app may not write (a write from
         #: another green thread would land between two responses).
         self.finished = False
+        #: The request's wsgi.errors, once environ() made it.
+        self.errors: LogStream | None = None
         self.body: Body
         settings = conn.settings
         if req is None or not (req.chunked or req.content_length):
@@ -263,6 +267,9 @@ class Exchange:
             with state.lock:
                 log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                           now - self.start, self.txn, ua, referer, extra, headers, now)
+        errors = self.errors
+        if errors is not None and errors.pending:
+            errors.flush()  # what the app wrote without a final newline
         set_txn(None)
 
     # ----- the app's side: environ, start_response, write --------------------
@@ -289,6 +296,9 @@ class Exchange:
                 env["SERVER_PORT"] = port or ("443" if env["wsgi.url_scheme"] == "https"
                                               else "80")
         env["wsgi.input"] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
+        # The app's error stream is the log: each line (or block written at
+        # once, such as a traceback) one ERROR record under this request's txn.
+        env["wsgi.errors"] = self.errors = LogStream(self.state.logger, txn=self.txn)
         env["brim.start"] = self.start
         env["brim.txn"] = self.txn
         env["brim.additional_request_log_info"] = self.extra

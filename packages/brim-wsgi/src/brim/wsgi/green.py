@@ -13,7 +13,9 @@ here, before the import, and never reaches a terminal or a log.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
+import functools
 import os
 import socket
 import ssl
@@ -93,22 +95,16 @@ class Parked(BaseException):
     so it simply waits (the threads engine parks such connections instead)."""
 
 
-class _NoLock:
-    """A lock for code that never switches green threads while holding it."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+#: The lock every green worker's state shares. Green threads switch only
+#: where they wait, and the HTTP core never waits while it holds this lock,
+#: so no exclusion is needed; an RLock gives exactly that for free: all green
+#: threads run on one OS thread, which owns it re-entrantly, so it never
+#: blocks. It is used over a Python-level no-op because its ``__enter__`` and
+#: ``__exit__`` are C calls: the request path takes it twice a request.
+_NO_LOCK = _thread.RLock()
 
 
-_NO_LOCK = _NoLock()
-
-
-def lock() -> _NoLock:
+def lock() -> Any:
     """What guards state shared by a worker's connections: nothing, with green threads.
 
     Green threads switch only where they wait, and the HTTP core never
@@ -291,12 +287,13 @@ _WOULD_BLOCK_READ = (BlockingIOError, ssl.SSLWantReadError)
 _WOULD_BLOCK_WRITE = (ssl.SSLWantWriteError,)
 
 
-def recv(sock: socket.socket, size: int, timeout: float | None) -> bytes:
+def recv(sock: socket.socket, size: int, timeout: float | None, park: bool = False) -> bytes:
     """Receive up to size bytes from a non-blocking socket, green style.
 
     Works for plain and TLS sockets. Returns b'' at end of stream; raises
     TimeoutError when nothing arrived within timeout seconds. The fd is
     looked up only when there is a wait: most reads find their bytes there.
+    ``park`` is ignored: this is also :func:`recv_waiting`.
     """
     while True:
         try:
@@ -307,26 +304,22 @@ def recv(sock: socket.socket, size: int, timeout: float | None) -> bytes:
             _trampoline(sock.fileno(), write=True, timeout=timeout, timeout_exc=TimeoutError)
 
 
-def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
-                 park: bool = False) -> bytes:
-    """recv() for a connection listed as waiting on its client (it may be thrown Shed).
-
-    ``park`` is for engines that take idle connections off their thread;
-    a green thread simply waits.
-    """
-    return recv(sock, size, timeout)
+#: recv() for a connection listed as waiting on its client (it may be thrown
+#: Shed). ``park`` is for engines that take idle connections off their
+#: thread; a green thread simply waits, so it is recv itself: no extra call
+#: on every request.
+recv_waiting = recv
 
 
 def _wait(fd: int, writing: bool, timeout: float | None) -> None:
     _trampoline(fd, read=not writing, write=writing, timeout=timeout, timeout_exc=TimeoutError)
 
 
-def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
-    """Send all of data on a non-blocking socket, yielding while the kernel is full.
-
-    TimeoutError if the peer reads nothing for timeout seconds.
-    """
-    _sockets.sendall(sock, data, timeout, _wait)
+#: Send all of data on a non-blocking socket, yielding while the kernel is
+#: full; TimeoutError if the peer reads nothing for timeout seconds. A
+#: partial (a C-level call) rather than a wrapper function: it runs once a
+#: response.
+sendall = functools.partial(_sockets.sendall, wait=_wait)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,

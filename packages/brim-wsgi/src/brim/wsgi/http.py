@@ -26,11 +26,12 @@ import socket
 import sys
 from typing import Any
 
+from brim.log.txn import txn_logger
+
 from . import engine as engines
 from .connection import Connection
 from .environ import brim_items
 from .file_wrapper import FileWrapper
-from .log import txn_logger
 from .settings import HTTPSettings
 from .state import DRAIN_IDLE, ServerState
 
@@ -63,6 +64,7 @@ class HTTPServer:
             "SERVER_PORT": str(port),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if settings.ssl_context is not None else "http",
+            # Replaced per request by a LogStream under its txn (Exchange.environ).
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,

@@ -35,12 +35,19 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class TrustedProxies:
     """The peers whose forwarding headers and PROXY preambles are believed.
 
-    Built from words: ``*`` (every peer), an address (``10.0.0.5``,
-    ``::1``) or a network (``10.0.0.0/8``). An empty list trusts no one.
+    Built from words: ``*`` (every peer), ``unix`` (every peer of a Unix
+    socket listener), an address (``10.0.0.5``, ``::1``) or a network
+    (``10.0.0.0/8``). An empty list trusts no one.
+
+    ``unix`` is a word of its own because a Unix socket's peer has no
+    address to list: who may connect is decided by the socket file's mode
+    and owner, so such a peer is as local as 127.0.0.1 is.
     """
 
     def __init__(self, words: Iterable[str] = ()) -> None:
         self.everyone = False
+        #: Peers on a Unix socket listener are trusted.
+        self.unix = False
         networks: list[_Network] = []
         for word in re.split(r"[,\s]+", " ".join(words)):
             if not word:
@@ -48,32 +55,47 @@ class TrustedProxies:
             if word == "*":
                 self.everyone = True
                 continue
+            if word.lower() == "unix":
+                self.unix = True
+                continue
             try:
                 networks.append(ipaddress.ip_network(word, strict=False))
             except ValueError:
-                raise ValueError(f"{word!r} is not an address, a network or *") from None
+                raise ValueError(f"{word!r} is not an address, a network, unix or *") from None
         self.networks = tuple(networks)
         #: Peers already looked up (a proxy's few addresses, over and over).
         self._seen: dict[str, bool] = {}
 
     def __bool__(self) -> bool:
-        return self.everyone or bool(self.networks)
+        return self.everyone or self.unix or bool(self.networks)
+
+    def _key(self) -> tuple[bool, bool, frozenset[_Network]]:
+        return self.everyone, self.unix, frozenset(self.networks)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TrustedProxies):
             return NotImplemented
-        return (self.everyone, frozenset(self.networks)) == (other.everyone,
-                                                           frozenset(other.networks))
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.everyone, frozenset(self.networks)))
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        words = ["*"] if self.everyone else [str(n) for n in self.networks]
+        if self.everyone:
+            words = ["*"]
+        else:
+            words = [str(n) for n in self.networks] + (["unix"] if self.unix else [])
         return f"TrustedProxies({words!r})"
 
+    def trusts_peer(self, address: str, unix: bool) -> bool:
+        """Whether a connection's peer is trusted: ``unix`` when it came in on a
+        Unix socket listener (its address, if any, is a path and lists nothing)."""
+        if unix:
+            return self.everyone or self.unix
+        return self.trusts(address)
+
     def trusts(self, address: str) -> bool:
-        """Whether a peer at this address (text, as a socket gives it) is trusted."""
+        """Whether a peer at this IP address (text, as a socket gives it) is trusted."""
         if self.everyone:
             return True
         seen = self._seen.get(address)

@@ -17,8 +17,9 @@ from brim.conf import Conf, Option, load_object, read_options
 
 from .proxy import TrustedProxies
 
-#: Peers trusted by default: this host only (a proxy on the same machine).
-LOCAL_PROXIES = ("127.0.0.1", "::1")
+#: Peers trusted by default: this host only (a proxy on the same machine,
+#: over loopback or over a Unix socket, which only local processes reach).
+LOCAL_PROXIES = ("127.0.0.1", "::1", "unix")
 
 
 @dataclass
@@ -108,7 +109,8 @@ WSGI_OPTIONS: tuple[Option, ...] = (
            "Content-Length gets 413 before any app runs, and a chunked body that grows past "
            "it gets 413 as it is read. 0: no limit.", inherit=True, minimum=0),
     Option("trusted_proxies", "list", LOCAL_PROXIES, "Peers (addresses or networks such as "
-           "10.0.0.0/8; * for every peer; empty for none) whose X-Forwarded-For, "
+           "10.0.0.0/8; unix for every peer of a Unix socket listener; * for every peer; "
+           "empty for none) whose X-Forwarded-For, "
            "X-Forwarded-Proto, X-Forwarded-Host, Forwarded and PROXY preambles say who the "
            "client is. From other peers these headers reach apps as they came, and set "
            "nothing.", inherit=True, converter=TrustedProxies),

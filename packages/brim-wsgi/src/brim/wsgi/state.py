@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from brim.log.sinks import FLUSH_EVERY
+
 from .inflight import TARGET_BYTES, InFlightTable
-from .log import RequestLog, request_log
 from .metrics import Metrics
+from .requestlog import RequestLog, request_log
 from .settings import HTTPSettings
-from .sinks import FLUSH_EVERY
 from .stats import REQUEST_COUNT, status_class_stat, status_code_stat
 
 if TYPE_CHECKING:

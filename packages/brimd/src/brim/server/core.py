@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from brim.conf import Conf, ConfError, ConfProblems
+from brim.log.configure import reopen_logs
+from brim.log.stream import capture_std_streams
 from brim.stats import StatsBucket, StatsStore
 from brim.supervisor import (
     ActivatedSocket,
@@ -30,8 +32,8 @@ from brim.supervisor import (
     server_ssl_context,
     user_ids,
 )
+from brim.supervisor.daemon import is_daemonized
 from brim.wsgi.errors import STOPPING_ANSWER
-from brim.wsgi.log import reopen_logs
 
 from . import options
 from .dialect import BRIMD_DIALECT, MAIN_SECTION, apply_overrides, read_conf
@@ -215,7 +217,8 @@ class Server:
         green_subs = [s for s in self.subservers if s.kind != "daemons"]
         if not green_subs:
             return
-        from brim.wsgi import green, http, log, threads  # noqa: F401
+        import brim.log.stream  # noqa: F401
+        from brim.wsgi import green, http, requestlog, threads  # noqa: F401
 
         for sub in green_subs:
             try:
@@ -375,7 +378,18 @@ class Server:
         unless the conf's log_sink says otherwise."""
         self.log_to_stderr, self.log_to_syslog = stderr, syslog
         self.logger = self.log.setup(stderr=stderr, syslog=syslog)
+        self._capture_std_streams(self.logger)
         return self.logger
+
+    def _capture_std_streams(self, logger: logging.Logger) -> None:
+        """In a daemonized process (no ``-o``), send sys.stdout and sys.stderr to the log.
+
+        Their fds are /dev/null there: a warning, a print or a traceback
+        written to them would be lost. Each block written becomes one record
+        (:class:`brim.log.LogStream`).
+        """
+        if is_daemonized() and not self.log_to_stderr:
+            capture_std_streams(logger)
 
     def reopen_logs(self, sup: Supervisor) -> None:
         """SIGUSR1 in the master: reopen its log files (the supervisor then tells the workers)."""
@@ -388,6 +402,7 @@ class Server:
         if logger is None:
             logger = sub.log.setup(stderr=self.log_to_stderr, syslog=self.log_to_syslog)
             self._worker_loggers[sub.log] = logger
+            self._capture_std_streams(logger)
         return logger
 
     def worker_target(self, sub: Subserver) -> Callable[[Any], int]:

@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING
 
 from brim.wsgi.inflight import read_in_flight
-from brim.wsgi.log import RequestLog, request_log
+from brim.wsgi.requestlog import RequestLog, request_log
 
 if TYPE_CHECKING:
     from .core import Server

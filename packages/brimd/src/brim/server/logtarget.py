@@ -95,7 +95,7 @@ class LogTarget:
         syslog; ``-o``: stderr as well). A log_sink in the conf replaces that
         choice; ``-o`` still adds stderr.
         """
-        from brim.wsgi.log import setup_logging
+        from brim.log.configure import setup_logging
 
         if self.sink is not None:
             also_stderr = stderr and syslog  # -o on a daemon: stderr as well

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brim.conf import Conf, ConfError, ConfProblems
+from brim.log.configure import reopen_logs
 from brim.stats import DAEMON, Group, StatDecl, StatsBucket
 from brim.supervisor import WorkerContext
 from brim.supervisor.dump import add_dump_source, install_dump_handler
 from brim.supervisor.systemd import describe_socket
 from brim.wsgi.environ import brim_items
-from brim.wsgi.log import reopen_logs
 from brim.wsgi.settings import http_settings, json_function
 from brim.wsgi.stats import server_stats
 
@@ -191,7 +191,7 @@ def _setup_green_worker(sub: Subserver, ctx: WorkerContext,
 def _setup_worker(sub: Subserver, ctx: WorkerContext, server: Server, engine: Any,
                   title: str) -> tuple[Any, logging.Logger, Any, StatsBucket]:
     """Common start of a worker on an engine: logger, stack dumps, stats bucket, heartbeat."""
-    from brim.wsgi.log import txn_logger
+    from brim.log.txn import txn_logger
 
     logger = server.worker_logger(sub)
     _install_dump(ctx, logger)
@@ -340,8 +340,8 @@ class SocketSubserver(ListeningSubserver):
         connections go on. Only the worker's own GreenletExit (a drain) is
         let through.
         """
+        from brim.log.txn import new_txn, set_txn
         from brim.wsgi import green
-        from brim.wsgi.log import new_txn, set_txn
 
         txn = new_txn()
         set_txn(txn)
@@ -500,7 +500,7 @@ class DaemonSubserver(Subserver):
         return f"daemon {self.section}"
 
     def run(self, ctx: WorkerContext, server: Server) -> int:
-        from brim.wsgi.log import txn_logger
+        from brim.log.txn import txn_logger
 
         logger = server.worker_logger(self)
         _install_dump(ctx, logger)
@@ -532,7 +532,7 @@ def _install_dump(ctx: Any, logger: Any) -> None:
 
 def _txn_note(context: Any) -> str | None:
     """The txn a thread serves, read from its context variables, for a dump."""
-    from brim.wsgi.log import current_txn
+    from brim.log.txn import current_txn
 
     if context is None:
         return None
@@ -552,19 +552,24 @@ def _drain_on_signals(engine: Any, drain: Callable[[], None], ctx: Any) -> None:
     SIGINT is ignored: a Ctrl-C reaches the whole process group and the
     master turns it into an orderly stop. USR1 reopens the log files.
     """
+    # In no-daemon mode nothing else says "drain": look often, so the stop
+    # takes effect at once (one flag read per look).
+    every = 0.05 if ctx.single else HEARTBEAT_INTERVAL
+
+    def _watch_master() -> None:
+        while not ctx.draining:
+            engine.sleep(every)
+        drain()
+
+    engine.spawn(_watch_master)
     if ctx.single:
-        return  # no-daemon mode: one process, Ctrl-C ends it
+        # no-daemon mode: one process; its signals are run_single's, which
+        # asks for the drain through ctx (brim.server.single_stop).
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.install_signal_handlers({signal.SIGHUP: lambda _: drain(),
                                    signal.SIGTERM: lambda _: drain(),
                                    signal.SIGUSR1: lambda _: reopen_logs()})
-
-    def _watch_master() -> None:
-        while not ctx.draining:
-            engine.sleep(HEARTBEAT_INTERVAL)
-        drain()
-
-    engine.spawn(_watch_master)
 
 
 def _peer(address: Any) -> str:

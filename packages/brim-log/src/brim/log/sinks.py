@@ -3,7 +3,7 @@
 A sink takes finished lines (already formatted, one per call) and delivers
 them without the per-record machinery of :mod:`logging`: the request log
 writes to a sink directly, and app and server messages reach the same sink
-through :class:`brim.wsgi.log.SinkHandler`.
+through :class:`brim.log.records.SinkHandler`.
 
 What a sink promises:
 
