@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ["brim-conf", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd"]
+PACKAGES = ["brim-conf", "brim-log", "brim-stats", "brim-supervisor", "brim-wsgi", "brimd"]
 #: What the venv gets from PyPI besides this repository's packages.
 PEERS = ["gunicorn==23.0.0", "eventlet", "granian==2.8.7"]
 WORKERS = 2

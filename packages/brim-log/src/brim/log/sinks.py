@@ -24,6 +24,7 @@ import collections
 import errno
 import logging.handlers
 import os
+import select
 import socket
 import sys
 import time
@@ -118,17 +119,31 @@ class Sink:
 class SyslogSink(Sink):
     """Datagrams to a syslog daemon, on a unix socket (default /dev/log) or UDP.
 
-    Each line is one non-blocking send, so a line never holds a request up.
-    When the daemon's queue is full (its socket backlog is small on many
-    hosts: net.unix.max_dgram_qlen), lines wait in memory, up to
-    MAX_PENDING of them, and go out with the next line or the next flush;
-    only beyond that are the oldest dropped. When the daemon is restarted
-    its socket is new, so sends fail until the sink connects again, which it
-    tries at most once a second.
+    One line is one datagram (RFC 3164 framing: a datagram socket has no
+    other way to tell where a line ends), but lines are sent in small
+    bursts: :meth:`write` queues the line, and once BATCH lines wait (fewer
+    when the daemon's socket holds fewer: net.unix.max_dgram_qlen) they go
+    out one non-blocking send after another. The daemon is woken once per
+    burst instead of once per line, which is most of what a line cost
+    brimd. :meth:`flush` (every 100 ms in an HTTP worker, and after every
+    record) sends what waits, so a line waits 100 ms at most.
+
+    A send never blocks. When the daemon's queue is full, the rest of the
+    burst waits in memory and is tried again with the next line (or BATCH
+    lines later if the daemon took none) and at the next flush, which may
+    wait up to FLUSH_WAIT for room (see :meth:`flush`). Up to MAX_PENDING
+    lines wait; only beyond that are the oldest dropped, counted in
+    :attr:`dropped` and warned about. When the
+    daemon is restarted its socket is new, so sends fail until the sink
+    connects again, which it tries at most once a second.
     """
 
     #: Lines kept while the daemon's queue is full; older ones are dropped.
     MAX_PENDING = 8192
+    #: Most lines sent in one burst.
+    BATCH = 16
+    #: Longest wait in flush() for a full daemon queue to take the lines left.
+    FLUSH_WAIT = 0.05
 
     def __init__(self, address: str | tuple[str, int], facility: int, name: str) -> None:
         super().__init__()
@@ -139,11 +154,20 @@ class SyslogSink(Sink):
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._pending: collections.deque[bytes] = collections.deque()
+        #: '<pri>name: ' by logging level, made once per level.
+        self._heads: dict[int, str] = {}
+        #: Whether flush() waits for a full queue (False after a wait that ended
+        #: with lines left; True again once every line is sent).
+        self._patient = True
+        #: Lines waiting that make write() send a burst.
+        self._send_at = self.batch = self.BATCH
         # A host name is looked up once, here: a lookup on a reconnect would
         # block the worker's event loop for as long as DNS takes.
         self._family = socket.AF_UNIX
         self._target: str | tuple[Any, ...] = address if isinstance(address, str) else ""
-        if not isinstance(address, str):
+        if isinstance(address, str):
+            self.batch = self._send_at = max(1, min(self.BATCH, _unix_dgram_queue()))
+        else:
             try:
                 info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_DGRAM)[0]
                 self._family, self._target = info[0], info[4]
@@ -170,28 +194,85 @@ class SyslogSink(Sink):
         return True
 
     def write(self, line: str, level: int = 25) -> None:
-        pri = syslog_priority(self.facility, level)
-        data = f"<{pri}>{self.prefix}{line}".encode("utf-8", "replace")
+        head = self._heads.get(level)
+        if head is None:
+            head = self._heads[level] = f"<{syslog_priority(self.facility, level)}>{self.prefix}"
+        data = f"{head}{line}".encode("utf-8", "replace")
         if len(data) > MAX_SYSLOG_MESSAGE:
             data = data[:MAX_SYSLOG_MESSAGE] + b"...(clipped)"
-        if self._pending:
-            self._pending.append(data)
-            self.flush()
-            if len(self._pending) > self.MAX_PENDING:
-                self._pending.popleft()
-                self.dropped += 1
+        pending = self._pending
+        pending.append(data)
+        if len(pending) >= self._send_at:
+            self._push()
+            excess = len(pending) - self.MAX_PENDING
+            if excess > 0:
+                for _ in range(excess):
+                    pending.popleft()
+                self.dropped += excess
                 self._warn("the syslog daemon does not keep up; oldest lines dropped")
-            return
-        if not self._send(data):
-            self._pending.append(data)
 
     def flush(self) -> None:
-        """Send the lines that waited for the daemon's queue, while it takes them."""
-        pending = self._pending
-        while pending:
-            if not self._send(pending[0]):
+        """Send the lines that wait; if the daemon's queue is full, wait for it a little.
+
+        Called every 100 ms in an HTTP worker, after each record, and last
+        before a worker exits, when lines left behind would be lost: so when
+        the queue is full, this waits until the daemon reads (at most
+        FLUSH_WAIT in all) and sends on. A daemon that does not take every
+        line in that time is behind: flush() does not wait again until the
+        queue in memory has emptied, so a slow or stuck daemon costs one
+        wait, not one per flush.
+        """
+        self._push()
+        if not self._pending or not self._patient:
+            return
+        deadline = time.monotonic() + self.FLUSH_WAIT
+        while self._pending:
+            left = deadline - time.monotonic()
+            waiting = len(self._pending)
+            if left <= 0 or not self._writable(left):
+                self._patient = False
                 return
-            pending.popleft()
+            self._push()
+            if len(self._pending) >= waiting:  # room, yet no line went: the daemon is gone
+                self._patient = False
+                return
+
+    def _push(self) -> None:
+        """Send what waits, until the daemon's queue is full.
+
+        Each line is taken off the queue before it is sent and put back if
+        the send fails, so two threads flushing at once never send a line
+        twice. When some are left, the next try comes with the next line if
+        this one sent any (the daemon is reading: keep up with it), else
+        BATCH lines later (a daemon that reads nothing costs one failed send
+        per burst, not one per line).
+        """
+        pending = self._pending
+        send = self._send
+        sent = 0
+        while pending:
+            try:
+                data = pending.popleft()
+            except IndexError:  # another thread took the last one
+                break
+            if not send(data):
+                pending.appendleft(data)
+                self._send_at = len(pending) + (1 if sent else self.batch)
+                return
+            sent += 1
+        self._send_at = self.batch
+        self._patient = True
+
+    def _writable(self, timeout: float) -> bool:
+        """Wait until the daemon's queue has room (a connected datagram socket polls
+        writable then); False on a timeout or without a socket."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([], [sock], [], timeout)[1])
+        except (OSError, ValueError):  # closed meanwhile, or a descriptor past FD_SETSIZE
+            return False
 
     def _send(self, data: bytes) -> bool:
         """One non-blocking send; False when the line should wait (queue full, no daemon)."""
@@ -322,6 +403,19 @@ class StreamSink(_BufferedSink):
     def _write_all(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def _unix_dgram_queue() -> int:
+    """How many datagrams a unix socket queues for its reader (net.unix.max_dgram_qlen).
+
+    The kernel takes one more than the setting before a send fails; a burst
+    no longer than the setting fits when the daemon has read the last one.
+    """
+    try:
+        with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return SyslogSink.BATCH
 
 
 def parse_facility(facility: str) -> int:
