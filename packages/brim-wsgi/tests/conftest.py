@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_harness as H
 import pytest
 
-
 # The quick tier (-m "not slow") runs these modules on the default model only;
 # the full run covers every model.
 _PARAMS = [H.MODELS[0], *(pytest.param(m, marks=pytest.mark.slow) for m in H.MODELS[1:])]
