@@ -52,6 +52,7 @@ def _workers(brimd, group: str) -> set[int]:
     return set(brimd.workers(group).values())
 
 
+@pytest.mark.slow
 def test_check_names_every_fault_and_binds_nothing(brimd):
     """A typo'd option, an app that fails to import and a parse_conf error: all three,
     exit 1; fixed, exit 0; each time with the port held by the test itself."""
@@ -76,6 +77,7 @@ def test_check_names_every_fault_and_binds_nothing(brimd):
 
 
 @pytest.mark.parametrize("conf", sorted(EXAMPLES.glob("**/*.conf")), ids=lambda p: p.name)
+@pytest.mark.slow
 def test_check_passes_every_example_conf(brimd, conf):
     env = dict(brimd.env, PYTHONPATH=os.pathsep.join([str(conf.parent), brimd.env["PYTHONPATH"]]))
     done = subprocess.run([*BRIMD, "-c", str(conf), "-p", "-", "check"], capture_output=True,
