@@ -165,7 +165,8 @@ class Brimd:
         load) still fails the check, since it never gets up at all; a full
         second per start, hundreds of times over, only made the suite slower.
         """
-        options: dict[str, object] = {"start_check": 0.25, **extra}
+        options: dict[str, object] = {**extra}
+        options.setdefault("start_check", 0.25)  # last: a test's own lines keep their numbers
         lines = ["[brim]", "ip = 127.0.0.1", f"log_address = 127.0.0.1:{self.syslog.port}",
                  "grace = 5"]
         lines += [f"{k} = {v}" for k, v in options.items()]
