@@ -54,6 +54,7 @@ def test_global_help_still_lists_every_command():
         assert re.search(rf"^  {re.escape(command)}\s", done.stdout, re.M), command
 
 
+@pytest.mark.slow
 def test_stop_and_shutdown_without_a_pid_file_refuse_to_guess(brimd):
     """A foreground brimd run with -p - cannot be found by stop: it says so, exits 1,
     and the brimd serves on."""
@@ -77,6 +78,7 @@ def test_stop_and_shutdown_without_a_pid_file_refuse_to_guess(brimd):
     assert curl("-s", url, "-d", "still").stdout == b"still"
 
 
+@pytest.mark.slow
 def test_stop_says_it_stopped_and_shutdown_says_it_shut_down(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))
@@ -95,6 +97,7 @@ def test_stop_says_it_stopped_and_shutdown_says_it_shut_down(brimd):
     assert done.stdout == f"brimd is not running (no pid file {brimd.pid_file})\n"
 
 
+@pytest.mark.slow
 def test_stop_with_a_stale_pid_file_says_so_and_removes_it(brimd):
     brimd.use(ECHO, brimd.local(port=free_port()))
     gone = subprocess.Popen(["true"])
@@ -108,6 +111,7 @@ def test_stop_with_a_stale_pid_file_says_so_and_removes_it(brimd):
     assert brimd.run("status").returncode == 3
 
 
+@pytest.mark.slow
 def test_foreground_fails_at_once_on_a_busy_port_naming_its_holder(brimd):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

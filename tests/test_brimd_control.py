@@ -44,6 +44,7 @@ def test_start_status_stop_leaves_nothing(brimd):
     assert not brimd.pid_file.exists()
 
 
+@pytest.mark.slow
 def test_stale_pid_file_does_not_block_start(brimd):
     port = free_port()
     brimd.use(ECHO, brimd.local(port=port))

@@ -52,6 +52,7 @@ def _workers(brimd, group: str) -> set[int]:
     return set(brimd.workers(group).values())
 
 
+@pytest.mark.slow
 def test_check_names_every_fault_and_binds_nothing(brimd):
     """A typo'd option, an app that fails to import and a parse_conf error: all three,
     exit 1; fixed, exit 0; each time with the port held by the test itself."""
@@ -89,6 +90,7 @@ def test_the_example_confs_found_include_each_kind():
 
 
 @pytest.mark.parametrize("conf", _brimd_confs(), ids=lambda p: p.name)
+@pytest.mark.slow
 def test_check_passes_every_example_conf(brimd, conf):
     # kubernetes.conf serves the user's own project (myproject.wsgi:application):
     # here a real module of that name, as docs/kubernetes.rst's image would have.

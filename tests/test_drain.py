@@ -128,6 +128,7 @@ def test_term_answers_every_queued_connection_none_reset(brimd):
     brimd.syslog.wait_line("queued connection(s) with a refusal")
 
 
+@pytest.mark.slow
 def test_shutdown_answers_the_queued_connections_too(brimd):
     port = free_port()
     _conf(brimd, port)
@@ -180,6 +181,7 @@ def test_second_term_skips_the_drain_delay(brimd):
     wait_for(lambda: not alive(master), timeout=5, what="the master to exit at once")
 
 
+@pytest.mark.slow
 def test_health_app_paths_and_head(brimd):
     port = free_port()
     _conf(brimd, port)

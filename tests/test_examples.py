@@ -103,6 +103,7 @@ def test_every_conf_the_docs_name_is_a_file():
     assert not missing, f"confs the docs name but examples/ lacks: {missing}"
 
 
+@pytest.mark.slow
 def test_helloworld(brimd):
     port = free_port()
     proc = _run_as_documented(brimd, "wsgi.rst", "helloworld.conf", "brim", port)
@@ -126,6 +127,7 @@ def test_tcp_echo(brimd):
     _stop(proc)
 
 
+@pytest.mark.slow
 def test_line_upper(brimd):
     port = free_port()
     proc = _run_as_documented(brimd, "tcp.rst", "upper.conf", "tcp#upper", port)
@@ -151,6 +153,7 @@ def test_udp_echo(brimd):
     _stop(proc)
 
 
+@pytest.mark.slow
 def test_lookup(brimd):
     port = free_port(socket.SOCK_DGRAM)
     proc = _run_as_documented(brimd, "udp.rst", "lookup.conf", "udp#lookup", port)
@@ -188,6 +191,7 @@ def test_every_example_conf_is_shown_in_the_docs(conf):
     assert pages or readmes, f"{conf} is shown on no docs page"
 
 
+@pytest.mark.slow
 def test_quickstart_hint_log_sink_file_puts_the_log_in_that_file(brimd):
     """The quick-start conf's hint for a log file, as written: only the file moves."""
     text = (EXAMPLES / "quickstart.conf").read_text()

@@ -107,6 +107,7 @@ def _worker_pids(brimd: Brimd, group: str) -> list[int]:
                      ("hello from django", "hello from django"), id="django"),
     ],
 )
+@pytest.mark.slow
 def test_framework_from_a_conf_by_name_and_by_factory(brimd, model, framework, by_name,
                                                        by_factory, greetings):
     _with_frameworks(brimd)
@@ -127,6 +128,7 @@ def test_framework_from_a_conf_by_name_and_by_factory(brimd, model, framework, b
     assert not brimd.pid_file.exists()
 
 
+@pytest.mark.slow
 def test_flask_last_in_a_chain_behind_brim_middleware(brimd, model):
     _with_frameworks(brimd)
     port = free_port()
@@ -156,6 +158,7 @@ def test_flask_last_in_a_chain_behind_brim_middleware(brimd, model):
     assert _worker_pids(brimd, "wsgi") == workers
 
 
+@pytest.mark.slow
 def test_wrongly_shaped_call_is_one_conf_error_line_and_nothing_starts(brimd):
     """The issue's crash loop: a Flask app named as a brim class (``call = flask_app.app``)
     passed the check and then killed every worker until brimd gave up."""
@@ -221,6 +224,7 @@ class Served:
                      id="django-factory"),
     ],
 )
+@pytest.mark.slow
 def test_serve_one_line_by_name_and_by_factory(brimd, model, app, greeting):
     """``brimd serve APP --chdir DIR --workers 2``: no conf file; TERM stops it, exit 0."""
     brimd.env["DJANGO_SETTINGS_MODULE"] = "djangoproj.settings"
@@ -236,6 +240,7 @@ def test_serve_one_line_by_name_and_by_factory(brimd, model, app, greeting):
     assert "GET /fail 500" in log and "SIGTERM received" in log
 
 
+@pytest.mark.slow
 def test_serve_from_the_current_directory_reloads_on_hup_and_stops_on_ctrl_c(brimd, model):
     """The ``brimd`` script (not ``python -m``, which puts the cwd on the path itself),
     run from the app's directory, as ``gunicorn flask_app:app`` is. HUP replaces the
@@ -273,6 +278,7 @@ def test_serve_from_the_current_directory_reloads_on_hup_and_stops_on_ctrl_c(bri
          "True, False, None)"),
     ],
 )
+@pytest.mark.slow
 def test_serve_refuses_a_wrongly_shaped_app_in_one_line(brimd, app, stderr):
     done = subprocess.run([*BRIMD, "serve", app, "--chdir", str(FRAMEWORKS), "-b",
                            "127.0.0.1:0"], capture_output=True, text=True, timeout=60,

@@ -152,6 +152,7 @@ def _bytes_out(server: _Server, path: str, request_id: str) -> int:
 
 # --- plain TCP: sendfile for real files ------------------------------------------------
 
+@pytest.mark.slow
 def test_file_with_content_length(plain):
     status, headers, body, request_id = _fetch(plain, "/file", "&cl=1")
     assert status == 200 and headers["content-length"] == str(SIZE), (status, headers)
@@ -334,6 +335,7 @@ def test_no_complaint_logged(request, where):
     ("/bytesio", "&cl=1", slice(None)),
     ("/reader", "", slice(None)),
 ], ids=["file-cl", "file-no-length", "bytesio", "reader"])
+@pytest.mark.slow
 def test_tls(tls, path, query, cut):
     status, headers, body, request_id = _fetch(tls, path, query)
     assert status == 200, (status, headers)
@@ -386,6 +388,7 @@ def test_tls_reads_the_file_in_blocks(tls):
     assert SIZE // 65536 <= reads <= SIZE // 65536 + 2, reads  # 64 KiB pieces, then EOF
 
 
+@pytest.mark.slow
 def test_tls_with_curl(tls, tmp_path):
     request_id = uuid.uuid4().hex
     out = tmp_path / "got.bin"

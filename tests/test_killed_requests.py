@@ -96,6 +96,7 @@ def test_hung_and_grace_killed_workers_leave_a_line_per_request(brimd):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_threads_worker_killed_past_grace_logs_each_thread_request(brimd):
     """worker_model = threads: two OS threads of one worker each hold a row of the table."""
     port = free_port()

@@ -376,6 +376,7 @@ def test_start_prints_a_line_per_subserver_and_status_counts_workers_up(brimd):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_busy_port_is_reported_once_with_its_holder_and_start_waits_for_it(brimd):
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
@@ -729,6 +730,7 @@ def _unshare_works() -> bool:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("as_pid_1", [True, False], ids=["pid-1", "subreaper"])
+@pytest.mark.slow
 def test_orphaned_grandchildren_are_reaped(brimd, as_pid_1):
     if as_pid_1 and not _unshare_works():
         pytest.skip("unshare --pid is not permitted here")

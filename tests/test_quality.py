@@ -37,6 +37,7 @@ MYPY_PACKAGES = ("brim.conf", "brim.log", "brim.stats", "brim.supervisor", "brim
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.slow
 def test_mypy_is_clean_for_every_package():
     """All six packages type-check under the strictness pyproject.toml states ([tool.mypy])."""
     args = [arg for name in MYPY_PACKAGES for arg in ("-p", name)]

@@ -259,6 +259,7 @@ def test_new_image_that_cannot_load_holds_the_old_workers(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_term_during_a_reload_still_stops_the_master(brimd):
     port = free_port()
     brimd.write("reload_app.py", APP.format(body="old code"))

@@ -538,6 +538,7 @@ def _daemon_lines(path: Path) -> list[tuple[float, int]]:
 
 
 @pytest.mark.timeout(40)
+@pytest.mark.slow
 def test_sigusr1_reopens_a_daemons_log_at_once(brimd):
     """A daemon (a plain process, no flush loop) logs every 0.2 s: each line logged
     after SIGUSR1 reached it belongs in the new file, and none is lost."""
@@ -704,6 +705,7 @@ RAW_TARGETS = [
 
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.slow
 def test_escaping_round_trips(brimd, fmt):
     port = free_port()
     log_file = brimd.root / "brim.log"

@@ -59,6 +59,7 @@ def _worker_pid(brimd) -> int:
     return wait_for(lambda: sorted(brimd.workers("wsgi").values()), what="the worker")[0]
 
 
+@pytest.mark.slow
 def test_log_file_link_is_refused_with_a_clear_error(brimd, tmp_path):
     secret = _secret(tmp_path / "secret")
     logs = _nobody_dir(tmp_path / "logs")
@@ -94,6 +95,7 @@ def test_log_file_link_is_refused_with_a_clear_error(brimd, tmp_path):
     _untouched(secret)
 
 
+@pytest.mark.slow
 def test_log_file_link_planted_before_a_reload_is_refused_by_its_check(brimd, tmp_path):
     """A master that keeps root (no user): the reload's check reads the conf and
     refuses the planted link, naming it; the workers serve on, the target is
@@ -140,6 +142,7 @@ def test_log_file_replaced_by_a_link_before_a_reopen_is_not_followed(brimd, tmp_
     assert _echo(port, "b").endswith(b"b")
 
 
+@pytest.mark.slow
 def test_pid_and_status_file_links_are_replaced_not_written_through(brimd, tmp_path):
     secret = _secret(tmp_path / "secret")
     other = _secret(tmp_path / "other")
@@ -162,6 +165,7 @@ def test_pid_and_status_file_links_are_replaced_not_written_through(brimd, tmp_p
     assert _worker_pid(brimd) == worker
 
 
+@pytest.mark.slow
 def test_status_file_link_planted_before_a_restart_is_replaced(brimd, tmp_path):
     """The successor opens the status file as root while its predecessor runs."""
     other = _secret(tmp_path / "other")
@@ -183,6 +187,7 @@ def test_status_file_link_planted_before_a_restart_is_replaced(brimd, tmp_path):
     assert done.returncode == 0 and "1 up" in done.stdout, done.stdout
 
 
+@pytest.mark.slow
 def test_restart_takes_no_environment_but_systemd_s_from_the_status_file(brimd):
     """The status file carries systemd's variables to a restart's successor; one
     rewritten by someone else must not put other names in root's environment."""

@@ -30,6 +30,7 @@ SERVER_STAT_KEYS = [
 ]
 
 
+@pytest.mark.slow
 def test_wsgi_usage_example(brimd):
     port = free_port()
     brimd.use(WSGI_USAGE, brimd.local(port=port))
@@ -80,6 +81,7 @@ MULTI = """
 """
 
 
+@pytest.mark.slow
 def test_multi_config_example(brimd):
     main, second = free_port(), free_port()
     # The seed's second [wsgi] says port = 81; a third conf moves it, as a
@@ -204,6 +206,7 @@ def test_helloworld_development_example(brimd):
         assert abs(data["helloworld.last_called"] - data["start_time"]) < 120
 
 
+@pytest.mark.slow
 def test_server_stats_example_with_four_workers(brimd):
     port = free_port()
     brimd.use("""

@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import pytest
 from brimd_harness import free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +70,7 @@ def _pid(answer: bytes) -> int:
     return int(answer.split()[1])
 
 
+@pytest.mark.slow
 def test_tcp_app_raising_systemexit_ends_only_its_connection(brimd, syslog):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
     _conf(brimd, tcp, udp)
@@ -85,6 +87,7 @@ def test_tcp_app_raising_systemexit_ends_only_its_connection(brimd, syslog):
                          f"the client said {word!r}")
 
 
+@pytest.mark.slow
 def test_udp_app_raising_systemexit_drops_only_its_datagram(brimd, syslog):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
     _conf(brimd, tcp, udp)

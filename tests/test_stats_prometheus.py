@@ -11,6 +11,7 @@ import http.client
 import socket
 import time
 
+import pytest
 from brimd_harness import free_port, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -40,6 +41,7 @@ def _total(families: dict, name: str) -> float:
     return sum(s.value for s in families[name].samples)
 
 
+@pytest.mark.slow
 def test_sum_of_request_counter_is_the_number_of_requests(brimd):
     web, tcp = free_port(), free_port()
     brimd.use(f"""

@@ -133,6 +133,7 @@ def test_wsgi_serves_the_socket_passed_under_its_socket_name(brimd):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_reload_keeps_the_passed_socket_and_refuses_a_conf_that_drops_it(brimd, syslog):
     activated = free_port()
     conf = brimd.use(echo_stats_conf(socket_name="web"),
@@ -159,6 +160,7 @@ def test_reload_keeps_the_passed_socket_and_refuses_a_conf_that_drops_it(brimd, 
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_restart_of_the_foreground_master_reloads_it_on_the_passed_socket(brimd):
     activated = free_port()
     brimd.use(echo_stats_conf(socket_name="web"), brimd.local(port=free_port()))
@@ -182,6 +184,7 @@ def test_restart_of_the_foreground_master_reloads_it_on_the_passed_socket(brimd)
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_tcp_subserver_takes_the_socket_with_its_address(brimd):
     port = free_port()
     # listen_retry 0: had brimd tried to bind the port itself (held by the
@@ -234,6 +237,7 @@ def test_udp_subserver_takes_the_socket_under_its_name(brimd):
      "[wsgi] socket_name: systemd passed no socket named 'api' "
      "(it passed 'web' (tcp 127.0.0.1:{0}))"),
 ])
+@pytest.mark.slow
 def test_a_socket_or_subconfig_left_unmatched_is_a_clear_error(brimd, names, socket_name,
                                                                error):
     ports = [free_port() for _ in names]
@@ -259,6 +263,7 @@ def test_a_socket_or_subconfig_left_unmatched_is_a_clear_error(brimd, names, soc
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_notify_socket_hears_ready_reloading_and_stopping(brimd):
     """The master's lines on a NOTIFY_SOCKET the test binds, as systemd would."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -292,6 +297,7 @@ def test_notify_socket_hears_ready_reloading_and_stopping(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_two_subconfigs_on_one_port_each_serve_their_named_socket(brimd):
     web, admin, configured = free_port(), free_port(), free_port()
     # Both subconfigs say the same ip and port; their socket_names tell them apart.
@@ -312,6 +318,7 @@ def test_two_subconfigs_on_one_port_each_serve_their_named_socket(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_a_master_started_by_restart_keeps_the_activated_sockets(brimd):
     web, admin, configured = free_port(), free_port(), free_port()
     brimd.use(brimd.local(port=configured) + TWO_NAMED)
@@ -335,6 +342,7 @@ def test_a_master_started_by_restart_keeps_the_activated_sockets(brimd):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_wsgi_takes_a_passed_unix_socket_by_its_path(brimd, tmp_path):
     path = tmp_path / "app.sock"
     brimd.use(brimd.local() + f"[wsgi]\nip = unix:{path}\napps = echo\n\n"

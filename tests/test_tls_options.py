@@ -94,6 +94,7 @@ def pki(tmp_path) -> dict[str, str]:
 _APP_SECTION = "[app]\ncall = tlsapp:app\n"
 
 
+@pytest.mark.slow
 def test_tls_conf_errors_are_named(brimd, pki):
     brimd.write("tlsapp.py", APP)
     tls = {"port": free_port(), "certfile": pki["server"], "keyfile": pki["server_key"]}
@@ -106,6 +107,7 @@ def test_tls_conf_errors_are_named(brimd, pki):
     assert done.returncode == 1 and "[wsgi] ciphers:" in done.stderr
 
 
+@pytest.mark.slow
 def test_mtls_required_and_optional_min_version_alpn(brimd, pki):
     brimd.write("tlsapp.py", APP)
     strict, relaxed = free_port(), free_port()

@@ -61,6 +61,7 @@ def _rows(screen: list[str], pids: set[int]) -> dict[int, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_top_shows_a_row_per_worker_with_a_moving_rate_and_quits_on_q(brimd, tmux):
     port = free_port()
     brimd.use(echo_stats_conf(workers=2), brimd.local(port=port, start_check=0.3))

@@ -107,6 +107,7 @@ def test_serves_over_a_unix_socket_through_restart_and_reload(brimd, tmp_path):
     assert _post(path, "after") == b"after"
 
 
+@pytest.mark.slow
 def test_stale_socket_file_is_replaced_a_live_one_or_a_file_is_refused(brimd, tmp_path):
     path = tmp_path / "app.sock"
     # A socket file nobody listens on (its process died): removed, then bound.
@@ -135,6 +136,7 @@ def test_stale_socket_file_is_replaced_a_live_one_or_a_file_is_refused(brimd, tm
     assert path.read_text() == "not a socket"
 
 
+@pytest.mark.slow
 def test_tcp_subserver_over_a_unix_socket(brimd, tmp_path):
     path = tmp_path / "tcp.sock"
     brimd.use(brimd.local() + f"""
@@ -150,6 +152,7 @@ ip = unix:{path}
         assert sock.recv(100) == b"ping\n"
 
 
+@pytest.mark.slow
 def test_udp_over_a_unix_socket_is_a_clear_conf_error(brimd, tmp_path):
     brimd.use(brimd.local() + f"""
 [udp#echo]

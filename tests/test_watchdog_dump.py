@@ -115,6 +115,7 @@ def test_usr2_logs_the_waiting_request_and_the_worker_serves_on(brimd):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_usr2_on_threads_logs_each_os_thread_with_its_txn(brimd):
     """worker_model = threads: a request blocking its OS thread in time.sleep is shown
     under its thread, with its txn; heartbeats go on, and the worker serves on."""

@@ -76,6 +76,7 @@ def _burst(port: int, count: int, path: str = "/sleep?1") -> list[float]:
     return sorted(took)
 
 
+@pytest.mark.slow
 def test_threads_serve_8_blocking_requests_at_once(brimd):
     """2 workers x 4 threads: 8 requests that each block 1 s in time.sleep end within 1.5 s."""
     port = free_port()
@@ -95,6 +96,7 @@ def test_threads_serve_40_blocking_requests_in_5_rounds(brimd):
     assert took[-1] < 6, f"answered after {[round(t, 2) for t in took]} s"
 
 
+@pytest.mark.slow
 def test_green_with_monkey_patch_serves_8_blocking_requests_at_once(brimd):
     port = free_port()
     _conf(brimd, port, worker_model="green", monkey_patch="yes")
@@ -106,6 +108,7 @@ def test_green_with_monkey_patch_serves_8_blocking_requests_at_once(brimd):
 @pytest.mark.parametrize("options", [{"worker_model": "threads", "threads": 1},
                                      {"worker_model": "green"}],
                          ids=["threads", "green-unpatched"])
+@pytest.mark.slow
 def test_a_blocked_worker_leaves_new_connections_to_the_idle_one(brimd, options):
     """One worker blocks (its only thread, or its whole process); new clients meanwhile
     are all answered at once, by the other worker."""
@@ -133,6 +136,7 @@ def test_a_blocked_worker_leaves_new_connections_to_the_idle_one(brimd, options)
 
 
 @pytest.mark.parametrize("model", ["green", "threads"])
+@pytest.mark.slow
 def test_an_app_that_calls_monkey_patch_itself(brimd, model):
     """The master and the workers start, serve and stop on TERM cleanly; green workers
     come out patched (4 blocking requests on one worker overlap), threads ones are not."""

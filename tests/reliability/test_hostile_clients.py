@@ -358,6 +358,7 @@ def corpus_server(tmp_path_factory) -> Iterator[_CorpusServer]:
 
 
 @pytest.mark.parametrize(("name", "raw"), CORPUS, ids=[name for name, _ in CORPUS])
+@pytest.mark.slow
 def test_malformed_request_is_refused(corpus_server, name, raw):
     statuses, closed, _took = corpus_server.outcome(name, raw)
     assert closed, f"{name}: no answer and no close within 8 s (got {statuses})"

@@ -40,6 +40,7 @@ def _exercise(conf: Conf) -> None:
 @DIALECTS
 @settings(max_examples=400, deadline=None)
 @given(text=conf_like)
+@pytest.mark.slow
 def test_random_text_parses_or_raises_conf_error(dialect, text):
     try:
         conf = Conf.from_string(text, "fuzz.conf", dialect=dialect)

@@ -67,6 +67,7 @@ def test_recycles_of_one_group_run_one_at_a_time(run_prog):
             assert later["t"] >= drains[earlier["child"]] - 0.05, (earlier, later)
 
 
+@pytest.mark.slow
 def test_max_rss_recycles_a_leaking_worker(run_prog):
     run = run_prog(groups={"w": 1}, modes={"w": "leak"},
                    recycling={"w": {"max_rss": 150 * 2**20}})
@@ -77,6 +78,7 @@ def test_max_rss_recycles_a_leaking_worker(run_prog):
     wait_for(lambda: not alive(first), 5.0, "the leaking worker gone")
 
 
+@pytest.mark.slow
 def test_max_lifetime_recycles(run_prog):
     run = run_prog(groups={"w": 1}, recycling={"w": {"max_lifetime": 0.5}})
     run.wait_workers(1)

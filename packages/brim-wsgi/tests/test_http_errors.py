@@ -151,6 +151,7 @@ def test_request_log_line(server):
     assert line.count("txn:") == 0  # the txn is a field already, not appended again
 
 
+@pytest.mark.slow
 def test_drain_finishes_inflight_and_exits(server):
     idle = server.connect()
     reader = H.Reader(idle)

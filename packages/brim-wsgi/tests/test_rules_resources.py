@@ -364,6 +364,7 @@ def test_distinct_large_heads_do_not_grow_the_worker(tmp_path):
 @pytest.mark.parametrize("partial", [b"GE", b"GET /echo HTTP/1.1\r\n",
                                      b"GET /echo HTTP/1.1\r\nHost: x\r\n"],
                          ids=["in the method", "after the request line", "after a field"])
+@pytest.mark.slow
 def test_head_silent_for_client_timeout_gets_408(server, partial):
     mark, count, c408 = _snapshot(server)
     sock = server.connect()
@@ -487,6 +488,7 @@ def test_body_slower_than_min_body_rate_gets_408(server):
     _worker_same_and_serving(server)
 
 
+@pytest.mark.slow
 def test_body_at_a_good_rate_is_served(server):
     """1000 bytes every 0.25 s (4000 B/s) for 3 s, well past the grace."""
     data, _took = _trickle(server, b"/echo", 12_000, 1000, 0.25, 10)
@@ -495,6 +497,7 @@ def test_body_at_a_good_rate_is_served(server):
     _worker_same_and_serving(server)
 
 
+@pytest.mark.slow
 def test_time_the_app_spends_between_reads_does_not_count(server):
     """The whole body is there at once; the app reads it over 3 s (333 B/s wall-clock)."""
     c408 = server.stat("status_408_count")
