@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,6 +175,27 @@ def test_no_daemon_then_a_daemon(short_dir):
         sink.close()
 
 
+@pytest.mark.timeout(10)
+def test_backlog_counts_only_what_the_daemon_had_no_room_for(reader):
+    """Lines waiting for their burst are no backlog; lines a full queue left are,
+    until a flush gets the last of them out."""
+    sink = SyslogSink(reader.path, LOCAL0, "brim")
+    sink.write("one")
+    assert sink.backlog() == 0
+    for n in range(200):
+        sink.write(f"n{n}")  # the reader reads nothing meanwhile
+    assert 0 < sink.backlog() <= 201
+    got: list[bytes] = []
+    for _ in range(200):
+        got += reader.read()
+        sink.flush()
+        if not sink.backlog():
+            break
+    got += reader.read()
+    assert sink.backlog() == 0 and len(got) == 201
+    sink.close()
+
+
 # --- a real rsyslogd ----------------------------------------------------------------------
 
 RSYSLOG_CONF = """\
@@ -192,8 +214,8 @@ def rsyslogd_path() -> str:
     return found
 
 
-@pytest.fixture
-def rsyslogd(short_dir) -> Iterator[tuple[Path, Path]]:
+@contextlib.contextmanager
+def running_rsyslogd(short_dir: Path) -> Iterator[tuple[Path, Path]]:
     """A real rsyslogd on a socket in short_dir; yields (socket, output file)."""
     sock, out = short_dir / "log.sock", short_dir / "messages.log"
     conf = short_dir / "rsyslog.conf"
@@ -215,6 +237,21 @@ def rsyslogd(short_dir) -> Iterator[tuple[Path, Path]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+@pytest.fixture
+def rsyslogd(short_dir) -> Iterator[tuple[Path, Path]]:
+    with running_rsyslogd(short_dir) as found:
+        yield found
+
+
+def _logged_txns(out: Path, wanted: set[str]) -> Counter:
+    """How often each wanted txn is in rsyslogd's output file so far."""
+    with contextlib.suppress(FileNotFoundError):
+        text = out.read_text(encoding="utf-8", errors="replace")
+        return Counter(word for line in text.splitlines() if " /load/" in line
+                       for word in line.split() if word in wanted)
+    return Counter()
 
 
 def _load(port: int, count: int, threads: int, txns: list[str], errors: list[str]) -> None:
@@ -276,11 +313,7 @@ def test_every_request_line_reaches_a_real_rsyslogd(brimd: Brimd, rsyslogd):
     wanted = set(txns)
 
     def logged() -> Counter:
-        with contextlib.suppress(FileNotFoundError):
-            text = out.read_text(encoding="utf-8", errors="replace")
-            return Counter(word for line in text.splitlines() if " /load/" in line
-                           for word in line.split() if word in wanted)
-        return Counter()
+        return _logged_txns(out, wanted)
 
     # rsyslogd writes its file in its own time: wait until every txn is there.
     with contextlib.suppress(AssertionError, pytest.fail.Exception):
@@ -293,3 +326,48 @@ def test_every_request_line_reaches_a_real_rsyslogd(brimd: Brimd, rsyslogd):
     text = out.read_text(encoding="utf-8", errors="replace")
     first = next(line for line in text.splitlines() if " /load/" in line)
     assert first.startswith("brim: 127.0.0.1 GET /load/"), first
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.slow
+@pytest.mark.xdist_group("load")  # drives a load flat out: one at a time
+def test_lines_kept_while_the_daemon_was_down_drain_at_its_pace(brimd: Brimd, short_dir):
+    """brimd serves 4,000 requests while no syslog daemon listens: each worker
+    keeps its lines (2,000 or so, under MAX_PENDING). Then rsyslogd starts, and
+    no request comes: the flush timer alone must deliver the backlog. At one
+    daemon queue (net.unix.max_dgram_qlen, 10 here) per 100 ms flush that took
+    about 20 s; flushing every FLUSH_BACKLOG_EVERY while a backlog is left, it
+    takes the second the sink waits to connect again, and little more."""
+    port = free_port()
+    sock = short_dir / "log.sock"
+    shutil.copy(HERE / "log_apps.py", brimd.root / "log_apps.py")
+    brimd.use("[wsgi]\napps = stats t\nworkers = 2\n\n[stats]\ncall = brim.stats.Stats\n\n"
+              "[t]\ncall = log_apps.TxnEcho\n",
+              f"[brim]\nip = 127.0.0.1\nport = {port}\ngrace = 5\nlog_address = {sock}\n")
+    brimd.start()
+    try:
+        def ready() -> bool:
+            data = get_json(f"http://127.0.0.1:{port}/stats", timeout=2)
+            return all(data.get(f"worker_{n}", {}).get("start_time") for n in range(2))
+
+        wait_for(ready, timeout=15, what="brimd serving with both workers")
+        txns: list[str] = []
+        errors: list[str] = []
+        _load(port, 4000, 4, txns, errors)
+        assert not errors, errors[:5]
+        wanted = set(txns)
+        assert len(wanted) == 4000
+        with running_rsyslogd(short_dir) as (_, out):
+            up = time.monotonic()
+            with contextlib.suppress(pytest.fail.Exception):
+                wait_for(lambda: len(_logged_txns(out, wanted)) == len(wanted), timeout=15,
+                         what="the backlog in rsyslogd's file")
+            took = time.monotonic() - up
+            counts = _logged_txns(out, wanted)
+    finally:
+        brimd.kill_all()
+    print(f"backlog of {len(wanted)} lines delivered in {took:.2f}s after rsyslogd started; "
+          f"{len(counts)} arrived")
+    assert len(counts) == len(wanted), f"{len(wanted) - len(counts)} lines missing"
+    assert not [t for t, n in counts.items() if n > 1], "a request logged twice"
+    assert took < 5.0, f"the backlog took {took:.1f}s to drain"

@@ -32,13 +32,17 @@ from typing import Any, TextIO
 
 from brim.supervisor.files import open_regular
 
-__all__ = ["FLUSH_AT", "FLUSH_EVERY", "FileSink", "Sink", "StreamSink", "SyslogSink",
-           "syslog_priority"]
+__all__ = ["FLUSH_AT", "FLUSH_BACKLOG_EVERY", "FLUSH_EVERY", "FileSink", "Sink", "StreamSink",
+           "SyslogSink", "syslog_priority"]
 
 #: A buffered sink writes once this many bytes are waiting.
 FLUSH_AT = 64 * 1024
 #: Seconds between flushes of buffered sinks in an HTTP worker.
 FLUSH_EVERY = 0.1
+#: Seconds between flushes while a sink holds lines its destination had no
+#: room for (a syslog daemon back from a restart, with the lines of its
+#: outage waiting): each flush sends only what the daemon's queue takes.
+FLUSH_BACKLOG_EVERY = 0.005
 #: Seconds between two warnings about the same failing sink.
 WARN_EVERY = 60.0
 #: Longest message sent to syslog, in bytes; longer lines are clipped so the
@@ -83,6 +87,14 @@ class Sink:
 
     def flush(self) -> None:
         """Deliver what is buffered."""
+
+    def backlog(self) -> int:
+        """Lines held because the destination had no room for them (0 when it keeps up).
+
+        A caller that flushes on a timer flushes more often while this is not
+        0, so a backlog drains at the destination's pace, not the timer's.
+        """
+        return 0
 
     def reopen(self) -> None:
         """Let go of the destination and open it again (log rotation).
@@ -131,7 +143,9 @@ class SyslogSink(Sink):
     A send never blocks. When the daemon's queue is full, the rest of the
     burst waits in memory and is tried again with the next line (or BATCH
     lines later if the daemon took none) and at the next flush, which may
-    wait up to FLUSH_WAIT for room (see :meth:`flush`). Up to MAX_PENDING
+    wait up to FLUSH_WAIT for room (see :meth:`flush`); an HTTP worker
+    flushes every FLUSH_BACKLOG_EVERY while :meth:`backlog` is not 0, so
+    lines kept while the daemon was down reach it at its pace. Up to MAX_PENDING
     lines wait; only beyond that are the oldest dropped, counted in
     :attr:`dropped` and warned about. When the
     daemon is restarted its socket is new, so sends fail until the sink
@@ -161,6 +175,8 @@ class SyslogSink(Sink):
         self._patient = True
         #: Lines waiting that make write() send a burst.
         self._send_at = self.batch = self.BATCH
+        #: Whether the last push left lines behind (the daemon had no room).
+        self._behind = False
         # A host name is looked up once, here: a lookup on a reconnect would
         # block the worker's event loop for as long as DNS takes.
         self._family = socket.AF_UNIX
@@ -237,6 +253,10 @@ class SyslogSink(Sink):
                 self._patient = False
                 return
 
+    def backlog(self) -> int:
+        # Lines waiting for their burst are not a backlog; lines a send left are.
+        return len(self._pending) if self._behind else 0
+
     def _push(self) -> None:
         """Send what waits, until the daemon's queue is full.
 
@@ -258,10 +278,12 @@ class SyslogSink(Sink):
             if not send(data):
                 pending.appendleft(data)
                 self._send_at = len(pending) + (1 if sent else self.batch)
+                self._behind = True
                 return
             sent += 1
         self._send_at = self.batch
         self._patient = True
+        self._behind = False
 
     def _writable(self, timeout: float) -> bool:
         """Wait until the daemon's queue has room (a connected datagram socket polls

@@ -121,6 +121,10 @@ class RequestLog:
         for sink in self.sinks:
             sink.flush()
 
+    def backlog(self) -> int:
+        """Lines that a sink holds for want of room at its destination."""
+        return sum(sink.backlog() for sink in self.sinks)
+
 
 class _RecordRequestLog(RequestLog):
     """The request log for a logger brim did not set up: one LogRecord per request."""

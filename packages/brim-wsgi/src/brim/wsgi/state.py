@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from brim.log.sinks import FLUSH_EVERY
+from brim.log.sinks import FLUSH_BACKLOG_EVERY, FLUSH_EVERY
 
 from .inflight import TARGET_BYTES, InFlightTable
 from .metrics import Metrics
@@ -262,10 +262,16 @@ class ServerState:
         """Flush the request log every FLUSH_EVERY seconds (a thread's loop).
 
         So a worker that is killed loses at most the lines of its last
-        FLUSH_EVERY seconds.
+        FLUSH_EVERY seconds. While a sink holds a backlog (a syslog daemon
+        that was down, now taking lines as fast as it reads them) the flushes
+        come every FLUSH_BACKLOG_EVERY seconds, or a backlog of thousands of
+        lines would drain one daemon queue (10 lines by default) per
+        FLUSH_EVERY, behind every new line, long after the load has gone.
         """
+        log = self.request_log
         while True:
-            self.engine.sleep(FLUSH_EVERY)
+            self.engine.sleep(FLUSH_BACKLOG_EVERY if log is not None and log.backlog()
+                              else FLUSH_EVERY)
             self.flush_log()
 
     def _close_idle_later(self) -> None:
