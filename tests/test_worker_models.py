@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -159,3 +160,72 @@ def test_an_app_that_calls_monkey_patch_itself(brimd, model):
     assert not [x for x in lines if "crashed" in x or "Traceback" in x or "failed" in x], lines
     assert [x for x in lines if "exited with exit code 0" in x], lines
     assert not [x for x in lines if "main thread" in x], lines
+
+
+def _hog(port: int, stop: threading.Event, served: list[int]) -> None:
+    """A client whose next request is always waiting at the server: it pipelines
+    two, and sends one more for each answer, until stop is set."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    marker = b"HTTP/1.1 200 OK"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request * 2)
+        tail = b""
+        while not stop.is_set():
+            data = sock.recv(65536)
+            if not data:
+                return
+            tail += data
+            answered = tail.count(marker)
+            if answered:
+                tail = tail[tail.rfind(marker) + len(marker):]
+                served.append(answered)
+                sock.sendall(request * answered)
+            tail = tail[-(len(marker) - 1):]
+
+
+@pytest.mark.slow
+def test_clients_whose_next_request_is_always_ready_do_not_keep_the_threads(brimd):
+    """One worker, 2 threads, 2 clients that pipeline: a thread that answered one of
+    them always finds its next request there. Taking it at once would keep both
+    threads on these two for as long as they go on, and a third client, new or
+    keep-alive, would wait as long (it did: 32 wrk connections queued behind 4
+    such threads for up to 1.6 s). Each answer sends a connection with others
+    waiting to the back of the line, so the third is answered within moments,
+    and the two go on being served."""
+    port = free_port()
+    shutil.copy(HERE / "blocking_apps.py", brimd.root / "blocking_apps.py")
+    brimd.use(brimd.local(port=port, workers=1),
+              "[wsgi]\napps = block\nworker_model = threads\nthreads = 2\n\n"
+              "[block]\ncall = blocking_apps.Sleeper\n")
+    _up(brimd, port, workers=1)
+    (pid,) = brimd.workers("wsgi").values()
+    stop = threading.Event()
+    served: list[list[int]] = [[], []]
+    hogs = [threading.Thread(target=_hog, args=(port, stop, s)) for s in served]
+    for t in hogs:
+        t.start()
+    try:
+        wait_for(lambda: all(sum(s) > 200 for s in served), timeout=10,
+                 what="both pipelining clients served")
+        took = []
+        for _ in range(5):  # new connections
+            start = time.monotonic()
+            assert _get(port, "/", timeout=5) == (200, str(pid).encode())
+            took.append(time.monotonic() - start)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(5):  # one keep-alive connection
+            start = time.monotonic()
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, str(pid).encode())
+            took.append(time.monotonic() - start)
+        conn.close()
+        before = [sum(s) for s in served]
+        time.sleep(0.3)
+        assert all(sum(s) > b for s, b in zip(served, before, strict=True)), "a pipelining client stalled"
+    finally:
+        stop.set()
+        for t in hogs:
+            t.join(15)
+    assert max(took) < 0.5, [round(t, 3) for t in took]
+    assert list(brimd.workers("wsgi").values()) == [pid]

@@ -23,6 +23,11 @@ Who takes a thread, and when:
 * An idle keep-alive connection does not keep a thread. It is *parked*: the
   worker's reactor thread watches it in a selector (gunicorn's gthread does
   the same), and hands it to a free thread when its next request arrives.
+  A busy one does not keep its thread either while others wait for one:
+  after each answer it goes to the back of the line, straight into the
+  queue when its next request is already there, and that turn also lets
+  one client waiting in the listen queue in (see below); so clients that
+  always have a request ready cannot keep the others waiting.
   Parked connections still count against ``concurrent_per_worker``, are
   shed first when a new client needs room, and end after idle_timeout.
   So a thread is held only while there is something to do, and 8 threads
@@ -96,17 +101,21 @@ class Exit(BaseException):
 
 
 class Parked(BaseException):
-    """Raised out of recv_waiting(park=True) when the client has sent nothing yet.
+    """Raised out of recv_waiting(park=True) when the client has sent nothing yet,
+    or when other connections wait for a thread (``ready`` if its bytes are here).
 
     The connection leaves its thread without closing; whoever catches it on
     the way out sets ``resume`` (what to call when the client sends more),
     and the pool parks the connection in its selector.
     """
 
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+    def __init__(self, sock: socket.socket, timeout: float | None, ready: bool = False) -> None:
         super().__init__()
         self.sock = sock
         self.timeout = timeout
+        #: The client's next request is already here: back in the queue at once,
+        #: no trip through the selector.
+        self.ready = ready
         self.resume: Callable[[], None] | None = None
 
 
@@ -133,6 +142,7 @@ class Task:
         "fn",
         "parked",
         "pool",
+        "resumed",
         "throwable",
         "thrown",
         "wake",
@@ -148,6 +158,8 @@ class Task:
         self.throwable = False
         #: True while parked in its pool's selector.
         self.parked = False
+        #: True from being handed back to a thread until its next read.
+        self.resumed = False
         self.fd = -1
         self.deadline = 0.0
         #: The wake-up pipe of the thread running it now.
@@ -360,6 +372,18 @@ def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
     task = current()
     if task.thrown is not None:
         _raise_thrown(task)
+    resumed, task.resumed = task.resumed, False
+    if park and not resumed and task.pool is not None and not task.pool.idle_wanted() and not (
+            isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        # Other connections wait for a thread: this one goes to the back of
+        # the line even when its next request is already here (the selector
+        # hands it over again at once). Else a client that always has its
+        # next request ready (wrk, a proxy's pool) keeps its thread for good
+        # while the rest wait: 32 connections queued behind 4 such threads
+        # waited up to 1.6 s. Decrypted bytes an SSL socket holds are no
+        # event for the selector, so such a socket reads them first; and a
+        # connection just handed back reads the request it came back for.
+        raise Parked(sock, timeout, ready=_readable(sock.fileno()))
     while True:
         try:
             return sock.recv(size)
@@ -374,6 +398,13 @@ def recv_waiting(sock: socket.socket, size: int, timeout: float | None,
             _timed_out(_wait(sock.fileno(), select.POLLIN, timeout, throwable=True))
         except ssl.SSLWantWriteError:
             _timed_out(_wait(sock.fileno(), select.POLLOUT, timeout, throwable=True))
+
+
+def _readable(fd: int) -> bool:
+    """Whether fd has bytes (or an end) to read now, without waiting."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _wait_ready(fd: int, writing: bool, timeout: float | None) -> None:
@@ -537,12 +568,16 @@ class ThreadConnections:
                 self.busy -= 1
                 if parked is not None and parked.resume is not None and not self._killed:
                     task.fn = parked.resume
+                    task.resumed = True
                     task.args = ()
-                    task.fd = parked.sock.fileno()
-                    task.deadline = time.monotonic() + (parked.timeout or 0.0)
-                    task.parked = True
-                    self._parks.append(task)
-                    poke = True
+                    if parked.ready:  # to the back of the line, its request in hand
+                        self._submit(task)
+                    else:
+                        task.fd = parked.sock.fileno()
+                        task.deadline = time.monotonic() + (parked.timeout or 0.0)
+                        task.parked = True
+                        self._parks.append(task)
+                        poke = True
                 else:
                     if parked is not None:  # nobody set resume: end it here
                         try:
@@ -553,12 +588,17 @@ class ThreadConnections:
                     self._tasks.discard(task)
                     task.done.set()
                     poke = bool(self._held) or self.busy == self.size - 1 or not self.accepting
-                if (self._pending and not self._credits
-                        and self._queue.qsize() >= self.size):
+                if self._pending and not self._credits and (
+                        self._queue.qsize() >= self.size
+                        or (parked is not None and parked.ready)):
                     # Saturated, not blocked: this thread goes straight on to
                     # a queue of at least a round of work for every thread,
-                    # so one waiting client may queue up too. (A queue that
-                    # holds only connections just handed over is no sign.)
+                    # or its connection just went to the back of the line
+                    # with its next request (a request answered, work
+                    # waiting), so one waiting client may queue up too. (A
+                    # queue that holds only connections just handed over is
+                    # no sign.) Without the second, clients that always have
+                    # a request ready kept a new one out for seconds.
                     self._credits = 1
                     poke = True
                 if not self.accepting:
@@ -596,6 +636,12 @@ class ThreadConnections:
                     watched[task.fd] = task
                     sel.register(task.fd, selectors.EVENT_READ, task)
                     heapq.heappush(deadlines, (task.deadline, id(task), task))
+                if len(deadlines) > 2 * len(watched) + 64:
+                    # Entries of tasks resumed since are skipped when they come
+                    # due, idle_timeout later; under load that would be one per
+                    # request served in the meantime. Keep the parked ones only.
+                    deadlines = [(t.deadline, id(t), t) for t in watched.values()]
+                    heapq.heapify(deadlines)
                 while (self._held and self.live < self.connections
                        and self.busy < self.size):
                     self.live += 1
