@@ -240,11 +240,12 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        with state.lock:  # OS threads finish at once; the counters are not atomic
-            state.finished(self)
-            state.count(code)
         log = state.request_log
-        if log is not None:
+        if log is None:
+            with state.lock:  # OS threads finish at once; the counters are not atomic
+                state.finished(self)
+                state.count(code)
+        else:
             req = self.req
             ua = referer = None
             headers = None
@@ -264,7 +265,9 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            with state.lock:
+            with state.lock:  # one hold for the counters and the line, in that order
+                state.finished(self)
+                state.count(code)
                 log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                           now - self.start, self.txn, ua, referer, extra, headers, now)
         errors = self.errors
