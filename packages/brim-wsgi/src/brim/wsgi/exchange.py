@@ -240,12 +240,11 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
+        with state.lock:  # OS threads finish at once; the counters are not atomic
+            state.finished(self)
+            state.count(code)
         log = state.request_log
-        if log is None:
-            with state.lock:  # OS threads finish at once; the counters are not atomic
-                state.finished(self)
-                state.count(code)
-        else:
+        if log is not None:
             req = self.req
             ua = referer = None
             headers = None
@@ -265,9 +264,7 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            with state.lock:  # one hold for the counters and the line, in that order
-                state.finished(self)
-                state.count(code)
+            with state.lock:
                 log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                           now - self.start, self.txn, ua, referer, extra, headers, now)
         errors = self.errors
