@@ -143,16 +143,18 @@ def test_flask_last_in_a_chain_behind_brim_middleware(brimd, model):
     check_app(client, "flask behind brim", workers)
     # brimd counted what the Flask app answered: 2xx, the 404 and the 500. A
     # request is counted once its response is out; with OS threads the next
-    # request (this read) can be served before the last one's count lands,
-    # so read until it has (not counting the reads' own 2xx: each lands
+    # request (this read) can be served before the last ones' counts land,
+    # so read until all have (not counting the reads' own 2xx: each lands
     # after the read that made it, or later).
     reads: list[dict] = []
 
     def counted() -> bool:
         reads.append(get_json(f"http://127.0.0.1:{port}/stats"))
-        return reads[-1]["status_2xx_count"] - (len(reads) - 1) >= 5
+        last = reads[-1]
+        return (last["status_2xx_count"] - (len(reads) - 1) >= 5
+                and last["status_404_count"] >= 1 and last["status_5xx_count"] >= 1)
 
-    wait_for(counted, timeout=5, what="the Flask app's 2xx counted")
+    wait_for(counted, timeout=5, what="the Flask app's answers counted")
     stats = reads[-1]
     assert stats["status_404_count"] == 1 and stats["status_5xx_count"] == 1
     assert _worker_pids(brimd, "wsgi") == workers
