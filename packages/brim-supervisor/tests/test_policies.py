@@ -50,7 +50,17 @@ class Workers:
         return group
 
     def spawn(self, slot: Slot) -> None:
-        proc = subprocess.Popen(["sleep", "60"])
+        # Under nohup (or any runner that ignores SIGHUP) the child would
+        # inherit the ignore and outlive the SIGHUP that retires it: it is
+        # started with the default disposition.
+        ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        try:
+            proc = subprocess.Popen(["sleep", "60"])
+        finally:
+            if ignored:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.procs[proc.pid] = proc
         slot.pid = proc.pid
         self.pool.children[proc.pid] = Child(proc.pid, slot.group.name, slot.worker_id,
