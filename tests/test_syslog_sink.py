@@ -254,6 +254,23 @@ def _logged_txns(out: Path, wanted: set[str]) -> Counter:
     return Counter()
 
 
+def _start_txn_echo(brimd: Brimd, port: int, sock: Path) -> int:
+    """A daemonized brimd, 2 workers answering each request with its txn and logging
+    to the syslog socket sock (which may not exist yet); returns once both serve."""
+    shutil.copy(HERE / "log_apps.py", brimd.root / "log_apps.py")
+    brimd.use("[wsgi]\napps = stats t\nworkers = 2\n\n[stats]\ncall = brim.stats.Stats\n\n"
+              "[t]\ncall = log_apps.TxnEcho\n",
+              f"[brim]\nip = 127.0.0.1\nport = {port}\ngrace = 5\nlog_address = {sock}\n")
+    master = brimd.start()
+
+    def ready() -> bool:
+        data = get_json(f"http://127.0.0.1:{port}/stats", timeout=2)
+        return all(data.get(f"worker_{n}", {}).get("start_time") for n in range(2))
+
+    wait_for(ready, timeout=15, what="brimd serving with both workers")
+    return master
+
+
 def _load(port: int, count: int, threads: int, txns: list[str], errors: list[str]) -> None:
     """count requests over threads keep-alive connections; each answer is its txn."""
     def client(n: int) -> None:
@@ -285,18 +302,9 @@ def _load(port: int, count: int, threads: int, txns: list[str], errors: list[str
 def test_every_request_line_reaches_a_real_rsyslogd(brimd: Brimd, rsyslogd):
     sock, out = rsyslogd
     port = free_port()
-    shutil.copy(HERE / "log_apps.py", brimd.root / "log_apps.py")
-    brimd.use("[wsgi]\napps = stats t\nworkers = 2\n\n[stats]\ncall = brim.stats.Stats\n\n"
-              "[t]\ncall = log_apps.TxnEcho\n",
-              f"[brim]\nip = 127.0.0.1\nport = {port}\ngrace = 5\nlog_address = {sock}\n")
-    master = brimd.start()
     tree: list[int] = []
     try:
-        def ready() -> bool:
-            data = get_json(f"http://127.0.0.1:{port}/stats", timeout=2)
-            return all(data.get(f"worker_{n}", {}).get("start_time") for n in range(2))
-
-        wait_for(ready, timeout=15, what="brimd serving with both workers")
+        master = _start_txn_echo(brimd, port, sock)
         txns: list[str] = []
         errors: list[str] = []
         _load(port, 4000, 4, txns, errors)
@@ -340,17 +348,8 @@ def test_lines_kept_while_the_daemon_was_down_drain_at_its_pace(brimd: Brimd, sh
     takes the second the sink waits to connect again, and little more."""
     port = free_port()
     sock = short_dir / "log.sock"
-    shutil.copy(HERE / "log_apps.py", brimd.root / "log_apps.py")
-    brimd.use("[wsgi]\napps = stats t\nworkers = 2\n\n[stats]\ncall = brim.stats.Stats\n\n"
-              "[t]\ncall = log_apps.TxnEcho\n",
-              f"[brim]\nip = 127.0.0.1\nport = {port}\ngrace = 5\nlog_address = {sock}\n")
-    brimd.start()
     try:
-        def ready() -> bool:
-            data = get_json(f"http://127.0.0.1:{port}/stats", timeout=2)
-            return all(data.get(f"worker_{n}", {}).get("start_time") for n in range(2))
-
-        wait_for(ready, timeout=15, what="brimd serving with both workers")
+        _start_txn_echo(brimd, port, sock)
         txns: list[str] = []
         errors: list[str] = []
         _load(port, 4000, 4, txns, errors)
