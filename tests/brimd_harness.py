@@ -45,6 +45,22 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
+def proc_net_tcp(port: int) -> list[list[str]]:
+    """The /proc/net/tcp rows whose local address is 127.0.0.1:port."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return [fields for line in f.readlines()[1:] if (fields := line.split())[1] == local]
+
+
+def accept_queue(port: int) -> int | None:
+    """Connections waiting in the listen backlog of 127.0.0.1:port (rx_queue of the
+    LISTEN socket), None if not found: 0 once a worker has accepted them all."""
+    for fields in proc_net_tcp(port):
+        if fields[3] == "0A":
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
 def wait_for(check: Callable[[], object], timeout: float = 10.0, step: float = 0.05,
              what: str = "condition"):
     """Poll ``check`` until it returns something true; fail after ``timeout``."""

@@ -24,6 +24,9 @@ def _answer(line: bytes) -> bytes:
     exc = RAISES.get(word)
     if exc is not None:
         raise exc(f"the client said {word!r}")
+    if word == b"nap":  # hold the connection's slot a while, busy (not waiting on it)
+        import eventlet
+        eventlet.sleep(1.5)
     return b"pid %d %s\n" % (os.getpid(), word)
 
 
@@ -40,6 +43,8 @@ class LineExit:
             line = reader.readline()
             if not line:
                 return
+            if line.strip() == b"nap":  # say so first: the nap has begun
+                sock.sendall(b"napping\n")
             sock.sendall(_answer(line))
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from brimd_harness import BRIMD, alive, free_port, wait_for
+from brimd_harness import BRIMD, accept_queue, alive, free_port, wait_for
 
 SLOW_APP = '''
 import time
@@ -310,3 +310,47 @@ def test_no_daemon_connections_arriving_during_the_drain_get_503(brimd):
     holding.close()
     assert proc.wait(10) == 0
     assert "answered 20 queued connection(s) with a refusal" in proc.stderr.read()
+
+
+# ----- a connection the worker took while full -----------------------------------
+
+
+@pytest.mark.parametrize("model", ["green", "threads"])
+def test_a_connection_accepted_while_the_worker_was_full_is_answered_not_reset(brimd, model):
+    """A worker with one connection slot, taken by a request in progress, still
+    accepts the next client (the green acceptor, or the threads reactor,
+    holds it until a slot frees). When the drain came then, the held
+    connection was dropped with its request unread: the kernel reset it.
+    Now it is served once the slot frees, its answer saying
+    ``Connection: close``."""
+    port = free_port()
+    brimd.write("slow_app.py", SLOW_APP)
+    brimd.use(brimd.local() + f"""
+[wsgi]
+port = {port}
+workers = 1
+worker_model = {model}
+monkey_patch = true
+threads = 2
+concurrent_per_worker = 1
+apps = slow echo
+
+[slow]
+call = slow_app.Slow
+
+[echo]
+call = brim.wsgi_echo.WSGIEcho
+""")
+    master = brimd.start()
+    assert _get(port, "/echo")[0] == 200
+    busy = socket.create_connection(("127.0.0.1", port), timeout=15)
+    busy.sendall(b"GET /slow?1.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.3)  # the slot is taken
+    held = socket.create_connection(("127.0.0.1", port), timeout=15)
+    held.sendall(b"GET /echo?held HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: accept_queue(port) == 0, what="the worker to accept the held client")
+    time.sleep(0.1)  # and read what it can (the threads reactor: nothing until a slot frees)
+    os.kill(master, signal.SIGTERM)
+    assert _read_answer(busy) == "200"
+    assert _read_answer(held) == "200"  # the worker took it: it serves it
+    wait_for(lambda: not alive(master), timeout=15, what="the master to exit")

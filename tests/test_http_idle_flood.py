@@ -39,7 +39,7 @@ import time
 from collections import Counter
 
 import pytest
-from brimd_harness import echo_stats_conf, free_port, get_json, wait_for
+from brimd_harness import accept_queue, echo_stats_conf, free_port, get_json, proc_net_tcp, wait_for
 
 HELD = 5000
 REQUESTS = 100
@@ -63,26 +63,10 @@ def _raise_nofile(need: int) -> None:
                        (need if hard == resource.RLIM_INFINITY else hard, hard))
 
 
-def _proc_net_tcp(port: int) -> list[list[str]]:
-    """The /proc/net/tcp rows whose local address is 127.0.0.1:port."""
-    local = f"0100007F:{port:04X}"
-    with open("/proc/net/tcp") as f:
-        return [fields for line in f.readlines()[1:] if (fields := line.split())[1] == local]
-
-
-def _accept_queue(port: int) -> int | None:
-    """Connections waiting in the listen backlog of 127.0.0.1:port (rx_queue of the
-    LISTEN socket), None if not found."""
-    for fields in _proc_net_tcp(port):
-        if fields[3] == "0A":
-            return int(fields[4].split(":")[1], 16)
-    return None
-
-
 def _syn_recv(port: int) -> int:
     """Server-side half-open connections (SYN_RECV): the client thinks it is connected
     but its final ACK was dropped (a full queue), so the kernel retries the SYN-ACK."""
-    return sum(fields[3] == "03" for fields in _proc_net_tcp(port))
+    return sum(fields[3] == "03" for fields in proc_net_tcp(port))
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -212,18 +196,18 @@ def test_idle_flood_does_not_delay_a_live_client(brimd, syslog):
             connect_s=round(connected_by - began, 2),
             connected=held.count("open") + held.count("closed"),
             connect_pending=held.count("pending"), connect_failed=dict(held.connect_errors),
-            backlog_after_connect=_accept_queue(port), syn_recv_after_connect=_syn_recv(port))
+            backlog_after_connect=accept_queue(port), syn_recv_after_connect=_syn_recv(port))
         # One probe at once, queued behind the whole backlog: answered, and how fast
         # (a figure only; the 100 measured requests come once the backlog is taken).
         probe_s, probe = _request(port, -1)
         figures.update(probe_during_backlog_ms=round(probe_s * 1000, 1), probe=probe)
         # Let the workers take what the listen backlog holds (shedding as they go),
         # watching the held connections meanwhile; at most 5 s.
-        while (_accept_queue(port) or 0) > 0 and time.monotonic() - connected_by < 5:
+        while (accept_queue(port) or 0) > 0 and time.monotonic() - connected_by < 5:
             held.poll(0.05)
         held.poll(0)
         figures.update(backlog_drained_s=round(time.monotonic() - connected_by, 2),
-                       backlog_left=_accept_queue(port),
+                       backlog_left=accept_queue(port),
                        closed_before_client=held.count("closed"))
 
         latencies: list[float] = []
@@ -316,7 +300,7 @@ def test_burst_queued_while_workers_are_busy_is_shed(brimd):
         try:
             held = _Held(port, BURST)
             held.connect_all()
-            figures.update(connected=held.count("open"), backlog=_accept_queue(port))
+            figures.update(connected=held.count("open"), backlog=accept_queue(port))
         finally:
             for pid in workers.values():
                 os.kill(pid, signal.SIGCONT)
@@ -336,7 +320,7 @@ def test_burst_queued_while_workers_are_busy_is_shed(brimd):
             p50_ms=round(_percentile(latencies, 50) * 1000, 1),
             p99_ms=round(_percentile(latencies, 99) * 1000, 1),
             max_ms=round(max(latencies) * 1000, 1),
-            backlog_after_client=_accept_queue(port), closed_after_client=held.count("closed"))
+            backlog_after_client=accept_queue(port), closed_after_client=held.count("closed"))
         held.watch_until_closed(resumed, CLOSE_BY)
         open_at_deadline = held.count("open")
         held.watch_until_closed(resumed, CLOSE_BY + WATCH_MORE)

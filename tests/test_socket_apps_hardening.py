@@ -8,12 +8,14 @@ process, and that the next client is served.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
 import pytest
-from brimd_harness import free_port, wait_for
+from brimd_harness import accept_queue, alive, free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,6 +39,11 @@ def _conf(brimd, tcp: int, udp: int, concurrent: int = 50) -> None:
 def _line(conn: socket.socket, text: bytes) -> bytes:
     """Send one line, read one answer line (b'' if the connection was ended)."""
     conn.sendall(text + b"\n")
+    return _read_line(conn)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    """Read one answer line (b'' if the connection was ended)."""
     answer = b""
     while not answer.endswith(b"\n"):
         chunk = conn.recv(100)
@@ -121,3 +128,26 @@ def test_idle_tcp_connections_are_shed_for_new_clients(brimd):
         for conn in idle:
             conn.close()
     assert _pid(_ask_tcp(tcp, b"next")) == worker
+
+
+def test_a_connection_accepted_while_full_is_served_through_a_drain(brimd):
+    """The one slot is busy (its app naps, not waiting on its client), so the
+    next client is accepted and held for a slot. TERM then used to drop the
+    held connection unread, and the kernel reset it; now the app gets it
+    once the slot frees."""
+    tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    _conf(brimd, tcp, udp, concurrent=1)
+    master = brimd.start()
+    worker = _pid(wait_for(lambda: _ask_tcp(tcp), what="the TCP app answering"))
+    with _tcp(tcp) as busy:
+        # The app says it naps: the slot is busy, not an idle one to shed.
+        assert _line(busy, b"nap") == b"napping\n"
+        held = _tcp(tcp)
+        held.sendall(b"held\n")
+        wait_for(lambda: accept_queue(tcp) == 0, what="the worker to accept the held client")
+        os.kill(master, signal.SIGTERM)
+        assert _read_line(busy) == b"pid %d nap\n" % worker
+        busy.close()  # frees the slot
+        with held:
+            assert _read_line(held) == b"pid %d held\n" % worker
+    wait_for(lambda: not alive(master), timeout=15, what="the master to exit")

@@ -51,6 +51,7 @@ __all__ = [
     "GreenletExit",
     "Parked",
     "accept",
+    "accept_forever",
     "current",
     "green_socket",
     "green_stacks",
@@ -392,6 +393,8 @@ class GreenConnections:
     def __init__(self, size: int, connections: int) -> None:
         self._pool = GreenPool(connections)
         self._acceptor: Any = None
+        #: Set by kill_all: a connection the acceptor holds is dropped, not served.
+        self._dropping = False
 
     def start(self, listener: socket.socket, handle: Callable[[socket.socket, Any], None],
               make_room: Callable[[], bool]) -> None:
@@ -400,18 +403,7 @@ class GreenConnections:
     def _accept_loop(self, listener: socket.socket,
                      handle: Callable[[socket.socket, Any], None],
                      make_room: Callable[[], bool]) -> None:
-        pool = self._pool
-        spawn_n = pool.spawn_n
-        while True:
-            conn, addr = accept(listener)
-            if not pool.free():
-                make_room_in(pool, make_room)
-            spawn_n(handle, conn, addr)
-            # Let the new connection reach its app before accepting another:
-            # an app that blocks the process then blocks it before this
-            # worker takes more connections from the shared queue, and they
-            # go to a worker that is free instead of waiting here.
-            sleep(0)
+        accept_forever(listener, self._pool, handle, make_room, lambda: self._dropping)
 
     def stop_accepting(self) -> None:
         if self._acceptor is not None:
@@ -427,9 +419,45 @@ class GreenConnections:
         self._pool.waitall()
 
     def kill_all(self) -> None:
+        self._dropping = True
         self.stop_accepting()
         for g in list(self._pool.coroutines_running):
             kill(g)
+
+
+def accept_forever(listener: socket.socket, pool: Any,
+                   handle: Callable[[socket.socket, Any], None],
+                   make_room: Callable[[], bool],
+                   dropping: Callable[[], bool] = lambda: False) -> None:
+    """Accept connections and run ``handle(conn, addr)`` for each in ``pool``,
+    until this green thread is killed (WSGI and TCP workers both).
+
+    When the pool is full, ``make_room`` is asked to shed a waiting
+    connection (see :func:`make_room_in`), else the new one waits for a slot.
+    A kill that comes while it waits does not lose it: it is this worker's
+    now, its request likely in its buffer, and closing it unread would make
+    the kernel reset it. It is handed to the pool (a drain serves it once a
+    slot frees), unless ``dropping()`` says the worker is being stopped
+    outright.
+    """
+    spawn_n = pool.spawn_n
+    while True:
+        conn, addr = accept(listener)
+        try:
+            if not pool.free():
+                make_room_in(pool, make_room)
+            spawn_n(handle, conn, addr)
+        except GreenletExit:
+            if dropping():
+                conn.close()
+            else:
+                spawn_n(handle, conn, addr)
+            raise
+        # Let the new connection reach its app before accepting another: an
+        # app that blocks the process then blocks it before this worker
+        # takes more connections from the shared queue, and they go to a
+        # worker that is free instead of waiting here.
+        sleep(0)
 
 
 def make_room_in(pool: Any, shed_one: Callable[[], bool]) -> None:

@@ -489,17 +489,13 @@ class ThreadConnections:
                          name="brim-http-reactor", daemon=True).start()
 
     def stop_accepting(self) -> None:
+        """Accept no more. Connections held for a slot stay: each was accepted, its
+        request likely in its buffer, and closing it unread would make the
+        kernel reset it; the reactor starts it when a slot frees, as before."""
         with _lock:
             self.accepting = False
-            held = list(self._held)
-            self._held.clear()
-        for task in held:
-            try:
-                task.args[0].close()
-            except OSError:
-                pass
+            self._check_ended()
         _poke(self._wake_w)
-        self._check_ended()
 
     def wait(self) -> None:
         """Until accepting stopped and every connection ended (or kill_all)."""
@@ -508,6 +504,16 @@ class ThreadConnections:
 
     def kill_all(self) -> None:
         self._killed = True
+        with _lock:
+            held = list(self._held)
+            self._held.clear()
+            # (they are in _tasks too, and are never started now)
+            self._tasks.difference_update(held)
+        for task in held:
+            try:
+                task.args[0].close()
+            except OSError:
+                pass
         self.stop_accepting()
         with _lock:
             tasks = list(self._tasks)

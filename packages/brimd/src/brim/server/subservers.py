@@ -414,10 +414,8 @@ class TCPSubserver(SocketSubserver):
                     pass
 
         def accept_loop() -> None:
-            while True:
-                conn, address = green.accept(listener)
-                green.make_room_in(pool, lambda: shed_longest(green.throw, waiting))
-                pool.spawn_n(handle, conn, address)
+            green.accept_forever(listener, pool, handle,
+                                 lambda: shed_longest(green.throw, waiting))
 
         def release() -> None:
             try:
