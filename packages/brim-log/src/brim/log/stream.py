@@ -49,7 +49,7 @@ class LogStream:
     raises :class:`io.UnsupportedOperation`, as for any stream without one.
     """
 
-    __slots__ = ("_buffer", "_level", "_logger", "_name", "_prefix", "_txn")
+    __slots__ = ("_level", "_logger", "_name", "_prefix", "_txn", "pending")
 
     #: Never closed: a write after close() must still reach the log.
     closed = False
@@ -63,16 +63,13 @@ class LogStream:
         self._txn = txn
         self._name = name
         self._prefix = prefix
-        self._buffer = ""
+        #: Text written and waiting for its newline or a flush ('' when none):
+        #: a plain attribute, read once a request.
+        self.pending = ""
 
     @property
     def name(self) -> str:  # some code prints a stream's name
         return self._name
-
-    @property
-    def pending(self) -> bool:
-        """Text is waiting for its newline or a flush."""
-        return bool(self._buffer)
 
     def writable(self) -> bool:
         return True
@@ -101,26 +98,26 @@ class LogStream:
                 except (OSError, ValueError):
                     pass
             return len(text)
-        buffer = self._buffer + text
+        buffer = self.pending + text
         while len(buffer) > MAX_RECORD:
             self._emit(buffer[:MAX_RECORD])
             buffer = buffer[MAX_RECORD:]
         if text.endswith("\n"):
-            self._buffer = ""
+            self.pending = ""
             self._emit(buffer)
         elif "\n" in text:
-            done, _, self._buffer = buffer.rpartition("\n")
+            done, _, self.pending = buffer.rpartition("\n")
             self._emit(done)
         else:
-            self._buffer = buffer
+            self.pending = buffer
         return len(text)
 
     def writelines(self, lines: Any) -> None:
         self.write("".join(lines))
 
     def flush(self) -> None:
-        if self._buffer:
-            text, self._buffer = self._buffer, ""
+        if self.pending:
+            text, self.pending = self.pending, ""
             self._emit(text)
 
     def close(self) -> None:

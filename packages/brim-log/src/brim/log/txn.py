@@ -13,6 +13,7 @@ import _thread
 import contextvars
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .levels import NOTICE
@@ -24,25 +25,34 @@ _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar("brim_txn", de
 # Random bytes for txn ids, 16 to an id, refilled in blocks so a request
 # costs no system call; each block gets the version 4 and variant bits of all
 # its ids at once and is turned into hex whole, so an id is one slice of it.
-# Emptied in a forked child, so no two processes ever hand out ids from the
-# same bytes.
+# Each OS thread draws from its own block (a threads worker serves on
+# several), so handing out an id takes no lock; green threads share their OS
+# thread's, and nothing in new_txn switches green threads. Forgotten in a
+# forked child, so no two processes ever hand out ids from the same bytes.
 _TXN_IDS = 512
 _TXN_BLOCK = 32 * _TXN_IDS  # hex digits
-_txn_hex = ""
-_txn_at = _TXN_BLOCK
 # byte 6: version 4 in its high nibble; byte 8: variant 0b10 in its top bits.
 _V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
 _V4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
-# A plain lock, never contended under green threads (nothing in new_txn waits).
-_txn_lock = _thread.allocate_lock()
+# Taken at import: a worker that patches threading (green, patching on) must
+# not turn this into one block per green thread.
+_Local = _thread._local
+_ids: Any = _Local()
 
 
 def _forget_txn_bytes() -> None:
-    global _txn_at
-    _txn_at = _TXN_BLOCK
+    global _ids
+    _ids = _Local()
 
 
 os.register_at_fork(after_in_child=_forget_txn_bytes)
+
+
+def _txn_block() -> str:
+    block = bytearray(os.urandom(16 * _TXN_IDS))
+    block[6::16] = block[6::16].translate(_V4_VERSION)
+    block[8::16] = block[8::16].translate(_V4_VARIANT)
+    return block.hex()
 
 
 def new_txn() -> str:
@@ -51,27 +61,26 @@ def new_txn() -> str:
     Taken from a block of os.urandom bytes refilled every 512 ids, not one
     system call per request.
     """
-    global _txn_hex, _txn_at
-    with _txn_lock:  # OS threads (worker_model = threads) must not share an id
-        at = _txn_at
-        if at >= _TXN_BLOCK:
-            block = bytearray(os.urandom(16 * _TXN_IDS))
-            block[6::16] = block[6::16].translate(_V4_VERSION)
-            block[8::16] = block[8::16].translate(_V4_VARIANT)
-            _txn_hex = block.hex()
-            at = 0
-        _txn_at = at + 32
-        return _txn_hex[at:at + 32]
+    ids = _ids
+    try:
+        at = ids.at
+    except AttributeError:  # this thread's first id
+        at = _TXN_BLOCK
+    if at >= _TXN_BLOCK:
+        ids.hex = _txn_block()
+        at = 0
+    ids.at = at + 32
+    return ids.hex[at:at + 32]
 
 
-def set_txn(txn: str | None) -> None:
-    """Make txn the id carried by log lines from the current green thread."""
-    _txn.set(txn)
+#: set_txn(txn): make txn the id carried by log lines from the current green
+#: thread (or OS thread); None for none. The context variable's own method:
+#: it is called twice a request.
+set_txn: Callable[[str | None], object] = _txn.set
 
-
-def current_txn() -> str | None:
-    """The txn id of the request the current green thread is serving, if any."""
-    return _txn.get()
+#: current_txn(): the txn id of the request the current green thread (or OS
+#: thread) is serving, if any.
+current_txn: Callable[[], str | None] = _txn.get
 
 
 class TxnFilter(logging.Filter):

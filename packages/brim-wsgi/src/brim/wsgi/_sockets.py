@@ -25,29 +25,38 @@ TRANSIENT_ACCEPT = (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE
                     errno.ENOBUFS, errno.ENOMEM)
 
 
-def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None,
-            wait: Wait) -> None:
-    """Send all of data, waiting while the kernel's buffer is full.
+def sender(wait: Wait) -> Callable[[socket.socket, bytes | memoryview, float | None], None]:
+    """An engine's ``sendall(sock, data, timeout)``, waiting with its ``wait``.
 
-    The common case (everything fits in the socket buffer) is one send call
-    and no wait. TimeoutError if the peer takes nothing for timeout seconds.
+    A closure rather than a wrapper around a shared function: it runs once
+    a response, and this way it is one call.
     """
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        sent = 0
-    total = len(data)
-    if sent == total:
-        return
-    fd = sock.fileno()
-    view = memoryview(data)
-    while sent < total:
+
+    def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
+        """Send all of data, waiting while the kernel's buffer is full.
+
+        The common case (everything fits in the socket buffer) is one send
+        call and no wait. TimeoutError if the peer takes nothing for timeout
+        seconds.
+        """
         try:
-            sent += sock.send(view[sent:])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            wait(fd, True, timeout)
-        except ssl.SSLWantReadError:
-            wait(fd, False, timeout)
+            sent = sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        total = len(data)
+        if sent == total:
+            return
+        fd = sock.fileno()
+        view = memoryview(data)
+        while sent < total:
+            try:
+                sent += sock.send(view[sent:])
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                wait(fd, True, timeout)
+            except ssl.SSLWantReadError:
+                wait(fd, False, timeout)
+
+    return sendall
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int, timeout: float | None,

@@ -240,9 +240,6 @@ class Exchange:
         self.finished = True
         code = self.code or 500
         state = self.state
-        with state.lock:  # OS threads finish at once; the counters are not atomic
-            state.finished(self)
-            state.count(code)
         log = state.request_log
         if log is not None:
             req = self.req
@@ -264,7 +261,12 @@ class Exchange:
             if failed is not None and not isinstance(failed, AppError):
                 extra = [*extra, failed.reason]
             now = time.time()
-            with state.lock:
+        # One hold for the counters and the line (OS threads finish at once;
+        # neither the counters nor the log's memos are atomic).
+        with state.lock:
+            state.finished(self)
+            state.count(code)
+            if log is not None:
                 log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                           now - self.start, self.txn, ua, referer, extra, headers, now)
         errors = self.errors

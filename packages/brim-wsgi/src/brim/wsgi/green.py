@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _thread
 import contextvars
-import functools
 import os
 import socket
 import ssl
@@ -317,10 +316,8 @@ def _wait(fd: int, writing: bool, timeout: float | None) -> None:
 
 
 #: Send all of data on a non-blocking socket, yielding while the kernel is
-#: full; TimeoutError if the peer reads nothing for timeout seconds. A
-#: partial (a C-level call) rather than a wrapper function: it runs once a
-#: response.
-sendall = functools.partial(_sockets.sendall, wait=_wait)
+#: full; TimeoutError if the peer reads nothing for timeout seconds.
+sendall = _sockets.sender(_wait)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,

@@ -126,8 +126,6 @@ class Forwarded:
     host: str | None = None
 
 
-_FORWARDING_KEYS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
-                    "HTTP_X_FORWARDED_HOST")
 _SCHEMES = ("http", "https")
 # [IPv6] or IPv4, each with an optional :port (X-Forwarded-For entries and
 # RFC 7239 node names; a port is digits here, an obfuscated one starts with _).
@@ -146,7 +144,10 @@ def forwarded(env: Mapping[str, str], trusted: TrustedProxies) -> Forwarded | No
     hop listed in ``trusted`` is another proxy, and the first one that is
     not is the client. A value that cannot be read is a BadRequest.
     """
-    if not any(key in env for key in _FORWARDING_KEYS):
+    # Spelled out: "none came" is nearly every request from a trusted peer,
+    # and four lookups cost less than a loop over them.
+    if ("HTTP_FORWARDED" not in env and "HTTP_X_FORWARDED_FOR" not in env
+            and "HTTP_X_FORWARDED_PROTO" not in env and "HTTP_X_FORWARDED_HOST" not in env):
         return None
     if "HTTP_FORWARDED" in env:
         return _from_forwarded(env["HTTP_FORWARDED"], trusted)

@@ -411,9 +411,8 @@ def _wait_ready(fd: int, writing: bool, timeout: float | None) -> None:
     _timed_out(_wait(fd, select.POLLOUT if writing else select.POLLIN, timeout))
 
 
-def sendall(sock: socket.socket, data: bytes | memoryview, timeout: float | None) -> None:
-    """Send all of data, waiting while the kernel's buffer is full (TimeoutError)."""
-    _sockets.sendall(sock, data, timeout, _wait_ready)
+#: Send all of data, waiting while the kernel's buffer is full (TimeoutError).
+sendall = _sockets.sender(_wait_ready)
 
 
 def sendfile(sock: socket.socket, fd: int, offset: int, count: int,
