@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import _thread
 import contextvars
+import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .levels import NOTICE
@@ -25,24 +26,27 @@ _txn: contextvars.ContextVar[str | None] = contextvars.ContextVar("brim_txn", de
 # Random bytes for txn ids, 16 to an id, refilled in blocks so a request
 # costs no system call; each block gets the version 4 and variant bits of all
 # its ids at once and is turned into hex whole, so an id is one slice of it.
-# Each OS thread draws from its own block (a threads worker serves on
-# several), so handing out an id takes no lock; green threads share their OS
-# thread's, and nothing in new_txn switches green threads. Forgotten in a
-# forked child, so no two processes ever hand out ids from the same bytes.
+# The block travels with the counter that hands out its offsets, as one
+# tuple: next() on an itertools.count is atomic under the GIL, so OS threads
+# (a threads worker serves on several) take ids without a lock, and never
+# the same one. Only a refill takes the lock. Forgotten in a forked child, so
+# no two processes ever hand out ids from the same bytes.
 _TXN_IDS = 512
 _TXN_BLOCK = 32 * _TXN_IDS  # hex digits
 # byte 6: version 4 in its high nibble; byte 8: variant 0b10 in its top bits.
 _V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
 _V4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
-# Taken at import: a worker that patches threading (green, patching on) must
-# not turn this into one block per green thread.
-_Local = _thread._local
-_ids: Any = _Local()
+# (hex digits, offsets into them); empty with its counter past the end, so
+# that the first id refills it.
+_block: tuple[str, Iterator[int]] = ("", itertools.count(_TXN_BLOCK))
+# Allocated at import, before a worker may patch threading; held only while
+# os.urandom fills a block, which never switches green threads.
+_refill_lock = _thread.allocate_lock()
 
 
 def _forget_txn_bytes() -> None:
-    global _ids
-    _ids = _Local()
+    global _block
+    _block = ("", itertools.count(_TXN_BLOCK))
 
 
 os.register_at_fork(after_in_child=_forget_txn_bytes)
@@ -61,16 +65,20 @@ def new_txn() -> str:
     Taken from a block of os.urandom bytes refilled every 512 ids, not one
     system call per request.
     """
-    ids = _ids
-    try:
-        at = ids.at
-    except AttributeError:  # this thread's first id
-        at = _TXN_BLOCK
-    if at >= _TXN_BLOCK:
-        ids.hex = _txn_block()
-        at = 0
-    ids.at = at + 32
-    return ids.hex[at:at + 32]
+    hexes, offsets = _block
+    at = next(offsets)
+    if at < _TXN_BLOCK:
+        return hexes[at:at + 32]
+    return _refill(offsets)
+
+
+def _refill(spent: Iterator[int]) -> str:
+    """A new block, unless another thread has put one in since ``spent`` ran out; then an id."""
+    global _block
+    with _refill_lock:
+        if _block[1] is spent:
+            _block = (_txn_block(), itertools.count(0, 32))
+    return new_txn()
 
 
 #: set_txn(txn): make txn the id carried by log lines from the current green
