@@ -59,6 +59,10 @@ class Engine(Protocol):
     #: Raised out of recv_waiting(park=True) by an engine that parks idle
     #: connections off their thread; the connection leaves and is resumed later.
     Parked: type[BaseException]
+    #: Whether one connection's thread can be stopped anywhere for another's
+    #: (OS threads): state they share then needs lock(). Green threads switch
+    #: only where they wait, so a run of code without a wait needs none.
+    PREEMPTIVE: bool
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from logging import ERROR
 from typing import TYPE_CHECKING, Any, Protocol
 
 from brim.log.stream import LogStream
@@ -263,12 +264,18 @@ class Exchange:
             now = time.time()
         # One hold for the counters and the line (OS threads finish at once;
         # neither the counters nor the log's memos are atomic).
-        with state.lock:
+        lock = state.request_lock
+        if lock is not None:
+            lock.acquire()
+        try:
             state.finished(self)
             state.count(code)
             if log is not None:
                 log.write(self.client, method, target, code, self.body.wire, self.bytes_out,
                           now - self.start, self.txn, ua, referer, extra, headers, now)
+        finally:
+            if lock is not None:
+                lock.release()
         errors = self.errors
         if errors is not None and errors.pending:
             errors.flush()  # what the app wrote without a final newline
@@ -300,7 +307,7 @@ class Exchange:
         env["wsgi.input"] = Input(self.body, self.conn.settings.wsgi_input_iter_chunk_size)
         # The app's error stream is the log: each line (or block written at
         # once, such as a traceback) one ERROR record under this request's txn.
-        env["wsgi.errors"] = self.errors = LogStream(self.state.logger, txn=self.txn)
+        env["wsgi.errors"] = self.errors = LogStream(self.state.logger, ERROR, self.txn)
         env["brim.start"] = self.start
         env["brim.txn"] = self.txn
         env["brim.additional_request_log_info"] = self.extra

@@ -44,6 +44,7 @@ from . import _sockets  # noqa: E402
 from ._signalpipe import SignalPipe  # noqa: E402
 
 __all__ = [
+    "PREEMPTIVE",
     "Event",
     "Exit",
     "GreenPool",
@@ -95,12 +96,16 @@ class Parked(BaseException):
     so it simply waits (the threads engine parks such connections instead)."""
 
 
+#: Green threads switch only where they wait (see the engine interface).
+PREEMPTIVE = False
+
+
 #: The lock every green worker's state shares. Green threads switch only
 #: where they wait, and the HTTP core never waits while it holds this lock,
 #: so no exclusion is needed; an RLock gives exactly that for free: all green
 #: threads run on one OS thread, which owns it re-entrantly, so it never
 #: blocks. It is used over a Python-level no-op because its ``__enter__`` and
-#: ``__exit__`` are C calls: the request path takes it twice a request.
+#: ``__exit__`` are C calls. Per request even that is skipped (PREEMPTIVE).
 _NO_LOCK = _thread.RLock()
 
 

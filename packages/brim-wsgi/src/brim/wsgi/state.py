@@ -124,9 +124,14 @@ class ServerState:
                  notes: Any = None) -> None:
         #: The worker model's engine: everything that spawns, waits or wakes.
         self.engine = engine
-        #: Held while counting and logging a finished request (OS threads
-        #: finish at once; green threads never do, and get a no-op lock).
+        #: Guards what a worker's connections share (gauges, counters, the
+        #: request log's memos) where OS threads could interleave on it.
         self.lock = engine.lock()
+        #: The same lock for the bookkeeping every request does as it starts
+        #: and ends; None where the engine's threads never preempt each other
+        #: (green): taking even a lock that never blocks costs two C calls
+        #: with argument parsing, twice a request, for nothing.
+        self.request_lock = self.lock if engine.PREEMPTIVE else None
         self.settings = settings
         self.app = app
         self.logger = logger
@@ -158,9 +163,15 @@ class ServerState:
 
     def started(self, ex: Exchange) -> None:
         """An exchange starts serving: listed for stack dumps, counted in flight."""
-        with self.lock:  # OS threads start at once; the gauges are not atomic
+        lock = self.request_lock  # OS threads start at once; the gauges are not atomic
+        if lock is not None:
+            lock.acquire()
+        try:
             self.in_flight[ex] = None
             self.metrics.request_started()
+        finally:
+            if lock is not None:
+                lock.release()
         # Outside the lock: the table's rows come from a free list whose pop
         # and append are atomic on their own (see brim.wsgi.inflight).
         table = self.table

@@ -64,6 +64,7 @@ from . import _sockets
 from ._signalpipe import SignalPipe
 
 __all__ = [
+    "PREEMPTIVE",
     "Exit",
     "Parked",
     "Task",
@@ -98,6 +99,10 @@ LINGER = 0.002
 
 class Exit(BaseException):
     """Raised in a task that kill() ended, at its next wait."""
+
+
+#: Any OS thread can be stopped anywhere for another (see the engine interface).
+PREEMPTIVE = True
 
 
 class Parked(BaseException):
