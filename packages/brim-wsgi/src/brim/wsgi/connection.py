@@ -36,6 +36,10 @@ MAX_LINGER = 8 << 20
 _MAX_LEADING_CRLF = 8
 
 
+def _recorded(client: str) -> bytes:
+    return client.encode("ascii", "replace")
+
+
 class Connection:
     """Owns the socket and the bytes read from it but not yet used."""
 
@@ -52,6 +56,8 @@ class Connection:
         else:
             self.client = str(addr or "")
             port = ""
+        #: The client as the in-flight table records it (encoded once, not per request).
+        self.client_recorded = _recorded(self.client)
         env = state.base_env.copy()
         env["REMOTE_ADDR"] = self.client
         env["REMOTE_PORT"] = port
@@ -189,6 +195,7 @@ class Connection:
         del buf[:found.length]
         if found.client is not None:
             self.client, port = found.client
+            self.client_recorded = _recorded(self.client)
             env = self.base_env.copy()
             env["REMOTE_ADDR"] = self.client
             env["REMOTE_PORT"] = str(port)

@@ -56,6 +56,8 @@ class Client(Reader, Protocol):
     base_env: dict[str, Any]
     #: The client's address, for the request log.
     client: str
+    #: The same, encoded for the in-flight table.
+    client_recorded: bytes
     #: The peer is a trusted proxy: its forwarding headers are believed.
     trusted: bool
     #: The body every request without one shares.

@@ -188,7 +188,7 @@ class ServerState:
                 method = (err.method or "").encode("latin-1", "replace") if err else b""
                 target = (err.target or "")[:TARGET_BYTES].encode("latin-1", "replace") \
                     if err else b""
-            ex.row = table.claim(ex.start, ex.txn, method, target, ex.conn.client or "")
+            ex.row = table.claim(ex.start, ex.txn, method, target, ex.conn.client_recorded)
 
     def finished(self, ex: Exchange) -> None:
         """An exchange has ended (finish()): no longer in flight; its duration is observed."""
