@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Instructions per request of one green brimd worker, counted by callgrind.
+
+    python3 benchmarks/instructions.py [--requests 2000] [--log file|off]
+                                       [--tree DIR ...] [--python PATH]
+
+Why: req/s on a small shared machine moves 5-15% from run to run (the load
+generator shares the cores, and the scheduler's choices move latency and
+throughput together), so a change of a few percent in what a request costs
+cannot be seen in ``http.py``'s figures. The count of instructions a worker
+executes per request is exact and repeatable to a few hundred instructions,
+and it can compare two checkouts: this one and, with ``--tree``, any other
+(an older commit in a ``git worktree``).
+
+How: for each tree, brimd runs in the foreground under ``valgrind
+--tool=callgrind`` with one worker and the hello-world app of ``http.py``
+(its chained form), the request log to a file (or off), and one client
+sends keep-alive GETs on one connection, one at a time. Two runs, one of 200
+requests and one of 200 + ``--requests``, and the worker's difference
+divided by ``--requests`` is the figure: start-up, imports and shutdown
+cancel out. Takes about a minute per tree.
+
+The interpreter (``--python``) needs eventlet and setproctitle; the default
+is the virtualenv ``http.py`` makes (``~/.cache/brim-bench/venv``) when it
+exists, else this Python. The trees' packages are put on ``PYTHONPATH`` from
+their ``packages/*/src``, so no install is needed and any checkout can be
+measured with the same interpreter. Needs valgrind: ``sudo apt-get install
+-y valgrind``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WARM = 200  # requests in the shorter run: what both runs share
+
+HELLO = """\
+BODY = b'Hello World!\\n'
+HEADERS = [('Content-Type', 'text/plain'), ('Content-Length', str(len(BODY)))]
+
+
+class Hello:
+    def __init__(self, name, conf, next_app):
+        self.next_app = next_app
+
+    def __call__(self, env, start_response):
+        start_response('200 OK', HEADERS)
+        return [BODY]
+"""
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: instructions.py\r\n\r\n"
+
+
+def default_python() -> str:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    venv = cache / "brim-bench" / "venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    """Until brimd answers a GET (valgrind makes start-up take seconds)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"brimd exited ({proc.returncode}) before it served")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0"))
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"brimd did not answer within {seconds:.0f} s")
+
+
+def drive(port: int, count: int) -> None:
+    """count keep-alive GETs on one connection, each after the last answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        for _ in range(count):
+            s.sendall(REQUEST)
+            got = b""
+            while not got.endswith(b"Hello World!\n"):
+                data = s.recv(65536)
+                if not data:
+                    raise SystemExit("brimd closed the connection")
+                got += data
+
+
+def worker_instructions(out: Path, master: int) -> int:
+    """The total of the callgrind file of the master's child (the worker)."""
+    counts = {}
+    for path in out.glob("cg.*"):
+        pid = int(path.suffix[1:])
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                counts[pid] = int(line.split()[1])
+                break
+    workers = [pid for pid in counts if pid != master]
+    if not workers:
+        raise SystemExit(f"no worker profile in {out}")
+    # The worker is the master's one forked child that served; helpers the
+    # master may fork and exec (none today) would be smaller.
+    return max(counts[pid] for pid in workers)
+
+
+def run(tree: Path, python: str, requests: int, log: str, tmp: Path) -> int:
+    """The worker's instructions for WARM + requests requests."""
+    out = Path(tempfile.mkdtemp(dir=tmp, prefix="cg-"))
+    port = free_port()
+    logging = (f"log_sink = file\nlog_file = {out / 'requests.log'}\n" if log == "file"
+               else "log_level = WARNING\n")
+    conf = out / "brimd.conf"
+    conf.write_text(f"[brim]\nip = 127.0.0.1\nport = {port}\nworkers = 1\nwsgi = hello\n"
+                    f"start_check = 60\n{logging}\n[hello]\ncall = hello.Hello\n")
+    paths = [str(tmp)] + [str(src) for src in sorted(tree.glob("packages/*/src"))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", python,
+         "-m", "brim.server", "-c", str(conf), "-p", "-", "foreground"],
+        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        wait_until_up(port, proc, 180)
+        drive(port, requests)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return worker_instructions(out, proc.pid)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--log", choices=("file", "off"), default="file")
+    parser.add_argument("--tree", action="append", type=Path, default=[],
+                        help="another checkout to measure (repeatable); this one is first")
+    parser.add_argument("--python", default=default_python())
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is missing: sudo apt-get install -y valgrind")
+    trees = [REPO, *(tree.resolve() for tree in args.tree)]
+    print(f"python {args.python}; 1 green worker, log {args.log}; "
+          f"({WARM} + {args.requests}) - {WARM} requests on one keep-alive connection")
+    first = None
+    with tempfile.TemporaryDirectory(prefix="brim-instr-") as name:
+        tmp = Path(name)
+        (tmp / "hello.py").write_text(HELLO)
+        for tree in trees:
+            short = run(tree, args.python, WARM, args.log, tmp)
+            long = run(tree, args.python, WARM + args.requests, args.log, tmp)
+            per = (long - short) / args.requests
+            first = first or per
+            print(f"{per:10,.0f} instructions/request  x {per / first:.3f}  {tree}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
