@@ -136,11 +136,29 @@ class Body:
             self._waited += time.monotonic() - start
 
 
-class NoBody(Body):
-    """A request without a body: reads give b'' at once."""
+class _Unread:
+    """The Reader of a body with no bytes: there is never anything to wait for."""
 
-    def __init__(self, conn: Reader, settings: HTTPSettings) -> None:
-        super().__init__(conn, settings)
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def fill(self, timeout: float) -> None:
+        raise AssertionError("a body without bytes never waits for any")
+
+
+class NoBody(Body):
+    """A request without a body: reads give b'' at once.
+
+    It reads no connection, so it holds none: a connection that held its
+    NoBody while the NoBody held the connection would be a reference cycle,
+    left to the cyclic garbage collector (a gen 2 pass of ~15 ms every few
+    thousand short connections) instead of freed when it ends. Nothing in it
+    ever changes (it is done, and has nothing to fail on), so one serves a
+    whole worker.
+    """
+
+    def __init__(self, settings: HTTPSettings) -> None:
+        super().__init__(_Unread(), settings)
         self.done = True
 
     def _decode(self, size: int) -> bytes | None:

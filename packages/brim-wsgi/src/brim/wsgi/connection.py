@@ -16,7 +16,6 @@ import ssl
 import time
 from typing import Any
 
-from .body import NoBody
 from .errors import BadRequest, ClientGone, HTTPError, RequestTimeout
 from .exchange import Exchange
 from .proxy import Preamble, parse_preamble
@@ -65,9 +64,8 @@ class Connection:
         self.base_env = env
         #: Requests answered so far.
         self.served = 0
-        #: The body of every request that has none: a NoBody never changes
-        #: (it is done, and has nothing to fail on), so one serves them all.
-        self.no_body = NoBody(self, self.settings)
+        #: The body of every request that has none (the worker's one NoBody).
+        self.no_body = state.no_body
         #: The connection was half-closed and drained (see linger()).
         self.lingered = False
         #: Whether the peer is a trusted proxy, whose forwarding headers count.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from brim.log.sinks import FLUSH_BACKLOG_EVERY, FLUSH_EVERY
 
+from .body import NoBody
 from .inflight import TARGET_BYTES, InFlightTable
 from .metrics import Metrics
 from .requestlog import RequestLog, request_log
@@ -133,6 +134,8 @@ class ServerState:
         #: with argument parsing, twice a request, for nothing.
         self.request_lock = self.lock if engine.PREEMPTIVE else None
         self.settings = settings
+        #: The body of every request without one, on any connection (see NoBody).
+        self.no_body = NoBody(settings)
         self.app = app
         self.logger = logger
         self.counters = Counters(stats, settings.count_status_codes)
