@@ -307,12 +307,12 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a server we started in its own session, and reap it."""
+def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a server we started in its own session, and reap it (SIGKILL after timeout)."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)

@@ -8,9 +8,10 @@ Why: req/s on a small shared machine moves 5-15% from run to run (the load
 generator shares the cores, and the scheduler's choices move latency and
 throughput together), so a change of a few percent in what a request costs
 cannot be seen in ``http.py``'s figures. The count of instructions a worker
-executes per request is exact and repeatable to a few hundred instructions,
-and it can compare two checkouts: this one and, with ``--tree``, any other
-(an older commit in a ``git worktree``).
+executes per request is repeatable to about a thousand (under 1%: a garbage
+collector pass falls in one run or the other), and it can compare two
+checkouts: this one and, with ``--tree``, any other (an older commit in a
+``git worktree``).
 
 How: for each tree, brimd runs in the foreground under ``valgrind
 --tool=callgrind`` with one worker and the hello-world app of ``http.py``
@@ -31,63 +32,42 @@ measured with the same interpreter. Needs valgrind: ``sudo apt-get install
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
 WARM = 200  # requests in the shorter run: what both runs share
-
-HELLO = """\
-BODY = b'Hello World!\\n'
-HEADERS = [('Content-Type', 'text/plain'), ('Content-Length', str(len(BODY)))]
-
-
-class Hello:
-    def __init__(self, name, conf, next_app):
-        self.next_app = next_app
-
-    def __call__(self, env, start_response):
-        start_response('200 OK', HEADERS)
-        return [BODY]
-"""
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: instructions.py\r\n\r\n"
 
 
+def _load_http() -> Any:
+    """benchmarks/http.py as a module: its app, its venv and its process helpers.
+
+    Loaded from its path under a name of its own, since ``http`` is the
+    standard library's.
+    """
+    spec = importlib.util.spec_from_file_location("brim_bench_http",
+                                                  Path(__file__).with_name("http.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_http()
+
+
 def default_python() -> str:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    venv = cache / "brim-bench" / "venv" / "bin" / "python"
+    venv = bench._cache_dir() / "venv" / "bin" / "python"
     return str(venv) if venv.exists() else sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    """Until brimd answers a GET (valgrind makes start-up take seconds)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"brimd exited ({proc.returncode}) before it served")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0"))
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"brimd did not answer within {seconds:.0f} s")
 
 
 def drive(port: int, count: int) -> None:
@@ -123,7 +103,7 @@ def worker_instructions(out: Path, master: int) -> int:
 def run(tree: Path, python: str, requests: int, log: str, tmp: Path) -> int:
     """The worker's instructions for WARM + requests requests."""
     out = Path(tempfile.mkdtemp(dir=tmp, prefix="cg-"))
-    port = free_port()
+    port = bench._free_port()
     logging = (f"log_sink = file\nlog_file = {out / 'requests.log'}\n" if log == "file"
                else "log_level = WARNING\n")
     conf = out / "brimd.conf"
@@ -131,22 +111,22 @@ def run(tree: Path, python: str, requests: int, log: str, tmp: Path) -> int:
                     f"start_check = 60\n{logging}\n[hello]\ncall = hello.Hello\n")
     paths = [str(tmp)] + [str(src) for src in sorted(tree.glob("packages/*/src"))]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", python,
-         "-m", "brim.server", "-c", str(conf), "-p", "-", "foreground"],
-        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    errors = out / "brimd.err"
+    with errors.open("wb") as stderr:
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", python,
+             "-m", "brim.server", "-c", str(conf), "-p", "-", "foreground"],
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            start_new_session=True)
     try:
-        wait_until_up(port, proc, 180)
+        try:  # valgrind makes start-up take seconds
+            bench._wait_port(port, proc, errors, timeout=180)
+        except bench.Skip as err:
+            raise SystemExit(f"brimd did not serve: {err}") from None
         drive(port, requests)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        # Time for callgrind to write its files as the processes exit.
+        bench._stop(proc, timeout=120)
     return worker_instructions(out, proc.pid)
 
 
@@ -160,13 +140,13 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: sudo apt-get install -y valgrind")
-    trees = [REPO, *(tree.resolve() for tree in args.tree)]
+    trees = [bench.REPO, *(tree.resolve() for tree in args.tree)]
     print(f"python {args.python}; 1 green worker, log {args.log}; "
           f"({WARM} + {args.requests}) - {WARM} requests on one keep-alive connection")
     first = None
     with tempfile.TemporaryDirectory(prefix="brim-instr-") as name:
         tmp = Path(name)
-        (tmp / "hello.py").write_text(HELLO)
+        (tmp / "hello.py").write_text(bench.HELLO_APP)
         for tree in trees:
             short = run(tree, args.python, WARM, args.log, tmp)
             long = run(tree, args.python, WARM + args.requests, args.log, tmp)
