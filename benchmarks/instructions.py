@@ -2,7 +2,8 @@
 """Instructions per request of one green brimd worker, counted by callgrind.
 
     python3 benchmarks/instructions.py [--requests 2000] [--log file|off]
-                                       [--tree DIR ...] [--python PATH]
+                                       [--connections 1] [--tree DIR ...]
+                                       [--python PATH]
 
 Why: req/s on a small shared machine moves 5-15% from run to run (the load
 generator shares the cores, and the scheduler's choices move latency and
@@ -16,7 +17,9 @@ checkouts: this one and, with ``--tree``, any other (an older commit in a
 How: for each tree, brimd runs in the foreground under ``valgrind
 --tool=callgrind`` with one worker and the hello-world app of ``http.py``
 (its chained form), the request log to a file (or off), and one client
-sends keep-alive GETs on one connection, one at a time. Two runs, one of 200
+sends keep-alive GETs on one connection, one at a time (or on
+``--connections``, each its next once its answer is in: a loaded worker,
+see :func:`drive`). Two runs, one of 200
 requests and one of 200 + ``--requests``, and the worker's difference
 divided by ``--requests`` is the figure: start-up, imports and shutdown
 cancel out. Takes about a minute per tree.
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -70,17 +74,47 @@ def default_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def drive(port: int, count: int) -> None:
-    """count keep-alive GETs on one connection, each after the last answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        for _ in range(count):
-            s.sendall(REQUEST)
-            got = b""
-            while not got.endswith(b"Hello World!\n"):
-                data = s.recv(65536)
-                if not data:
-                    raise SystemExit("brimd closed the connection")
-                got += data
+def drive(port: int, count: int, connections: int = 1) -> None:
+    """count keep-alive GETs over ``connections`` connections, each sent after its last answer.
+
+    With one connection the worker waits on its client between requests;
+    with many (as under ``wrk -c64``), a connection's next request is
+    already there when the worker turns back to it, since under callgrind
+    the worker is by far the slowest party: that is the loaded worker, who
+    yields between requests instead of waiting.
+    """
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60)
+             for _ in range(connections)]
+    got = dict.fromkeys(socks, b"")
+    sent = 0
+    try:
+        with selectors.DefaultSelector() as sel:
+            for s in socks[:count]:
+                s.sendall(REQUEST)
+                sent += 1
+                sel.register(s, selectors.EVENT_READ)
+            answered = 0
+            while answered < count:
+                ready = sel.select(timeout=60)
+                if not ready:
+                    raise SystemExit("brimd answered nothing for 60 s")
+                for key, _ in ready:
+                    s = key.fileobj
+                    assert isinstance(s, socket.socket)
+                    data = s.recv(65536)
+                    if not data:
+                        raise SystemExit("brimd closed the connection")
+                    got[s] += data
+                    # One answer per request sent; each ends with the body.
+                    while b"Hello World!\n" in got[s]:
+                        got[s] = got[s].split(b"Hello World!\n", 1)[1]
+                        answered += 1
+                        if sent < count:
+                            s.sendall(REQUEST)
+                            sent += 1
+    finally:
+        for s in socks:
+            s.close()
 
 
 def worker_instructions(out: Path, master: int) -> int:
@@ -100,7 +134,7 @@ def worker_instructions(out: Path, master: int) -> int:
     return max(counts[pid] for pid in workers)
 
 
-def run(tree: Path, python: str, requests: int, log: str, tmp: Path) -> int:
+def run(tree: Path, python: str, requests: int, log: str, tmp: Path, connections: int) -> int:
     """The worker's instructions for WARM + requests requests."""
     out = Path(tempfile.mkdtemp(dir=tmp, prefix="cg-"))
     port = bench._free_port()
@@ -123,7 +157,7 @@ def run(tree: Path, python: str, requests: int, log: str, tmp: Path) -> int:
             bench._wait_port(port, proc, errors, timeout=180)
         except bench.Skip as err:
             raise SystemExit(f"brimd did not serve: {err}") from None
-        drive(port, requests)
+        drive(port, requests, connections)
     finally:
         # Time for callgrind to write its files as the processes exit.
         bench._stop(proc, timeout=120)
@@ -134,6 +168,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--log", choices=("file", "off"), default="file")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="keep-alive connections the requests are spread over (1: one "
+                             "at a time, the worker waits on its client; 32: a loaded "
+                             "worker, as one of two under wrk -c64)")
     parser.add_argument("--tree", action="append", type=Path, default=[],
                         help="another checkout to measure (repeatable); this one is first")
     parser.add_argument("--python", default=default_python())
@@ -142,14 +180,16 @@ def main() -> int:
         raise SystemExit("valgrind is missing: sudo apt-get install -y valgrind")
     trees = [bench.REPO, *(tree.resolve() for tree in args.tree)]
     print(f"python {args.python}; 1 green worker, log {args.log}; "
-          f"({WARM} + {args.requests}) - {WARM} requests on one keep-alive connection")
+          f"({WARM} + {args.requests}) - {WARM} requests on {args.connections} keep-alive "
+          f"connection(s)")
     first = None
     with tempfile.TemporaryDirectory(prefix="brim-instr-") as name:
         tmp = Path(name)
         (tmp / "hello.py").write_text(bench.HELLO_APP)
         for tree in trees:
-            short = run(tree, args.python, WARM, args.log, tmp)
-            long = run(tree, args.python, WARM + args.requests, args.log, tmp)
+            short = run(tree, args.python, WARM, args.log, tmp, args.connections)
+            long = run(tree, args.python, WARM + args.requests, args.log, tmp,
+                       args.connections)
             per = (long - short) / args.requests
             first = first or per
             print(f"{per:10,.0f} instructions/request  x {per / first:.3f}  {tree}")

@@ -79,12 +79,11 @@ __all__ = [
 GreenPool = eventlet.greenpool.GreenPool
 Event = eventlet.event.Event
 GreenletExit = greenlet.GreenletExit
-sleep = eventlet.greenthread.sleep
+_eventlet_sleep = eventlet.greenthread.sleep
 spawn = eventlet.greenthread.spawn
 spawn_n = eventlet.greenthread.spawn_n
 kill = eventlet.greenthread.kill
 current = greenlet.getcurrent
-_trampoline = eventlet.hubs.trampoline
 #: os as it was before any monkey_patch(), for code that runs inside the hub.
 _real_os: Any = eventlet.patcher.original("os")
 #: What a killed green thread raises (the engine interface's name for it).
@@ -98,6 +97,61 @@ class Parked(BaseException):
 
 #: Green threads switch only where they wait (see the engine interface).
 PREEMPTIVE = False
+
+_hub_local = eventlet.hubs._threadlocal
+_trampoline = eventlet.hubs.trampoline
+
+
+class _Resume:
+    """A hub timer that resumes one green thread: what :func:`sleep` (0) schedules.
+
+    eventlet's own timer carries the callback's args and kwargs and is made
+    through three calls; a worker yields once per keep-alive request, where
+    that showed as about a quarter of the yield's cost. The hub asks a timer
+    only for ``called``, calls it, and orders two of the same due time by
+    ``<``, so this is all it needs to be.
+    """
+
+    __slots__ = ("called", "switch")
+
+    def __init__(self, switch: Callable[[], Any]) -> None:
+        self.switch = switch
+        self.called = False
+
+    def __call__(self) -> None:
+        self.called = True
+        self.switch()
+
+    def __lt__(self, other: object) -> bool:
+        return id(self) < id(other)
+
+
+def sleep(seconds: float = 0) -> None:
+    """Suspend the calling green thread for seconds; with 0, let every ready one run first.
+
+    A yield (0) puts a :class:`_Resume` among the hub's due timers
+    directly, which is what eventlet's sleep does at more cost. Should the
+    thread be woken some other way meanwhile (killed, say), the timer is
+    cancelled, so it can never resume the thread later at a wait of its own.
+    """
+    if seconds > 0:
+        _eventlet_sleep(seconds)
+        return
+    try:
+        hub = _hub_local.hub
+    except AttributeError:  # no hub yet in this OS thread
+        hub = eventlet.hubs.get_hub()
+    me = greenlet.getcurrent()
+    if hub.greenlet is me:  # the hub itself (a signal handler): nothing to yield to
+        return
+    resume = _Resume(me.switch)
+    hub.next_timers.append((hub.clock(), resume))
+    try:
+        hub.switch()
+    finally:
+        if not resume.called:
+            resume.called = True
+            hub.timer_canceled(resume)
 
 
 #: The lock every green worker's state shares. Green threads switch only
