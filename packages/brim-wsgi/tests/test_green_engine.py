@@ -81,3 +81,28 @@ def test_a_sleep_of_some_seconds_still_waits_them() -> None:
     started = time.monotonic()
     green.sleep(0.05)
     assert time.monotonic() - started >= 0.05
+
+
+def test_a_green_thread_with_a_switch_out_hook_still_has_it_called_when_it_yields() -> None:
+    """Threads brim does not spawn may carry the hook eventlet's hub calls as they
+    switch out (its backdoor's console does); a yield goes through the hub for them."""
+    import greenlet
+    from eventlet import hubs
+
+    calls: list[str] = []
+
+    class Hooked(greenlet.greenlet):
+        def switch_out(self) -> None:
+            calls.append("out")
+
+    def run() -> None:
+        green.sleep(0)
+        calls.append("resumed")
+
+    hub = hubs.get_hub()
+    hooked = Hooked(run, parent=hub.greenlet)
+    hub.schedule_call_global(0, hooked.switch)
+    for _ in range(3):
+        green.sleep(0)
+    assert calls == ["out", "resumed"]
+    assert hooked.dead

@@ -102,17 +102,23 @@ _hub_local = eventlet.hubs._threadlocal
 _trampoline = eventlet.hubs.trampoline
 
 
+#: The kinds of green thread brim runs connections on (spawn_n's and
+#: spawn's), which have no ``switch_out`` hook for the hub to call.
+_PLAIN_THREADS = frozenset({greenlet.greenlet, eventlet.greenthread.GreenThread})
+
+
 class _Resume:
     """A hub timer that resumes one green thread: what :func:`sleep` (0) schedules.
 
     eventlet's own timer carries the callback's args and kwargs and is made
-    through three calls; a worker yields once per keep-alive request, where
-    that showed as about a quarter of the yield's cost. The hub asks a timer
-    only for ``called``, calls it, and orders two of the same due time by
-    ``<``, so this is all it needs to be.
+    through two more calls; a worker yields once per keep-alive request,
+    where the difference shows. The hub asks a timer
+    only for ``seconds`` (when it adds it), ``called``, to call it, and
+    orders two of the same due time by ``<``, so this is all it needs to be.
     """
 
     __slots__ = ("called", "switch")
+    seconds = 0.0
 
     def __init__(self, switch: Callable[[], Any]) -> None:
         self.switch = switch
@@ -129,10 +135,16 @@ class _Resume:
 def sleep(seconds: float = 0) -> None:
     """Suspend the calling green thread for seconds; with 0, let every ready one run first.
 
-    A yield (0) puts a :class:`_Resume` among the hub's due timers
-    directly, which is what eventlet's sleep does at more cost. Should the
-    thread be woken some other way meanwhile (killed, say), the timer is
-    cancelled, so it can never resume the thread later at a wait of its own.
+    A yield (0) is what eventlet's sleep does, in fewer steps (a worker
+    yields after every keep-alive request): a :class:`_Resume` is added to
+    the hub's timers, due now, through the hub's ``add_timer``, which a hub
+    may extend (the asyncio hub wakes its loop there); then the thread
+    switches to the hub directly when it is one of the kinds brim spawns,
+    a child of the hub with no ``switch_out`` hook, which is all the hub's
+    own ``switch`` would check. Any other thread goes through that
+    ``switch``. Should the thread be woken some other way meanwhile
+    (killed, say), the timer is cancelled, so it can never resume the
+    thread later at a wait of its own.
     """
     if seconds > 0:
         _eventlet_sleep(seconds)
@@ -142,12 +154,16 @@ def sleep(seconds: float = 0) -> None:
     except AttributeError:  # no hub yet in this OS thread
         hub = eventlet.hubs.get_hub()
     me = greenlet.getcurrent()
-    if hub.greenlet is me:  # the hub itself (a signal handler): nothing to yield to
+    loop = hub.greenlet
+    if loop is me:  # the hub itself (a signal handler): nothing to yield to
         return
     resume = _Resume(me.switch)
-    hub.next_timers.append((hub.clock(), resume))
+    hub.add_timer(resume)
     try:
-        hub.switch()
+        if type(me) in _PLAIN_THREADS and me.parent is loop and not loop.dead:
+            loop.switch()
+        else:
+            hub.switch()
     finally:
         if not resume.called:
             resume.called = True
