@@ -15,6 +15,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -53,17 +54,21 @@ def _up(brimd, port: int, workers: int = 2) -> int:
     return master
 
 
-def _burst(port: int, count: int, path: str = "/sleep?1") -> list[float]:
-    """count requests at once, each on its own connection: seconds until each was answered."""
+def _burst(port: int, count: int, path: str = "/sleep?1",
+           answers: list[bytes] | None = None) -> list[float]:
+    """count requests at once, each on its own connection: seconds until each was
+    answered (and, into answers if given, each answer's body: the worker's pid)."""
     start = time.monotonic()
     took: list[float] = []
     failed: list[BaseException] = []
 
     def one() -> None:
         try:
-            status, _ = _get(port, path)
+            status, body = _get(port, path)
             assert status == 200, status
             took.append(time.monotonic() - start)
+            if answers is not None:
+                answers.append(body)
         except BaseException as err:
             failed.append(err)
 
@@ -104,6 +109,23 @@ def test_green_with_monkey_patch_serves_8_blocking_requests_at_once(brimd):
     _up(brimd, port)
     took = _burst(port, 8)
     assert took[-1] < 1.5, f"answered after {[round(t, 2) for t in took]} s"
+
+
+@pytest.mark.slow
+def test_unpatched_green_workers_share_a_burst_of_blocking_requests(brimd):
+    """Unpatched, a green worker blocks whole while its app sleeps. 8 such requests of
+    1 s at once on 2 workers then end as on gunicorn's sync workers, at 1, 1, 2, 2,
+    3, 3, 4, 4 s, 4 on each: a worker lets each connection it accepts reach its app
+    before it takes another from the shared queue, so it never holds connections the
+    other worker could serve. (A worker that accepted all that were queued in one go
+    ended them at up to 5 or 6 s.)"""
+    port = free_port()
+    _conf(brimd, port, worker_model="green")
+    _up(brimd, port)
+    answers: list[bytes] = []
+    took = _burst(port, 8, answers=answers)
+    assert took[-1] < 4.7, f"answered after {[round(t, 2) for t in took]} s"
+    assert sorted(Counter(answers).values()) == [4, 4], Counter(answers)
 
 
 @pytest.mark.parametrize("options", [{"worker_model": "threads", "threads": 1},
