@@ -2,7 +2,7 @@
 """Request logging at wire speed: brimd against gunicorn and granian, driven by wrk.
 
     python3 benchmarks/http.py [--rounds 3] [--duration 10] [--connections 64]
-                               [--only brimd-file,granian,...]
+                               [--wrk-threads 2] [--only brimd-file,granian,...]
 
 Every row serves the same hello-world WSGI app (13-byte body, Content-Length
 set) with 2 worker processes and keep-alive, under ``wrk -t2 -c64``:
@@ -609,11 +609,11 @@ class Result:
 
 
 def run_wrk(wrk: str, port: int, duration: int, connections: int,
-            cpu: Callable[[], Cpu]) -> tuple[Result, str]:
+            cpu: Callable[[], Cpu], threads: int = 2) -> tuple[Result, str]:
     """wrk's warm-up and measured run; ``cpu()`` (the server's CPU seconds) is read
     around the measured one."""
     url = f"http://127.0.0.1:{port}/"
-    base = [wrk, "-t2", f"-c{connections}"]
+    base = [wrk, f"-t{threads}", f"-c{connections}"]
     warm = subprocess.run([*base, f"-d{WARM_UP}s", url], capture_output=True, text=True,
                           check=True, timeout=WARM_UP + 60).stdout
     before = cpu()
@@ -677,6 +677,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--wrk-threads", type=int, default=2,
+                    help="wrk's threads (-t); 1 leaves out the pairing of wrk threads "
+                         "with workers that a 2-core machine rewards (see README)")
     ap.add_argument("--only", metavar="NAMES", default=",".join(ROWS),
                     help=f'comma-separated rows to run, of {", ".join(ROWS + EXTRA_ROWS)} '
                          f'(default: {",".join(ROWS)})')
@@ -691,7 +694,8 @@ def main() -> int:
     python = ensure_venv()
     print(f"versions: {versions(python, tools)}")
     print(f"{args.rounds} round(s) of {len(rows)} row(s): {WARM_UP}s warm-up + "
-          f"{args.duration}s of wrk -t2 -c{args.connections}, {WORKERS} workers each\n",
+          f"{args.duration}s of wrk -t{args.wrk_threads} -c{args.connections}, "
+          f"{WORKERS} workers each\n",
           flush=True)
 
     # A SIGTERM to the script unwinds like ^C does, through every finally below.
@@ -773,7 +777,7 @@ def one_run(bench: Bench, row: str, args: argparse.Namespace) -> Result | str:
         try:
             start(run)
             result, _ = run_wrk(bench.tools["wrk"], port, args.duration, args.connections,
-                                run.cpu_times)
+                                run.cpu_times, args.wrk_threads)
         finally:
             run.stop()
     except Skip as err:
