@@ -112,9 +112,9 @@ class _Resume:
 
     eventlet's own timer carries the callback's args and kwargs and is made
     through two more calls; a worker yields once per keep-alive request,
-    where the difference shows. The hub asks a timer
-    only for ``seconds`` (when it adds it), ``called``, to call it, and
-    orders two of the same due time by ``<``, so this is all it needs to be.
+    where the difference shows. The hub reads a timer's ``seconds`` when it
+    adds it and its ``called`` when it comes due, then calls it, and orders
+    two of the same due time by ``<``: this is all it needs to be.
     """
 
     __slots__ = ("called", "switch")
