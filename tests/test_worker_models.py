@@ -118,7 +118,7 @@ def test_unpatched_green_workers_share_a_burst_of_blocking_requests(brimd):
     3, 3, 4, 4 s, 4 on each: a worker lets each connection it accepts reach its app
     before it takes another from the shared queue, so it never holds connections the
     other worker could serve. (A worker that accepted all that were queued in one go
-    ended them at up to 5 or 6 s.)"""
+    ended them at up to 5 to 7 s.)"""
     port = free_port()
     _conf(brimd, port, worker_model="green")
     _up(brimd, port)
